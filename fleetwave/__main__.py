@@ -1,0 +1,5 @@
+"""``python -m fleetwave`` runs the CLI."""
+
+from fleetwave.cli import main
+
+main()

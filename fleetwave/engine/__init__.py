@@ -1,0 +1,1 @@
+"""fleetwave.engine: see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""fleetwave.plan: see DESIGN.md."""

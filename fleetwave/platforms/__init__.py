@@ -1,0 +1,1 @@
+"""Device-management platforms: the protocol the engine needs, and one adapter per platform."""

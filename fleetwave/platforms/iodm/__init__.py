@@ -1,0 +1,1 @@
+"""fleetwave.platforms.iodm: see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""fleetwave.sim: see DESIGN.md."""

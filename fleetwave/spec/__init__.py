@@ -1,0 +1,1 @@
+"""fleetwave.spec: see DESIGN.md."""

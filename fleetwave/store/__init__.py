@@ -1,0 +1,1 @@
+"""fleetwave.store: see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""Prefect flows: thin glue over fleetwave.engine."""
