@@ -15,8 +15,8 @@ from typing import Protocol, runtime_checkable
 import pendulum
 
 __all__ = [
-    "DeviceInfo",
     "DeviceGroup",
+    "DeviceInfo",
     "ExecuteType",
     "PackageInfo",
     "PackageKind",
@@ -29,14 +29,14 @@ __all__ = [
 ]
 
 
-class PackageKind(str, enum.Enum):
+class PackageKind(enum.StrEnum):
     """What a campaign upgrades; IoDM's fileType and operation type derive from it."""
 
     FIRMWARE = "firmware"
     SOFTWARE = "software"
 
 
-class ExecuteType(str, enum.Enum):
+class ExecuteType(enum.StrEnum):
     """When the platform runs a task: at once, when each device comes online, or in a window."""
 
     NOW = "now"
@@ -44,7 +44,7 @@ class ExecuteType(str, enum.Enum):
     CUSTOM = "custom"
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Status of a platform task or of one device's subtask (lower case, normalised)."""
 
     WAIT = "wait"

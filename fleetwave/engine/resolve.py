@@ -1,0 +1,259 @@
+"""Stage 2, resolve targets: groups, explicit IDs and ID files -> one de-duplicated device list.
+
+Streams the platform's paged listings (group members, then one inventory pass filtered
+by the package's device type) and keeps one small string per device, so a million
+devices stay within a few hundred MB. Every device left out is recorded with its
+:class:`SkipReason`. Read-only against the Platform protocol.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetwave.errors import UserError
+from fleetwave.platforms.base import DeviceInfo, PackageInfo, Platform
+from fleetwave.platforms.errors import NotFound
+from fleetwave.spec.model import CampaignSpec, GroupRef
+
+__all__ = [
+    "GroupCount",
+    "Resolution",
+    "SkipReason",
+    "TargetProblem",
+    "read_id_file",
+    "resolve_targets",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bucket of devices named explicitly (not through a group).
+EXPLICIT = "(explicit)"
+
+
+class TargetProblem(UserError):
+    """A target named in the campaign file does not exist or cannot be read."""
+
+
+class SkipReason(enum.StrEnum):
+    """Why a named device is not upgraded."""
+
+    EXCLUDED = "excluded"
+    """Listed in exclude / exclude_file."""
+    UP_TO_DATE = "up_to_date"
+    """Already runs the target version."""
+    INCOMPATIBLE = "incompatible"
+    """Its model or manufacturer differs from the package's."""
+    NOT_IN_INVENTORY = "not_in_inventory"
+    """Not found among the inventory's devices of the package's type (other type, or unknown)."""
+    CONNECTIVITY = "connectivity"
+    """Its status (ONLINE/OFFLINE/...) is not in targets.connectivity."""
+
+    @property
+    def text(self) -> str:
+        return _TEXT[self]
+
+
+_TEXT = {
+    SkipReason.EXCLUDED: "excluded by the campaign",
+    SkipReason.UP_TO_DATE: "already on the target version",
+    SkipReason.INCOMPATIBLE: "model or manufacturer differs from the package",
+    SkipReason.NOT_IN_INVENTORY: "not in the inventory as the package's device type",
+    SkipReason.CONNECTIVITY: "status not allowed by targets.connectivity",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCount:
+    """A resolved group: how many members it has and how many of them are eligible."""
+
+    label: str
+    group_id: str
+    members: int
+    eligible: int
+
+
+@dataclass(slots=True)
+class Resolution:
+    """Eligible devices (unique, in resolution order) with a planner bucket each, and the
+    devices left out, by reason."""
+
+    device_ids: list[str]
+    buckets: list[str]
+    groups: list[GroupCount]
+    explicit: int
+    duplicates: int
+    skipped: dict[SkipReason, list[str]] = field(default_factory=dict)
+    inventory_seen: int = 0
+    """Named devices the inventory pass returned."""
+    inventory_scanned: int = 0
+    """Devices the inventory pass read in all (named or not): its page cost."""
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def skip_counts(self) -> dict[str, int]:
+        """``{reason: count}`` for the reasons that occurred."""
+        return {r.value: len(ids) for r, ids in self.skipped.items() if ids}
+
+
+def read_id_file(path: str | Path) -> Iterator[str]:
+    """Device IDs of a file: one per line; blank lines and ``#`` comments ignored."""
+    p = Path(path)
+    try:
+        with p.open(encoding="utf-8") as fh:
+            for line in fh:
+                text = line.split("#", 1)[0].strip()
+                if text:
+                    yield text
+    except OSError as exc:
+        raise TargetProblem(f"cannot read device ID file {p}: {exc.strerror or exc}") from None
+
+
+async def _group_id(platform: Platform, index: int, ref: GroupRef) -> str:
+    if ref.id is not None:
+        return ref.id
+    async for g in platform.list_groups(name=ref.name):
+        if g.name == ref.name:
+            return g.group_id
+    names = [g.name async for g in platform.list_groups()]
+
+    close = difflib.get_close_matches(ref.name or "", names, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"groups: {', '.join(names[:10])}"
+    raise TargetProblem(
+        f"targets.groups[{index}].name: no device group named {ref.name!r} on platform "
+        f"{platform.name}",
+        hint=hint,
+    )
+
+
+def _skip_reason(
+    spec: CampaignSpec, package: PackageInfo, info: DeviceInfo, allowed_status: set[str] | None
+) -> SkipReason | None:
+    t = spec.targets
+    if t.check_compatibility and (
+        (info.device_type is not None and info.device_type != package.device_type)
+        or (info.model is not None and info.model != package.model)
+        or (
+            info.manufacturer_name is not None
+            and info.manufacturer_name != package.manufacturer_name
+        )
+    ):
+        return SkipReason.INCOMPATIBLE
+    if t.skip_up_to_date and info.version(spec.kind) == package.version:
+        return SkipReason.UP_TO_DATE
+    if allowed_status is not None and (info.status or "").upper() not in allowed_status:
+        return SkipReason.CONNECTIVITY
+    return None
+
+
+async def resolve_targets(
+    platform: Platform, spec: CampaignSpec, package: PackageInfo
+) -> Resolution:
+    """Stage 2: the eligible devices of ``spec`` for ``package``, each exactly once.
+
+    Order of checks for a named device: excluded; then, with the inventory pre-flight,
+    not in the inventory as the package's device type, incompatible model/manufacturer,
+    already on the target version, connectivity.
+    """
+    t = spec.targets
+    excluded: set[str] = set(t.exclude)
+    if t.exclude_file:
+        excluded.update(read_id_file(t.exclude_file))
+
+    candidates: dict[str, str] = {}  # device id -> bucket
+    skipped: dict[SkipReason, list[str]] = {r: [] for r in SkipReason}
+    duplicates = 0
+    group_counts: list[tuple[str, str, int]] = []
+
+    def add(device_id: str, bucket: str) -> None:
+        nonlocal duplicates
+        if device_id in candidates:
+            duplicates += 1
+        elif device_id in excluded:
+            if device_id not in seen_excluded:
+                seen_excluded.add(device_id)
+                skipped[SkipReason.EXCLUDED].append(device_id)
+            else:
+                duplicates += 1
+        else:
+            candidates[device_id] = bucket
+
+    seen_excluded: set[str] = set()
+    for i, ref in enumerate(t.groups):
+        gid = await _group_id(platform, i, ref)
+        members = 0
+        try:
+            async for device_id in platform.group_members(gid):
+                members += 1
+                add(device_id, ref.label)
+        except NotFound:
+            raise TargetProblem(
+                f"targets.groups[{i}]: no device group {ref.label} on platform {platform.name}"
+            ) from None
+        group_counts.append((ref.label, gid, members))
+        log.info("group %s: %d members", ref.label, members)
+
+    explicit = 0
+    for device_id in t.devices:
+        explicit += 1
+        add(device_id, EXPLICIT)
+    if t.devices_file:
+        for device_id in read_id_file(t.devices_file):
+            explicit += 1
+            add(device_id, EXPLICIT)
+
+    inventory_seen = inventory_scanned = 0
+    models: dict[str, str] | None = None  # eligible device -> model, after the pre-flight
+    if t.preflight and candidates:
+        models = {}
+        decided: set[str] = set()
+        allowed_status = {c.value for c in t.connectivity} if t.connectivity else None
+        async for info in platform.devices(
+            device_type=package.device_type if t.check_compatibility else None
+        ):
+            inventory_scanned += 1
+            if info.device_id not in candidates or info.device_id in decided:
+                continue
+            decided.add(info.device_id)
+            inventory_seen += 1
+            reason = _skip_reason(spec, package, info, allowed_status)
+            if reason is None:
+                models[info.device_id] = info.model or "?"
+            else:
+                skipped[reason].append(info.device_id)
+        skipped[SkipReason.NOT_IN_INVENTORY] = [d for d in candidates if d not in decided]
+        del decided
+
+    device_ids: list[str] = []
+    buckets: list[str] = []
+    per_group: dict[str, int] = {}
+    for device_id, label in candidates.items():
+        if models is not None:
+            model = models.get(device_id)
+            if model is None:
+                continue
+            buckets.append(f"{label}|{model}")
+        else:
+            buckets.append(label)
+        device_ids.append(device_id)
+        per_group[label] = per_group.get(label, 0) + 1
+    groups = [
+        GroupCount(label, gid, members, per_group.get(label, 0))
+        for label, gid, members in group_counts
+    ]
+    return Resolution(
+        device_ids=device_ids,
+        buckets=buckets,
+        groups=groups,
+        explicit=explicit,
+        duplicates=duplicates,
+        skipped={r: ids for r, ids in skipped.items() if ids},
+        inventory_seen=inventory_seen,
+        inventory_scanned=inventory_scanned,
+    )

@@ -1,0 +1,140 @@
+"""Stage 2 (resolve) against the in-memory FakePlatform: de-duplication and skip reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetwave.engine.resolve import SkipReason, TargetProblem, read_id_file, resolve_targets
+from fleetwave.platforms.base import PackageKind
+from tests.fakes import FakePlatform, make_device, make_package, make_spec
+
+PKG = make_package("fw-new", "1.5.0")
+
+
+def fleet() -> FakePlatform:
+    p = FakePlatform(packages=[PKG])
+    a = [f"a{i}" for i in range(10)]
+    b = [f"b{i}" for i in range(5)] + ["a0", "a1"]  # two devices in both groups
+    p.add_group("g-a", "meters-a", a)
+    p.add_group("g-b", "meters-b", b)
+    for d in a + b[:5] + ["x1", "x2"]:
+        p.inventory.append(make_device(d))
+    # special cases
+    p.inventory[2] = make_device("a2", fw_version="1.5.0")  # already up to date
+    p.inventory[3] = make_device("a3", status="OFFLINE")
+    p.inventory[4] = make_device("a4", model="WM-300")  # incompatible model
+    p.inventory[5] = make_device("a5", device_type="GasMeter")  # other type
+    p.inventory.append(make_device("t1", device_type="Tracker"))
+    return p
+
+
+async def test_groups_dedup_and_skip_reasons() -> None:
+    p = fleet()
+    spec = make_spec(
+        targets={
+            "groups": [{"name": "meters-a"}, {"id": "g-b"}],
+            "devices": ["x1", "b0", "ghost"],
+            "exclude": ["a9"],
+            "connectivity": ["ONLINE"],
+        }
+    )
+    r = await resolve_targets(p, spec, PKG)
+    assert len(r.device_ids) == len(set(r.device_ids))
+    assert r.skipped[SkipReason.EXCLUDED] == ["a9"]
+    assert r.skipped[SkipReason.UP_TO_DATE] == ["a2"]
+    assert r.skipped[SkipReason.CONNECTIVITY] == ["a3"]
+    assert r.skipped[SkipReason.INCOMPATIBLE] == ["a4"]
+    # a5 is a GasMeter: the inventory pass filtered by WaterMeter never returns it
+    assert sorted(r.skipped[SkipReason.NOT_IN_INVENTORY]) == ["a5", "ghost"]
+    expected = {f"a{i}" for i in (0, 1, 6, 7, 8)} | {f"b{i}" for i in range(5)} | {"x1"}
+    assert set(r.device_ids) == expected
+    assert r.duplicates == 3  # a0, a1 from group b, b0 explicitly
+    assert r.explicit == 3
+    assert [(g.label, g.members, g.eligible) for g in r.groups] == [
+        ("meters-a", 10, 5),
+        ("id:g-b", 7, 5),
+    ]
+    assert len(r.buckets) == len(r.device_ids)
+    assert r.buckets[0] == "meters-a|WM-200"
+    assert p.writes == 0
+
+
+async def test_no_preflight_keeps_everything_but_exclusions() -> None:
+    p = fleet()
+    spec = make_spec(
+        targets={
+            "groups": [{"name": "meters-a"}],
+            "exclude": ["a1"],
+            "preflight": False,
+            "skip_up_to_date": False,
+            "check_compatibility": False,
+        }
+    )
+    r = await resolve_targets(p, spec, PKG)
+    assert r.device_ids == [f"a{i}" for i in range(10) if i != 1]
+    assert r.skip_counts() == {"excluded": 1}
+    assert "GET /devices" not in p.calls
+
+
+async def test_software_kind_compares_sw_version() -> None:
+    pkg = make_package("sw-new", "2.1.0", kind=PackageKind.SOFTWARE)
+    p = fleet()
+    p.packages.append(pkg)
+    p.inventory[0] = make_device("a0", sw_version="2.1.0", fw_version="1.5.0")
+    spec = make_spec(kind="software", package={"file_id": "sw-new"})
+    r = await resolve_targets(p, spec, pkg)
+    assert r.skipped[SkipReason.UP_TO_DATE] == ["a0"]  # a2 has fw 1.5.0 but sw 2.0.1
+    assert "a2" in r.device_ids
+
+
+async def test_unknown_group_name_suggests_close_match() -> None:
+    p = fleet()
+    spec = make_spec(targets={"groups": [{"name": "meters-aa"}]})
+    with pytest.raises(
+        TargetProblem,
+        match=r"targets.groups\[0\].name: no device group named "
+        r"'meters-aa'.*did you mean 'meters-a'",
+    ):
+        await resolve_targets(p, spec, PKG)
+
+
+async def test_unknown_group_id() -> None:
+    p = fleet()
+    spec = make_spec(targets={"groups": [{"id": "nope"}]})
+    with pytest.raises(TargetProblem, match="no device group id:nope"):
+        await resolve_targets(p, spec, PKG)
+
+
+async def test_id_files(tmp_path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# header\nx1\n\n  x2  # trailing comment\nx1\n")
+    ex = tmp_path / "ex.txt"
+    ex.write_text("x2\n")
+    assert list(read_id_file(ids)) == ["x1", "x2", "x1"]
+    p = fleet()
+    spec = make_spec(
+        targets={"devices_file": str(ids), "exclude_file": str(ex), "skip_up_to_date": True}
+    )
+    r = await resolve_targets(p, spec, PKG)
+    assert r.device_ids == ["x1"]
+    assert r.skipped[SkipReason.EXCLUDED] == ["x2"]
+    assert r.duplicates == 1
+    assert r.buckets == ["(explicit)|WM-200"]
+
+
+def test_missing_id_file_is_a_user_error(tmp_path) -> None:
+    with pytest.raises(TargetProblem, match="cannot read device ID file"):
+        list(read_id_file(tmp_path / "nope.txt"))
+
+
+async def test_large_fleet_streams_once() -> None:
+    n = 20_000
+    p = FakePlatform(packages=[PKG])
+    ids = [f"d{i:06d}" for i in range(n)]
+    p.add_group("g", "big", ids)
+    p.inventory = [make_device(d) for d in ids]
+    r = await resolve_targets(p, make_spec(targets={"groups": [{"name": "big"}]}), PKG)
+    assert len(r.device_ids) == n
+    assert p.calls["GET /devices/ids"] == 20
+    assert p.calls["GET /devices"] == 80
+    assert r.inventory_scanned == n
