@@ -8,7 +8,8 @@
     ├── NotFound
     │   ├── PackageNotFound
     │   ├── TaskNotFound
-    │   └── DeviceNotFound
+    │   ├── DeviceNotFound
+    │   └── GroupNotFound
     └── RequestRejected       the platform refused the request as invalid
         ├── TargetMismatch    package does not fit the devices' type/model/manufacturer
         ├── InvalidPolicy     bad execute type, window or retry settings
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "AuthFailed",
     "DeviceNotFound",
+    "GroupNotFound",
     "InvalidPolicy",
     "NotFound",
     "OutcomeUnknown",
@@ -97,6 +99,10 @@ class TaskNotFound(NotFound):
 
 class DeviceNotFound(NotFound):
     """No device with that deviceId."""
+
+
+class GroupNotFound(NotFound):
+    """No device group with that ID or name."""
 
 
 class RequestRejected(PlatformError):

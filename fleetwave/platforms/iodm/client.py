@@ -1,0 +1,418 @@
+"""The IoDM HTTP client: one place for auth, the call budget, retries, error mapping and counts.
+
+Every call passes the app's rate limiter, carries a valid token (see ``auth``), is
+counted per endpoint template ("GET /iodm/northbound/v1.5.0/operations/{operationId}"),
+and is retried with exponential backoff and full jitter when that is safe: GETs, login
+and refresh on connection errors, timeouts, 5xx and unreadable bodies; every call on
+403 1010009 (throttled, nothing was done) and once on 403 1010005 after a re-login. A
+call that is not replay-safe (creating a task) whose request may have reached the
+platform raises :class:`OutcomeUnknown` instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pendulum
+from pydantic import ValidationError
+
+from fleetwave.clock import Clock, RealClock
+from fleetwave.platforms.errors import OutcomeUnknown, PlatformError
+
+from .auth import TokenManager
+from .errors import (
+    THROTTLE_CODE,
+    TOKEN_INVALID_CODE,
+    IoDMConnectionError,
+    MalformedResponse,
+    error_for,
+)
+from .limiter import RateLimiter, get_limiter, prefect_rate_limit_hook
+from .models import Page
+from .redact import install_redaction
+from .settings import IoDMSettings
+
+__all__ = ["IoDMClient"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# raised before a single byte of the request left: always safe to try again
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _ssl_context(settings: IoDMSettings) -> ssl.SSLContext | bool:
+    if not settings.verify_tls:
+        return False
+    ctx = ssl.create_default_context(cafile=str(settings.ca_bundle) if settings.ca_bundle else None)
+    if settings.client_cert and settings.client_key:
+        ctx.load_cert_chain(str(settings.client_cert), str(settings.client_key))
+    return ctx
+
+
+class IoDMClient:
+    """Async IoDM northbound client for one app; use as ``async with IoDMClient(s) as c``."""
+
+    def __init__(
+        self,
+        settings: IoDMSettings,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        install_redaction()
+        self.settings = settings
+        self.clock: Clock = clock or RealClock()
+        hook = (
+            prefect_rate_limit_hook(settings.prefect_rate_limit)
+            if settings.prefect_rate_limit
+            else None
+        )
+        self.limiter = limiter or get_limiter(
+            settings.key, settings.rate_limit, clock=self.clock, hook=hook
+        )
+        self._rng = rng or random.Random()
+        try:
+            verify = _ssl_context(settings)
+        except (OSError, ssl.SSLError) as exc:
+            raise PlatformError(
+                f"cannot load the TLS files (IODM_CA_BUNDLE / IODM_CLIENT_CERT / "
+                f"IODM_CLIENT_KEY): {exc}; check they are PEM files and the key matches"
+            ) from None
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            transport=transport,
+            verify=verify,
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+        self.auth = TokenManager(settings, self.clock, self._unauthenticated)
+        self._counts: Counter[str] = Counter()
+        self._statuses: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+    # -- public -------------------------------------------------------------------------
+
+    async def get(
+        self,
+        template: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """GET a JSON document (replay-safe)."""
+        return await self._call(
+            "GET", template, path_params=path_params, params=params, replay_safe=True
+        )
+
+    async def post(
+        self,
+        template: str,
+        *,
+        json_body: Mapping[str, Any],
+        path_params: Mapping[str, str] | None = None,
+        replay_safe: bool = False,
+    ) -> Any:
+        """POST a JSON body; unless ``replay_safe`` it is never sent twice."""
+        return await self._call(
+            "POST",
+            template,
+            path_params=path_params,
+            json_body=dict(json_body),
+            replay_safe=replay_safe,
+        )
+
+    async def paged(
+        self,
+        template: str,
+        page_model: type[Page[T]],
+        *,
+        page_size: int,
+        params: Mapping[str, Any] | None = None,
+        path_params: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[T]:
+        """Yield every item of a paged listing, page by page (``pageNo`` from 0).
+
+        Stops at an empty page, once ``totalCount`` items were seen, or, without a
+        total, at a short page. If the platform caps the page size below what was
+        asked, later pages are requested with the platform's size.
+        """
+        base = {k: v for k, v in (params or {}).items() if v is not None}
+        page_no = 0
+        seen = 0
+        size = page_size
+        while True:
+            body = await self.get(
+                template,
+                path_params=path_params,
+                params={**base, "pageNo": page_no, "pageSize": size},
+            )
+            path = _fill(template, path_params)
+            try:
+                page = page_model.model_validate(body if body is not None else {})
+            except ValidationError as exc:
+                raise malformed(exc, "GET", path) from None
+            for item in page.items:
+                yield item
+            count = len(page.items)
+            seen += count
+            if count == 0:
+                return
+            if page.total_count is not None:
+                if seen >= page.total_count:
+                    return
+            elif count < min(size, page.page_size or size):
+                return
+            if page.page_size and 0 < page.page_size < size and page_no == 0:
+                size = page.page_size  # the platform capped it; keep offsets consistent
+            page_no += 1
+
+    def call_counts(self) -> dict[str, int]:
+        """HTTP attempts per endpoint template, retries and logins included."""
+        return dict(self._counts)
+
+    def call_statuses(self) -> dict[str, dict[str, int]]:
+        """Attempts per endpoint template and HTTP status ("error" = no answer)."""
+        return {k: dict(v) for k, v in self._statuses.items()}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> IoDMClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"IoDMClient(base_url={self.settings.base_url!r}, app_id={self.settings.app_id!r})"
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _unauthenticated(
+        self,
+        method: str,
+        template: str,
+        form: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+    ) -> Any:
+        return await self._call(
+            method, template, form=form, json_body=json_body, authed=False, replay_safe=True
+        )
+
+    async def _call(
+        self,
+        method: str,
+        template: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        authed: bool = True,
+        replay_safe: bool,
+    ) -> Any:
+        s = self.settings
+        path = _fill(template, path_params)
+        label = f"{method} {template}"
+        started: pendulum.DateTime | None = None  # the retry budget starts at the first failure
+        failures = 0
+        throttles = 0
+        relogged = False
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+
+        def budget_left(delay: float) -> bool:
+            nonlocal started
+            now = self.clock.now()
+            if started is None:
+                started = now
+            spent = (now - started).total_seconds()
+            return spent + delay <= s.max_retry_seconds
+
+        while True:
+            headers = {"app_key": s.app_id}
+            token: str | None = None
+            if authed:
+                token = await self.auth.token()
+                headers["Authorization"] = f"Bearer {token}"
+            await self.limiter.acquire()
+            self._counts[label] += 1
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    params=clean_params or None,
+                    json=json_body,
+                    data=form,
+                    headers=headers,
+                )
+            except httpx.TransportError as exc:
+                self._statuses[label]["error"] += 1
+                sent = not isinstance(exc, _NOT_SENT)
+                what = type(exc).__name__
+                if sent and not replay_safe:
+                    raise OutcomeUnknown(
+                        f"the connection failed ({what}) after the request was sent, so the "
+                        "platform may or may not have done it; it is not sent again: "
+                        "reconcile through the task list",
+                        method=method,
+                        path=path,
+                    ) from exc
+                if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise IoDMConnectionError(
+                        f"the platform's TLS certificate at {s.base_url} is not trusted ({exc}); "
+                        "set IODM_CA_BUNDLE to the CA that signed it and check IODM_BASE_URL's "
+                        "host name matches the certificate",
+                        method=method,
+                        path=path,
+                    ) from exc
+                failures += 1
+                delay = self._delay(failures, s.backoff_base, s.backoff_cap)
+                if failures >= s.max_attempts or not budget_left(delay):
+                    raise IoDMConnectionError(
+                        f"cannot reach the platform at {s.base_url} ({what}: {exc}) after "
+                        f"{failures} attempts; check IODM_BASE_URL, the network and TLS settings",
+                        method=method,
+                        path=path,
+                    ) from exc
+                log.info("%s %s: %s, retrying in %.2f s", method, path, what, delay)
+                await self.clock.sleep(delay)
+                continue
+
+            status = response.status_code
+            self._statuses[label][str(status)] += 1
+            if 200 <= status < 300:
+                try:
+                    body = _json(response)
+                except ValueError:
+                    if not replay_safe:
+                        raise OutcomeUnknown(
+                            f"the platform answered HTTP {status} with an unreadable body, so "
+                            "the result (e.g. the operationId) is unknown; reconcile through "
+                            "the task list",
+                            status_code=status,
+                            method=method,
+                            path=path,
+                        ) from None
+                    failures += 1
+                    delay = self._delay(failures, s.backoff_base, s.backoff_cap)
+                    if failures >= s.max_attempts or not budget_left(delay):
+                        raise MalformedResponse(
+                            f"the platform kept answering with unreadable JSON ({failures} "
+                            "attempts); check IODM_BASE_URL points at the IoDM northbound API",
+                            status_code=status,
+                            method=method,
+                            path=path,
+                        ) from None
+                    log.info("%s %s: unreadable body, retrying in %.2f s", method, path, delay)
+                    await self.clock.sleep(delay)
+                    continue
+                if isinstance(body, dict) and "error_code" in body:
+                    # some group APIs report errors with HTTP 200
+                    code, desc = _error_fields(body)
+                    raise error_for(
+                        status_code=status, code=code, description=desc, method=method, path=path
+                    )
+                return body
+
+            code, desc = _error_fields(_json_or_none(response))
+            if code == TOKEN_INVALID_CODE and authed and token is not None and not relogged:
+                relogged = True
+                log.info("%s %s: token refused (1010005); logging in again", method, path)
+                await self.auth.refused(token)
+                continue
+            if code == THROTTLE_CODE:
+                throttles += 1
+                delay = self._delay(throttles, s.throttle_backoff_base, s.throttle_backoff_cap)
+                if throttles > s.max_throttle_retries or not budget_left(delay):
+                    raise error_for(
+                        status_code=status, code=code, description=desc, method=method, path=path
+                    )
+                log.info("%s %s: throttled (1010009), backing off %.2f s", method, path, delay)
+                await self.clock.sleep(delay)
+                continue
+            if status >= 500:
+                if not replay_safe:
+                    raise OutcomeUnknown(
+                        f"the platform answered HTTP {status} to a call that changes it, so it "
+                        "may or may not have done it; it is not sent again: reconcile through "
+                        "the task list",
+                        status_code=status,
+                        code=code,
+                        description=desc,
+                        method=method,
+                        path=path,
+                    )
+                failures += 1
+                delay = self._delay(failures, s.backoff_base, s.backoff_cap)
+                if failures >= s.max_attempts or not budget_left(delay):
+                    raise error_for(
+                        status_code=status, code=code, description=desc, method=method, path=path
+                    )
+                log.info("%s %s: HTTP %d, retrying in %.2f s", method, path, status, delay)
+                await self.clock.sleep(delay)
+                continue
+            raise error_for(
+                status_code=status, code=code, description=desc, method=method, path=path
+            )
+
+    def _delay(self, attempt: int, base: float, cap: float) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+        return self._rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
+
+
+def _fill(template: str, path_params: Mapping[str, str] | None) -> str:
+    path = template
+    for name, value in (path_params or {}).items():
+        path = path.replace("{" + name + "}", quote(str(value), safe=""))
+    return path
+
+
+def _json(response: httpx.Response) -> Any:
+    text = response.content
+    if not text.strip():
+        return None
+    return json.loads(text)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return _json(response)
+    except ValueError:
+        return None
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None]:
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("error_code", body.get("errorCode", body.get("resultcode")))
+    desc = body.get("error_desc", body.get("errorDesc", body.get("resultmsg")))
+    return (None if code is None else str(code)), (None if desc is None else str(desc)[:300])
+
+
+def malformed(exc: ValidationError, method: str, path: str) -> MalformedResponse:
+    where = ", ".join(
+        ".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)[:5]
+    )
+    return MalformedResponse(
+        f"the platform's answer does not have the documented shape (bad or missing: {where})",
+        method=method,
+        path=path,
+    )
