@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from fleetwave.cli import campaign, db, run, sim
+from fleetwave.cli import campaign, db, report, run, sim
 from fleetwave.errors import UserError
 from fleetwave.platforms.errors import PlatformError
 
@@ -39,7 +39,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (sim, campaign, db, run):
+for _module in (sim, campaign, db, run, report):
     _module.register(app)
 
 

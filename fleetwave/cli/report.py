@@ -1,0 +1,56 @@
+"""``fleetwave report NAME [--png FILE] [--json]``: a campaign's report from the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register", "report"]
+
+
+def report(
+    name: Annotated[str, typer.Argument(help="The campaign's name (as in its YAML file).")],
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", help="Also write a chart of devices succeeded/failed over time."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    events: Annotated[int, typer.Option(help="How many of the last events to show.", min=0)] = 10,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Store URL (default: FLEETWAVE_DB_URL, else .fleetwave/fleetwave.db)."
+        ),
+    ] = None,
+) -> None:
+    """Show a campaign's summary, per-wave counts and last events; optionally a PNG chart."""
+    from fleetwave import store
+    from fleetwave.report import render_chart, render_markdown
+    from fleetwave.report.store import load_report
+
+    engine = store.get_engine(db)
+    try:
+        store.ensure_schema_current(engine)
+        with store.session_scope(engine, read_only=True) as session:
+            result = load_report(session, name, events=max(events, 1))
+    finally:
+        engine.dispose()
+    chart = render_chart(result, png) if png is not None else None
+    if as_json:
+        data = result.to_json()
+        data["events"] = data["events"][-events:] if events else []
+        if chart is not None:
+            data["chart"] = str(chart)
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(render_markdown(result, events=events))
+    if chart is not None:
+        typer.echo(f"chart: {chart}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` to the top-level app."""
+    app.command("report")(report)

@@ -1,0 +1,288 @@
+"""Build a :class:`CampaignReport` from the store: SQL aggregates for counts, streams for time.
+
+Per-wave counts are one GROUP BY over device runs; the timeline streams finished devices
+(``yield_per``) into bounded buckets, so a million-device campaign costs no more memory
+than a thousand. A device that took the new version and was later rolled back appears in
+its wave's rollout line at the time its upgrade task finished, and in the rollback line at
+the time its rollback finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import pendulum
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
+
+from fleetwave.errors import UserError
+from fleetwave.report.model import (
+    CampaignReport,
+    DeviceOutcome,
+    EventLine,
+    Totals,
+    WaveReport,
+    build_timeline,
+)
+from fleetwave.store.models import (
+    Campaign,
+    ChunkKind,
+    DeviceRunStatus,
+    Event,
+    Wave,
+)
+
+__all__ = ["load_report", "totals_from_counts"]
+
+_D = DeviceRunStatus
+BREACH_EVENT = "threshold_breach"  # the engine's event kind when a failure threshold trips
+# Core columns (SQLModel's attributes are typed as plain values, these as SQL expressions).
+_DR = SQLModel.metadata.tables["device_run"].c
+_CH = SQLModel.metadata.tables["chunk"].c
+_CA = SQLModel.metadata.tables["campaign"].c
+_WA = SQLModel.metadata.tables["wave"].c
+_EV = SQLModel.metadata.tables["event"].c
+_TOOK_NEW = (_D.SUCCEEDED, _D.ROLLING_BACK, _D.ROLLED_BACK, _D.ROLLBACK_FAILED)
+_ROLLBACK = (_D.ROLLING_BACK, _D.ROLLED_BACK, _D.ROLLBACK_FAILED)
+
+
+def _pdt(value: datetime | None) -> pendulum.DateTime | None:
+    return _utc(value) if value is not None else None
+
+
+def _utc(value: datetime) -> pendulum.DateTime:
+    return pendulum.instance(value).in_tz("UTC")
+
+
+def totals_from_counts(
+    counts: Mapping[DeviceRunStatus, int], *, failed_then_cancelled: int = 0
+) -> tuple[Totals, Totals | None]:
+    """Rollout and (if any device is in a rollback status) rollback totals from status counts.
+
+    ``failed_then_cancelled``: CANCELLED devices that had failed first (a halt or rollback
+    cancels retryable failures); they count as failed, not as never sent.
+    """
+
+    def n(*statuses: DeviceRunStatus) -> int:
+        return sum(counts.get(s, 0) for s in statuses)
+
+    rollout = Totals(
+        devices=sum(counts.values()),
+        succeeded=n(*_TOOK_NEW),
+        failed=n(_D.FAILED, _D.TIMED_OUT) + failed_then_cancelled,
+        in_progress=n(_D.QUEUED, _D.SUBMITTED, _D.IN_PROGRESS),
+        pending=n(_D.PENDING),
+        skipped=n(_D.SKIPPED),
+        cancelled=n(_D.CANCELLED) - failed_then_cancelled,
+    )
+    if not n(*_ROLLBACK):
+        return rollout, None
+    rollback = Totals(
+        devices=n(*_ROLLBACK),
+        succeeded=n(_D.ROLLED_BACK),
+        failed=n(_D.ROLLBACK_FAILED),
+        in_progress=n(_D.ROLLING_BACK),
+    )
+    return rollout, rollback
+
+
+def _describe_package(spec: Mapping[str, Any], *keys: str) -> str | None:
+    """One line for the spec snapshot's package entry (the first of ``keys`` present)."""
+    value = next((spec[k] for k in keys if spec.get(k) is not None), None)
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        parts = [
+            f"{k}={v}"
+            for k, v in value.items()
+            if isinstance(v, str | int | float) and not isinstance(v, bool) and v != ""
+        ]
+        return ", ".join(parts) or None
+    return str(value)
+
+
+def _event_message(event: Event) -> str:
+    parts = [event.subject] if event.subject else []
+    for key, value in list((event.data or {}).items())[:8]:
+        if isinstance(value, str | int | float | bool) or value is None:
+            parts.append(f"{key}={value}")
+    if event.actor:
+        parts.append(f"by {event.actor}")
+    return " ".join(parts)
+
+
+def _outcomes(
+    session: Session, campaign_id: int, wave_names: Mapping[int, str]
+) -> Iterator[DeviceOutcome]:
+    """Every finished device once or twice (rollout, rollback), streamed."""
+
+    def name(index: int) -> str:
+        return wave_names.get(index, f"wave {index}")
+
+    final = sa.select(_DR.wave_index, _DR.status, _DR.finished_at).where(
+        _DR.campaign_id == campaign_id,
+        _DR.finished_at.is_not(None),
+        sa.or_(
+            _DR.status.in_(
+                [_D.SUCCEEDED, _D.FAILED, _D.TIMED_OUT, _D.ROLLED_BACK, _D.ROLLBACK_FAILED]
+            ),
+            sa.and_(_DR.status == _D.CANCELLED, _DR.failure_kind.is_not(None)),
+        ),
+    )
+    for wave_index, status, finished_at in session.execute(final.execution_options(yield_per=5000)):
+        if status in (_D.ROLLED_BACK, _D.ROLLBACK_FAILED):
+            yield DeviceOutcome(
+                f"{name(wave_index)} (rollback)", _utc(finished_at), status is _D.ROLLED_BACK
+            )
+        else:
+            yield DeviceOutcome(name(wave_index), _utc(finished_at), status is _D.SUCCEEDED)
+
+    # Devices now in a rollback status took the new version when their upgrade task finished.
+    rolled = sa.select(_DR.device_id).where(
+        _DR.campaign_id == campaign_id,
+        _DR.status.in_(_ROLLBACK),
+    )
+    rolled_ids = {row[0] for row in session.execute(rolled.execution_options(yield_per=5000))}
+    if not rolled_ids:
+        return
+    chunks = (
+        sa.select(_CH.wave_index, _CH.device_ids, _CH.finished_at, _CH.updated_at)
+        .where(
+            _CH.campaign_id == campaign_id,
+            _CH.kind == ChunkKind.UPGRADE,
+            _CH.operation_id.is_not(None),
+        )
+        .order_by(_CH.id.desc())  # the latest task holding a device is the one it took
+    )
+    for wave_index, device_ids, finished_at, updated_at in session.execute(
+        chunks.execution_options(yield_per=50)
+    ):
+        at = _utc(finished_at or updated_at)
+        for device_id in device_ids:
+            if device_id in rolled_ids:
+                rolled_ids.discard(device_id)  # counted once, at its latest upgrade task
+                yield DeviceOutcome(name(wave_index), at, True)
+
+
+def load_report(
+    session: Session, name: str, *, events: int = 20, max_points: int = 200
+) -> CampaignReport:
+    """The report of campaign ``name``; raises :class:`UserError` if there is none."""
+    campaign = session.execute(sa.select(Campaign).where(_CA.name == name)).scalar_one_or_none()
+    if campaign is None:
+        known = session.execute(sa.select(_CA.name).order_by(_CA.name).limit(10)).scalars().all()
+        hint = f"known campaigns: {', '.join(known)}" if known else "no campaign has run yet"
+        raise UserError(f"no campaign named {name!r} in the store", hint=hint)
+    assert campaign.id is not None
+    cid = campaign.id
+
+    waves = (
+        session.execute(sa.select(Wave).where(_WA.campaign_id == cid).order_by(_WA.index))
+        .scalars()
+        .all()
+    )
+    wave_names = {w.index: w.name for w in waves}
+
+    counts: dict[int, dict[DeviceRunStatus, int]] = {}
+    failed_then_cancelled: dict[int, int] = {}
+    had_failure = _DR.failure_kind.is_not(None)
+    for wave_index, status, failed_first, count in session.execute(
+        sa.select(_DR.wave_index, _DR.status, had_failure, sa.func.count())
+        .where(_DR.campaign_id == cid)
+        .group_by(_DR.wave_index, _DR.status, had_failure)
+    ):
+        per_wave = counts.setdefault(wave_index, {})
+        per_wave[status] = per_wave.get(status, 0) + count
+        if status is _D.CANCELLED and failed_first:
+            failed_then_cancelled[wave_index] = failed_then_cancelled.get(wave_index, 0) + count
+
+    chunk_counts: dict[tuple[int, ChunkKind], int] = {}
+    for wave_index, kind, count in session.execute(
+        sa.select(_CH.wave_index, _CH.kind, sa.func.count())
+        .where(_CH.campaign_id == cid, _CH.operation_id.is_not(None))
+        .group_by(_CH.wave_index, _CH.kind)
+    ):
+        chunk_counts[(wave_index, kind)] = count
+
+    rollout_rows: list[WaveReport] = []
+    rollback_rows: list[WaveReport] = []
+    all_rollout = Totals()
+    indexes = sorted(set(wave_names) | set(counts))
+    for index in indexes:
+        wave = next((w for w in waves if w.index == index), None)
+        rollout, rollback = totals_from_counts(
+            counts.get(index, {}), failed_then_cancelled=failed_then_cancelled.get(index, 0)
+        )
+        all_rollout = all_rollout + rollout
+        label = wave_names.get(index, f"wave {index}")
+        rollout_rows.append(
+            WaveReport(
+                index=index,
+                name=label,
+                status=wave.status.value if wave else "-",
+                totals=rollout,
+                chunks=chunk_counts.get((index, ChunkKind.UPGRADE), 0),
+                started_at=_pdt(wave.started_at) if wave else None,
+                finished_at=_pdt(wave.finished_at) if wave else None,
+            )
+        )
+        if rollback is not None:
+            rollback_rows.append(
+                WaveReport(
+                    index=index,
+                    name=label,
+                    status="rolling back" if rollback.in_progress else "rolled back",
+                    totals=rollback,
+                    phase="rollback",
+                    chunks=chunk_counts.get((index, ChunkKind.ROLLBACK), 0),
+                )
+            )
+
+    event_rows = (
+        session.execute(
+            sa.select(Event).where(_EV.campaign_id == cid).order_by(_EV.id.desc()).limit(events)
+        )
+        .scalars()
+        .all()
+    )
+    event_lines = tuple(
+        EventLine(_utc(e.at), e.kind, _event_message(e)) for e in reversed(event_rows)
+    )
+    breach_event = (
+        session.execute(
+            sa.select(Event)
+            .where(_EV.campaign_id == cid, _EV.kind == BREACH_EVENT)
+            .order_by(_EV.id.desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+    breach = None
+    if breach_event is not None:
+        breach = str((breach_event.data or {}).get("reason") or _event_message(breach_event))
+    # Chart and JSON list waves in wave order, the rollback phase after the rollout.
+    rows = rollout_rows + rollback_rows
+    order = {w.label: i for i, w in enumerate(rows)}
+    timeline = build_timeline(_outcomes(session, cid, wave_names), max_points=max_points)
+    spec = campaign.spec or {}
+    return CampaignReport(
+        name=campaign.name,
+        status=campaign.status.value,
+        kind=str(spec.get("kind", "-")),
+        totals=all_rollout,
+        waves=tuple(rows),
+        timeline=tuple(sorted(timeline, key=lambda series: order.get(series.wave, len(order)))),
+        events=event_lines,
+        package=_describe_package(spec, "package"),
+        rollback_package=_describe_package(spec, "rollback", "rollback_package"),
+        created_at=_pdt(campaign.created_at),
+        updated_at=_pdt(campaign.updated_at),
+        breach=breach,
+        halt_reason=campaign.status_reason
+        if campaign.status.value in ("halted", "rolling_back", "rolled_back", "failed")
+        else None,
+    )
