@@ -1,9 +1,222 @@
-"""CLI commands of the db area (filled in by that area's issue)."""
+"""CLI of the state store: ``fleetwave db upgrade``, ``fleetwave db current``, ``fleetwave status``.
+
+``--db URL`` overrides ``FLEETWAVE_DB_URL`` on every command; the URL shown never carries
+a password.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from fleetwave.errors import UserError
+
+__all__ = ["register", "status_document"]
+
+db_app = typer.Typer(
+    name="db",
+    help="The campaign database: migrate it, show its schema revision.",
+    no_args_is_help=True,
+)
+
+_DB_OPTION = typer.Option(
+    None, "--db", help="Database URL (default: $FLEETWAVE_DB_URL or .fleetwave/fleetwave.db)."
+)
+
+
+def _engine(db: str | None, *, must_exist: bool) -> Any:
+    from sqlalchemy.engine import make_url
+
+    from fleetwave import store
+
+    url = db or store.default_db_url()
+    if must_exist:
+        try:
+            parsed = make_url(url)
+        except Exception:
+            parsed = None
+        if parsed is not None and parsed.get_backend_name() == "sqlite":
+            path = parsed.database or ""
+            if path and path != ":memory:" and not Path(path).exists():
+                raise UserError(
+                    f"no fleetwave database at {path}",
+                    hint="run `fleetwave db upgrade` first, or set FLEETWAVE_DB_URL",
+                )
+    return store.get_engine(url)
+
+
+@db_app.command("upgrade")
+def upgrade(db: str | None = _DB_OPTION) -> None:
+    """Create the database or migrate it to this fleetwave's schema."""
+    from fleetwave import store
+
+    engine = _engine(db, must_exist=False)
+    try:
+        before = store.current_revision(engine)
+        after = store.upgrade_schema(engine)
+    finally:
+        engine.dispose()
+    where = store.safe_url(engine)
+    if before == after:
+        typer.echo(f"{where}: already at schema revision {after}")
+    else:
+        typer.echo(f"{where}: upgraded from {before or 'empty'} to schema revision {after}")
+
+
+@db_app.command("current")
+def current(db: str | None = _DB_OPTION) -> None:
+    """Print the database's schema revision and whether it is up to date."""
+    from fleetwave import store
+
+    engine = _engine(db, must_exist=True)
+    try:
+        rev, head = store.current_revision(engine), store.head_revision()
+    finally:
+        engine.dispose()
+    state = (
+        "up to date" if rev == head else f"out of date (head {head}; run `fleetwave db upgrade`)"
+    )
+    typer.echo(f"{store.safe_url(engine)}: revision {rev or 'none'}, {state}")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def status_document(session: Any, *, name: str | None, events: int = 10) -> dict[str, Any]:
+    """The data of ``fleetwave status`` as a JSON-ready dict (also used by ``--json``)."""
+    from fleetwave import store
+
+    if name is not None:
+        campaigns = [store.get_campaign(session, name=name)]
+    else:
+        campaigns = store.list_campaigns(session)
+    out: list[dict[str, Any]] = []
+    for c in campaigns:
+        assert c.id is not None
+        by_wave = store.device_status_counts_by_wave(session, campaign_id=c.id)
+        totals: dict[str, int] = {}
+        for counts in by_wave.values():
+            for s, n in counts.items():
+                totals[s.value] = totals.get(s.value, 0) + n
+        waves = [
+            {
+                "index": w.index,
+                "name": w.name,
+                "status": w.status.value,
+                "planned_size": w.planned_size,
+                "approval": w.approval_decision.value if w.approval_decision else None,
+                "soak_until": _iso(w.soak_until),
+                "counts": {s.value: n for s, n in sorted(by_wave.get(w.index, {}).items())},
+            }
+            for w in store.get_waves(session, campaign_id=c.id)
+        ]
+        recent = store.recent_events(session, campaign_id=c.id, limit=events)
+        out.append(
+            {
+                "name": c.name,
+                "status": c.status.value,
+                "status_reason": c.status_reason,
+                "spec_hash": c.spec_hash,
+                "flow_run_id": c.flow_run_id,
+                "lease_holder": c.lease_holder,
+                "lease_expires_at": _iso(c.lease_expires_at),
+                "created_at": _iso(c.created_at),
+                "started_at": _iso(c.started_at),
+                "finished_at": _iso(c.finished_at),
+                "counts": dict(sorted(totals.items())),
+                "waves": waves,
+                "events": [
+                    {
+                        "at": _iso(e.at),
+                        "kind": e.kind,
+                        "subject": e.subject,
+                        "actor": e.actor,
+                        "data": e.data,
+                    }
+                    for e in recent
+                ],
+            }
+        )
+    return {"campaigns": out}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "no devices"
+
+
+def _render(doc: dict[str, Any], *, detailed: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not doc["campaigns"]:
+        console.print("no campaigns in the database")
+        return
+    if not detailed:
+        table = Table("campaign", "status", "devices", "started", "finished")
+        for c in doc["campaigns"]:
+            table.add_row(
+                c["name"],
+                c["status"],
+                _counts_text(c["counts"]),
+                c["started_at"] or "-",
+                c["finished_at"] or "-",
+            )
+        console.print(table)
+        return
+    for c in doc["campaigns"]:
+        reason = f" ({c['status_reason']})" if c["status_reason"] else ""
+        console.print(f"[bold]{c['name']}[/bold]: {c['status']}{reason}")
+        console.print(f"  spec {c['spec_hash'][:12]}  devices: {_counts_text(c['counts'])}")
+        if c["lease_holder"]:
+            console.print(f"  lease: {c['lease_holder']} until {c['lease_expires_at']}")
+        waves = Table("wave", "name", "status", "planned", "devices by status")
+        for w in c["waves"]:
+            waves.add_row(
+                str(w["index"]),
+                w["name"],
+                w["status"],
+                str(w["planned_size"]),
+                _counts_text(w["counts"]),
+            )
+        console.print(waves)
+        if c["events"]:
+            console.print("  last events:")
+            for e in c["events"]:
+                data = json.dumps(e["data"], sort_keys=True, default=str)
+                if len(data) > 120:
+                    data = data[:117] + "..."
+                console.print(f"  {e['at']}  {e['kind']}  {e['subject'] or ''}  {data}")
+
+
+def status(
+    name: str | None = typer.Argument(None, help="A campaign name; all campaigns if omitted."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    events: int = typer.Option(10, "--events", min=0, help="How many recent events to show."),
+    db: str | None = _DB_OPTION,
+) -> None:
+    """Campaigns with their status, per-wave device counts and the last events."""
+    from fleetwave import store
+
+    engine = _engine(db, must_exist=True)
+    try:
+        store.ensure_schema_current(engine)
+        with store.session_scope(engine, read_only=True) as session:
+            doc = status_document(session, name=name, events=events)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    else:
+        _render(doc, detailed=name is not None)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the top-level app."""
+    """Add ``db upgrade``, ``db current`` and ``status`` to the top-level app."""
+    app.add_typer(db_app, name="db")
+    app.command("status")(status)

@@ -1,0 +1,1306 @@
+"""Keyword-only data functions of the campaign state store; each takes a session.
+
+The caller owns the transaction (``with session_scope(engine) as s: ...``): these functions
+flush but never commit, so an intent and its device rows land together or not at all.
+Every function that stamps time takes ``now`` (an aware datetime; stored as UTC) so the
+engine's manual clock works. Bulk paths (device rows, results, status changes) run in
+batches of ``batch_size`` rows with executemany and never load device rows to count them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import wraps
+from itertools import islice
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from fleetwave.store.errors import (
+    ConflictError,
+    DeviceClaimedError,
+    IllegalTransitionError,
+    LeaseLostError,
+    NotFoundError,
+    SpecChangedError,
+)
+from fleetwave.store.models import (
+    TRANSITIONS,
+    ApprovalDecision,
+    Campaign,
+    CampaignStatus,
+    Chunk,
+    ChunkKind,
+    ChunkStatus,
+    DeviceClaim,
+    DeviceRun,
+    DeviceRunStatus,
+    Event,
+    UTCDateTime,
+    Wave,
+    WaveStatus,
+    allowed_sources,
+    check_transition,
+    to_utc,
+)
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "DeviceResult",
+    "NewDeviceRun",
+    "WavePlan",
+    "abandon_chunk",
+    "acquire_lease",
+    "add_device_runs",
+    "append_event",
+    "campaign_spec_hash",
+    "chunk_device_ids",
+    "claim_devices",
+    "create_chunk_intent",
+    "create_or_get_campaign",
+    "create_waves",
+    "device_status_counts",
+    "device_status_counts_by_wave",
+    "failure_kind_counts",
+    "find_campaign",
+    "finish_chunk",
+    "get_campaign",
+    "get_campaign_by_id",
+    "get_chunk",
+    "get_chunk_by_operation_id",
+    "get_device_run",
+    "get_wave",
+    "get_waves",
+    "iter_device_ids",
+    "iter_device_runs",
+    "list_active_chunks",
+    "list_campaigns",
+    "list_chunks",
+    "list_intents",
+    "recent_events",
+    "record_approval",
+    "record_chunk_poll",
+    "record_device_results",
+    "record_operation_id",
+    "release_claims",
+    "release_lease",
+    "renew_lease",
+    "set_campaign_status",
+    "set_device_status",
+    "set_flow_run",
+    "set_wave_status",
+]
+
+DEFAULT_BATCH = 5000
+"""Rows per executemany batch (well under SQLite's 32766 bound parameters per statement)."""
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_dr = DeviceRun.__table__  # type: ignore[attr-defined]
+_claim = DeviceClaim.__table__  # type: ignore[attr-defined]
+_camp = Campaign.__table__  # type: ignore[attr-defined]
+_chunk = Chunk.__table__  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------
+# value types
+# --------------------------------------------------------------------------------------
+
+
+class NewDeviceRun(NamedTuple):
+    """One device to add to a campaign (a plain tuple in this order works too)."""
+
+    device_id: str
+    wave_index: int
+    source_version: str | None = None
+    target_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResult:
+    """One device's outcome as the platform reported it (one subtask)."""
+
+    device_id: str
+    status: DeviceRunStatus
+    failure_kind: str | None = None
+    failure_detail: str | None = None
+    current_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WavePlan:
+    """A wave to create: its position (0 = canary), name and planned device count."""
+
+    index: int
+    name: str
+    planned_size: int
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _atomic(
+    fn: Callable[Concatenate[Session, _P], _R],
+) -> Callable[Concatenate[Session, _P], _R]:
+    """Run ``fn`` in a SAVEPOINT: if it raises, none of its writes stay, even when the caller
+    catches the error and commits the rest of its transaction."""
+
+    @wraps(fn)
+    def run(session: Session, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with session.begin_nested():
+            return fn(session, *args, **kwargs)
+
+    return run
+
+
+def _read(session: Session, stmt: Any) -> Any:
+    # Bulk paths write with Core UPDATEs the identity map does not see: reads always refresh.
+    return session.exec(stmt.execution_options(populate_existing=True))
+
+
+def _placeholder(conn: sa.Connection) -> str:
+    """The driver's positional placeholder (sqlite3: ``?``, psycopg: ``%s``)."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _bind_ts(conn: sa.Connection, now: datetime) -> Any:
+    """``now`` as the driver-level value the UTCDateTime column binds (computed once per call)."""
+    impl = UTCDateTime().dialect_impl(conn.dialect)
+    proc = impl.bind_processor(conn.dialect)
+    return proc(now) if proc is not None else to_utc(now)
+
+
+def _insert(session: Session, table: sa.Table) -> Any:
+    """A dialect INSERT that supports ``on_conflict_do_nothing``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _status_in(column: Any, statuses: Iterable[Any]) -> Any:
+    # Literal values (from our enums, never user input) so the statement works with executemany.
+    return column.in_([sa.literal_column(f"'{s.value}'") for s in sorted(statuses, key=str)])
+
+
+def campaign_spec_hash(spec: Mapping[str, Any]) -> str:
+    """SHA-256 of the spec's canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# campaigns
+# --------------------------------------------------------------------------------------
+
+
+def create_or_get_campaign(
+    session: Session,
+    *,
+    name: str,
+    spec: Mapping[str, Any],
+    now: datetime,
+    allow_spec_change: bool = False,
+) -> Campaign:
+    """The campaign called ``name``, created PENDING with ``spec`` if it does not exist.
+
+    An existing campaign with a different spec hash: still PENDING, the new spec replaces
+    the old; otherwise :class:`SpecChangedError` (both hashes) unless ``allow_spec_change``,
+    which replaces it and logs a ``spec_changed`` event.
+    """
+    spec_json = json.loads(json.dumps(spec, default=str))
+    new_hash = campaign_spec_hash(spec_json)
+    existing = find_campaign(session, name=name)
+    if existing is None:
+        campaign = Campaign(
+            name=name,
+            spec=spec_json,
+            spec_hash=new_hash,
+            status=CampaignStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(campaign)
+        session.flush()
+        append_event(
+            session,
+            campaign_id=campaign.id,
+            kind="campaign_created",
+            subject=f"campaign {name}",
+            now=now,
+            data={"spec_hash": new_hash},
+        )
+        return campaign
+    if existing.spec_hash == new_hash:
+        return existing
+    if existing.status is not CampaignStatus.PENDING and not allow_spec_change:
+        raise SpecChangedError(
+            name=name,
+            status=existing.status.value,
+            stored_hash=existing.spec_hash,
+            new_hash=new_hash,
+        )
+    append_event(
+        session,
+        campaign_id=existing.id,
+        kind="spec_changed",
+        now=now,
+        data={
+            "old_hash": existing.spec_hash,
+            "new_hash": new_hash,
+            "status": existing.status.value,
+        },
+    )
+    existing.spec, existing.spec_hash, existing.updated_at = spec_json, new_hash, now
+    session.add(existing)
+    session.flush()
+    return existing
+
+
+def find_campaign(session: Session, *, name: str) -> Campaign | None:
+    """The campaign called ``name``, or None."""
+    return _read(session, select(Campaign).where(Campaign.name == name)).first()
+
+
+def get_campaign(session: Session, *, name: str) -> Campaign:
+    """The campaign called ``name``; :class:`NotFoundError` if there is none."""
+    campaign = find_campaign(session, name=name)
+    if campaign is None:
+        raise NotFoundError(
+            f"no campaign named {name!r} in the database",
+            hint="`fleetwave status` lists the campaigns",
+        )
+    return campaign
+
+
+def get_campaign_by_id(session: Session, *, campaign_id: int, for_update: bool = False) -> Campaign:
+    """The campaign with this id; :class:`NotFoundError` if there is none."""
+    campaign = session.get(
+        Campaign, campaign_id, with_for_update=for_update or None, populate_existing=True
+    )
+    if campaign is None:
+        raise NotFoundError(f"no campaign with id {campaign_id}")
+    return campaign
+
+
+def list_campaigns(
+    session: Session, *, statuses: Iterable[CampaignStatus] | None = None
+) -> list[Campaign]:
+    """Campaigns, oldest first, optionally only those in ``statuses``."""
+    stmt = select(Campaign).order_by(col(Campaign.id))
+    if statuses is not None:
+        stmt = stmt.where(col(Campaign.status).in_(list(statuses)))
+    return list(_read(session, stmt).all())
+
+
+@_atomic
+def set_campaign_status(
+    session: Session,
+    *,
+    campaign_id: int,
+    status: CampaignStatus,
+    now: datetime,
+    reason: str | None = None,
+    actor: str | None = None,
+    flow_run_id: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Campaign:
+    """Move a campaign to ``status`` (checked against the transitions) and log the event.
+
+    Claims follow the status: leaving the statuses that hold devices releases the
+    campaign's claims; entering one again (e.g. HALTED -> RUNNING) re-claims them and
+    raises :class:`DeviceClaimedError` if another campaign took a device meanwhile.
+    Setting the current status again is a no-op.
+    """
+    campaign = get_campaign_by_id(session, campaign_id=campaign_id, for_update=True)
+    old = campaign.status
+    if old is status:
+        return campaign
+    check_transition(old, status, subject=f"campaign {campaign.name!r}")
+    campaign.status, campaign.updated_at = status, now
+    campaign.status_reason = reason
+    if status is CampaignStatus.RUNNING and campaign.started_at is None:
+        campaign.started_at = now
+    if status.is_terminal:
+        campaign.finished_at = now
+    session.add(campaign)
+    session.flush()
+    if old.holds_devices and not status.holds_devices:
+        release_claims(session, campaign_id=campaign_id)
+    elif status.holds_devices and not old.holds_devices:
+        claim_devices(session, campaign_id=campaign_id, now=now)
+    append_event(
+        session,
+        campaign_id=campaign_id,
+        kind="campaign_status",
+        subject=f"campaign {campaign.name}",
+        now=now,
+        actor=actor,
+        flow_run_id=flow_run_id,
+        data={"from": old.value, "to": status.value, "reason": reason, **(data or {})},
+    )
+    return campaign
+
+
+def set_flow_run(
+    session: Session, *, campaign_id: int, flow_run_id: str | None, now: datetime
+) -> None:
+    """Record the Prefect flow-run id currently advancing the campaign."""
+    session.execute(
+        sa.update(_camp)
+        .where(_camp.c.id == campaign_id)
+        .values(flow_run_id=flow_run_id, updated_at=to_utc(now))
+    )
+
+
+# --------------------------------------------------------------------------------------
+# lease: one flow run advances a campaign at a time
+# --------------------------------------------------------------------------------------
+
+
+def acquire_lease(
+    session: Session, *, campaign_id: int, holder: str, ttl: timedelta, now: datetime
+) -> bool:
+    """Take the campaign's lease for ``ttl`` if it is free, expired, or already ``holder``'s.
+
+    One conditional UPDATE, so two processes racing for it cannot both win. Commit soon
+    after: the lease protects nothing until other sessions can see it.
+    """
+    expires = to_utc(now + ttl)
+    result = session.execute(
+        sa.update(_camp)
+        .where(
+            _camp.c.id == campaign_id,
+            sa.or_(
+                _camp.c.lease_holder.is_(None),
+                _camp.c.lease_holder == holder,
+                _camp.c.lease_expires_at <= to_utc(now),
+            ),
+        )
+        .values(lease_holder=holder, lease_expires_at=expires)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def renew_lease(
+    session: Session, *, campaign_id: int, holder: str, ttl: timedelta, now: datetime
+) -> None:
+    """Extend ``holder``'s lease to ``now + ttl``; :class:`LeaseLostError` if it is not theirs.
+
+    A lease that expired but that nobody else took is still renewed (nothing ran meanwhile).
+    """
+    result = session.execute(
+        sa.update(_camp)
+        .where(_camp.c.id == campaign_id, _camp.c.lease_holder == holder)
+        .values(lease_expires_at=to_utc(now + ttl))
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        current = session.execute(
+            sa.select(_camp.c.name, _camp.c.lease_holder).where(_camp.c.id == campaign_id)
+        ).first()
+        if current is None:
+            raise NotFoundError(f"no campaign with id {campaign_id}")
+        raise LeaseLostError(
+            f"campaign {current.name!r}: lease of {holder!r} was taken by {current.lease_holder!r}",
+            hint="another flow run advances this campaign; stop this one",
+        )
+
+
+def release_lease(session: Session, *, campaign_id: int, holder: str) -> bool:
+    """Give the lease up if ``holder`` has it; returns whether it did."""
+    result = session.execute(
+        sa.update(_camp)
+        .where(_camp.c.id == campaign_id, _camp.c.lease_holder == holder)
+        .values(lease_holder=None, lease_expires_at=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------
+# waves
+# --------------------------------------------------------------------------------------
+
+
+def create_waves(
+    session: Session, *, campaign_id: int, waves: Sequence[WavePlan], now: datetime
+) -> list[Wave]:
+    """Create the campaign's waves (PENDING); idempotent for the same plan.
+
+    If waves exist already and their indexes/names differ from ``waves``,
+    :class:`ConflictError`: a started campaign's plan does not change under it.
+    """
+    existing = get_waves(session, campaign_id=campaign_id)
+    if existing:
+        if [(w.index, w.name) for w in existing] != [(p.index, p.name) for p in waves]:
+            raise ConflictError(
+                f"campaign id {campaign_id} already has waves "
+                f"{[w.name for w in existing]}, not {[p.name for p in waves]}",
+                hint="the wave plan of a started campaign cannot change",
+            )
+        return existing
+    rows = [
+        Wave(
+            campaign_id=campaign_id,
+            index=p.index,
+            name=p.name,
+            planned_size=p.planned_size,
+            status=WaveStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        for p in waves
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def get_waves(session: Session, *, campaign_id: int) -> list[Wave]:
+    """The campaign's waves in order."""
+    stmt = select(Wave).where(Wave.campaign_id == campaign_id).order_by(col(Wave.index))
+    return list(_read(session, stmt).all())
+
+
+def get_wave(session: Session, *, campaign_id: int, index: int) -> Wave:
+    """One wave by index; :class:`NotFoundError` if there is none."""
+    wave = _read(
+        session, select(Wave).where(Wave.campaign_id == campaign_id, Wave.index == index)
+    ).first()
+    if wave is None:
+        raise NotFoundError(f"campaign id {campaign_id} has no wave {index}")
+    return wave
+
+
+def set_wave_status(
+    session: Session,
+    *,
+    campaign_id: int,
+    index: int,
+    status: WaveStatus,
+    now: datetime,
+    reason: str | None = None,
+    soak_until: datetime | None = None,
+    data: Mapping[str, Any] | None = None,
+    flow_run_id: str | None = None,
+) -> Wave:
+    """Move a wave to ``status`` (checked), stamping started/finished/soak; logs the event.
+
+    ``data`` goes into the event: put the inputs of the decision there (counts, rates,
+    thresholds). Setting the current status again is a no-op.
+    """
+    wave = get_wave(session, campaign_id=campaign_id, index=index)
+    old = wave.status
+    if old is status:
+        return wave
+    check_transition(old, status, subject=f"wave {index} ({wave.name})")
+    wave.status, wave.updated_at, wave.status_reason = status, now, reason
+    if status is WaveStatus.RUNNING and wave.started_at is None:
+        wave.started_at = now
+    if soak_until is not None:
+        wave.soak_until = soak_until
+    if status.is_terminal:
+        wave.finished_at = now
+    session.add(wave)
+    session.flush()
+    append_event(
+        session,
+        campaign_id=campaign_id,
+        kind="wave_status",
+        subject=f"wave {index} {wave.name}",
+        now=now,
+        flow_run_id=flow_run_id,
+        data={"from": old.value, "to": status.value, "reason": reason, **(data or {})},
+    )
+    return wave
+
+
+def record_approval(
+    session: Session,
+    *,
+    campaign_id: int,
+    index: int,
+    decision: ApprovalDecision,
+    by: str,
+    now: datetime,
+    comment: str | None = None,
+    appointment_at: datetime | None = None,
+) -> Wave:
+    """Store an operator's approval decision for a wave (the engine moves its status)."""
+    wave = get_wave(session, campaign_id=campaign_id, index=index)
+    wave.approval_decision, wave.approval_by, wave.approval_comment = decision, by, comment
+    wave.approval_at, wave.appointment_at, wave.updated_at = now, appointment_at, now
+    session.add(wave)
+    session.flush()
+    append_event(
+        session,
+        campaign_id=campaign_id,
+        kind="wave_approval",
+        subject=f"wave {index} {wave.name}",
+        actor=by,
+        now=now,
+        data={
+            "decision": decision.value,
+            "comment": comment,
+            "appointment_at": appointment_at.isoformat() if appointment_at else None,
+        },
+    )
+    return wave
+
+
+# --------------------------------------------------------------------------------------
+# device runs
+# --------------------------------------------------------------------------------------
+
+
+@_atomic
+def add_device_runs(
+    session: Session,
+    *,
+    campaign_id: int,
+    devices: Iterable[NewDeviceRun | tuple[Any, ...]],
+    now: datetime,
+    claim: bool = True,
+    batch_size: int = DEFAULT_BATCH,
+) -> int:
+    """Insert one PENDING row per device, streamed in batches; returns rows inserted.
+
+    Devices already in the campaign are left as they are (so a resumed plan is harmless).
+    With ``claim`` the campaign then claims all its devices (:func:`claim_devices`),
+    raising :class:`DeviceClaimedError` if another campaign holds any; then none of the
+    rows stay (the call runs in a SAVEPOINT). PostgreSQL streams the rows with COPY.
+    """
+    conn = session.connection()
+    ph, stamp = _placeholder(conn), _bind_ts(conn, now)
+    pending = DeviceRunStatus.PENDING.value
+    sql = (
+        "INSERT INTO device_run (campaign_id, device_id, wave_index, source_version,"
+        " target_version, status, attempt, created_at, updated_at)"
+        f" VALUES ({', '.join([ph] * 9)}) ON CONFLICT (campaign_id, device_id) DO NOTHING"
+    )
+    if conn.dialect.name == "postgresql":
+        inserted = _pg_copy_device_runs(conn, campaign_id, devices, stamp)
+        if claim:
+            claim_devices(session, campaign_id=campaign_id, now=now)
+        return inserted
+    count = sa.select(sa.func.count()).select_from(_dr).where(_dr.c.campaign_id == campaign_id)
+    # Drivers disagree on executemany rowcounts (psycopg reports -1 here): count instead.
+    before = conn.execute(count).scalar_one()
+    for batch in _batches(devices, batch_size):
+        rows = [
+            (
+                campaign_id,
+                d[0],
+                d[1],
+                d[2] if len(d) > 2 else None,
+                d[3] if len(d) > 3 else None,
+                pending,
+                0,
+                stamp,
+                stamp,
+            )
+            for d in batch
+        ]
+        conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+    inserted = int(conn.execute(count).scalar_one()) - before
+    if claim:
+        claim_devices(session, campaign_id=campaign_id, now=now)
+    return inserted
+
+
+@_atomic
+def claim_devices(session: Session, *, campaign_id: int, now: datetime) -> int:
+    """Claim every device of the campaign in one INSERT ... SELECT; returns new claims.
+
+    The claim table's primary key is the device ID, so the database itself refuses a
+    second campaign. Raises :class:`DeviceClaimedError` naming the other campaign(s) and
+    a few devices; none of this call's claims stay (SAVEPOINT).
+    """
+    src = sa.select(
+        _dr.c.device_id, _dr.c.campaign_id, sa.literal(to_utc(now), _claim.c.claimed_at.type)
+    ).where(
+        _dr.c.campaign_id == campaign_id,
+        ~_status_in(_dr.c.status, {DeviceRunStatus.SKIPPED, DeviceRunStatus.CANCELLED}),
+    )
+    # One lock order for every campaign: two concurrent claimers wait, never deadlock.
+    src = src.order_by(_dr.c.device_id)
+    stmt = (
+        _insert(session, _claim)
+        .from_select(["device_id", "campaign_id", "claimed_at"], src)
+        .on_conflict_do_nothing(index_elements=[_claim.c.device_id])
+    )
+    claimed = max(session.execute(stmt).rowcount, 0)  # type: ignore[attr-defined]
+    other = sa.and_(_claim.c.device_id == _dr.c.device_id, _claim.c.campaign_id != campaign_id)
+    total = session.execute(
+        sa.select(sa.func.count())
+        .select_from(_dr.join(_claim, other))
+        .where(_dr.c.campaign_id == campaign_id)
+    ).scalar_one()
+    if total:
+        rows = session.execute(
+            sa.select(_camp.c.name, _claim.c.device_id)
+            .select_from(_dr.join(_claim, other).join(_camp, _camp.c.id == _claim.c.campaign_id))
+            .where(_dr.c.campaign_id == campaign_id)
+            .order_by(_camp.c.name, _claim.c.device_id)
+            .limit(10)
+        ).all()
+        conflicts: dict[str, list[str]] = {}
+        for name, device_id in rows:
+            conflicts.setdefault(name, []).append(device_id)
+        me = session.execute(sa.select(_camp.c.name).where(_camp.c.id == campaign_id)).scalar_one()
+        raise DeviceClaimedError(campaign=me, conflicts=conflicts, total=total)
+    return claimed
+
+
+def release_claims(session: Session, *, campaign_id: int) -> int:
+    """Release every device the campaign holds; returns how many."""
+    result = session.execute(sa.delete(_claim).where(_claim.c.campaign_id == campaign_id))
+    return max(result.rowcount, 0)  # type: ignore[attr-defined]
+
+
+def set_device_status(
+    session: Session,
+    *,
+    campaign_id: int,
+    status: DeviceRunStatus,
+    now: datetime,
+    device_ids: Iterable[str] | None = None,
+    wave_index: int | None = None,
+    failure_kind: str | None = None,
+    failure_detail: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> int:
+    """Move devices to ``status``: the listed ones, or all of the campaign (or wave).
+
+    Only rows whose current status allows the move change (e.g. cancelling touches the
+    PENDING/QUEUED/failed ones and leaves SUCCEEDED alone); returns how many changed.
+    """
+    values: dict[str, Any] = {"status": status.value, "updated_at": to_utc(now)}
+    if failure_kind is not None or failure_detail is not None:
+        values.update(failure_kind=failure_kind, failure_detail=failure_detail)
+    if status.is_final:
+        values["finished_at"] = to_utc(now)
+    base = sa.update(_dr).where(
+        _dr.c.campaign_id == campaign_id, _status_in(_dr.c.status, allowed_sources(status))
+    )
+    if wave_index is not None:
+        base = base.where(_dr.c.wave_index == wave_index)
+    if device_ids is None:
+        return max(session.execute(base.values(**values)).rowcount, 0)  # type: ignore[attr-defined]
+    changed = 0
+    for batch in _batches(device_ids, batch_size):
+        result = session.execute(base.where(_dr.c.device_id.in_(batch)).values(**values))
+        changed += max(result.rowcount, 0)  # type: ignore[attr-defined]
+    return changed
+
+
+def record_device_results(
+    session: Session,
+    *,
+    campaign_id: int,
+    results: Iterable[DeviceResult],
+    now: datetime,
+    batch_size: int = DEFAULT_BATCH,
+    strict: bool = False,
+) -> int:
+    """Store per-device outcomes in bulk (executemany per target status); returns rows changed.
+
+    A result whose transition is not allowed from the row's current status (or for a device
+    not in the campaign) is skipped; with ``strict`` that raises
+    :class:`IllegalTransitionError` instead. Re-applying the same final result is a no-op
+    that still counts as changed.
+    """
+    conn = session.connection()
+    ph, stamp = _placeholder(conn), _bind_ts(conn, now)
+    if conn.dialect.name == "postgresql":
+        return _pg_copy_results(conn, campaign_id, results, stamp, strict=strict)
+    changed = 0
+    for batch in _batches(results, batch_size):
+        by_status: dict[DeviceRunStatus, list[tuple[Any, ...]]] = {}
+        for r in batch:
+            by_status.setdefault(r.status, []).append(
+                (r.failure_kind, r.failure_detail, r.current_version, campaign_id, r.device_id)
+            )
+        for status, tail in by_status.items():
+            head = (stamp, stamp) if status.is_final else (stamp,)
+            rows = [head + t for t in tail]
+            sources = ", ".join(f"'{s.value}'" for s in sorted(allowed_sources(status)))
+            finished = f", finished_at = {ph}" if status.is_final else ""
+            # the status literal comes from our enum, never from input
+            sql = (
+                f"UPDATE device_run SET status = '{status.value}', updated_at = {ph}"
+                f"{finished}, failure_kind = {ph}, failure_detail = {ph},"
+                f" current_version = COALESCE({ph}, current_version)"
+                f" WHERE campaign_id = {ph} AND device_id = {ph} AND status IN ({sources})"
+            )
+            n = max(conn.exec_driver_sql(sql, rows).rowcount, 0)  # type: ignore[arg-type]
+            if strict and n != len(rows):
+                raise IllegalTransitionError(
+                    entity="DeviceRunStatus",
+                    subject=f"campaign id {campaign_id}",
+                    current=f"(not one of {sources})",
+                    target=status.value,
+                    count=len(rows) - n,
+                )
+            changed += n
+    return changed
+
+
+def _pg_temp(cur: Any, name: str, columns: str) -> None:
+    # Dropped at commit or rollback; emptied here in case of an earlier call in this transaction.
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP")
+    cur.execute(f"TRUNCATE {name}")
+
+
+def _pg_copy_device_runs(
+    conn: sa.Connection,
+    campaign_id: int,
+    devices: Iterable[NewDeviceRun | tuple[Any, ...]],
+    stamp: Any,
+) -> int:
+    """PostgreSQL: stream the rows with COPY into a temp table, then one INSERT ... SELECT."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        _pg_temp(
+            cur,
+            "fw_new_device",
+            "device_id varchar(128), wave_index integer,"
+            " source_version varchar(100), target_version varchar(100)",
+        )
+        with cur.copy(
+            "COPY fw_new_device (device_id, wave_index, source_version, target_version) FROM STDIN"
+        ) as copy:
+            for d in devices:
+                copy.write_row(
+                    (d[0], d[1], d[2] if len(d) > 2 else None, d[3] if len(d) > 3 else None)
+                )
+        cur.execute(
+            "INSERT INTO device_run (campaign_id, device_id, wave_index, source_version,"
+            " target_version, status, attempt, created_at, updated_at)"
+            " SELECT %s, device_id, wave_index, source_version, target_version, %s, 0, %s, %s"
+            " FROM fw_new_device ORDER BY device_id"
+            " ON CONFLICT (campaign_id, device_id) DO NOTHING",
+            (campaign_id, DeviceRunStatus.PENDING.value, stamp, stamp),
+        )
+        return max(cur.rowcount, 0)
+
+
+_PG_MOVES = ", ".join(
+    f"('{src.value}', '{dst.value}')"
+    for src, targets in sorted(TRANSITIONS[DeviceRunStatus].items())
+    for dst in sorted(targets)
+)
+_PG_FINAL = ", ".join(f"'{s.value}'" for s in sorted(DeviceRunStatus) if s.is_final)
+
+
+def _pg_copy_results(
+    conn: sa.Connection,
+    campaign_id: int,
+    results: Iterable[DeviceResult],
+    stamp: Any,
+    *,
+    strict: bool,
+) -> int:
+    """PostgreSQL: COPY the results into a temp table, then one UPDATE ... FROM it.
+
+    The allowed moves are a VALUES list built from ``TRANSITIONS``, so the check is the
+    same as the executemany path's ``status IN (...)``.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    sent = 0
+    with raw.cursor() as cur:
+        _pg_temp(
+            cur,
+            "fw_result",
+            "device_id varchar(128), status varchar(24), failure_kind varchar(64),"
+            " failure_detail text, current_version varchar(100)",
+        )
+        with cur.copy(
+            "COPY fw_result (device_id, status, failure_kind, failure_detail, current_version)"
+            " FROM STDIN"
+        ) as copy:
+            for r in results:
+                copy.write_row(
+                    (
+                        r.device_id,
+                        r.status.value,
+                        r.failure_kind,
+                        r.failure_detail,
+                        r.current_version,
+                    )
+                )
+                sent += 1
+        cur.execute("ANALYZE fw_result")  # so the planner hash-joins a million rows
+        cur.execute(
+            "UPDATE device_run AS d SET status = r.status, updated_at = %s,"
+            f" finished_at = CASE WHEN r.status IN ({_PG_FINAL}) THEN %s ELSE d.finished_at END,"
+            " failure_kind = r.failure_kind, failure_detail = r.failure_detail,"
+            " current_version = COALESCE(r.current_version, d.current_version)"
+            " FROM fw_result AS r"
+            " WHERE d.campaign_id = %s AND d.device_id = r.device_id"
+            f" AND (d.status, r.status) IN (VALUES {_PG_MOVES})",
+            (stamp, stamp, campaign_id),
+        )
+        changed = max(cur.rowcount, 0)
+    if strict and changed != sent:
+        raise IllegalTransitionError(
+            entity="DeviceRunStatus",
+            subject=f"campaign id {campaign_id}",
+            current="(a status that does not allow the result)",
+            target="(the reported results)",
+            count=sent - changed,
+        )
+    return changed
+
+
+def get_device_run(session: Session, *, campaign_id: int, device_id: str) -> DeviceRun | None:
+    """One device's row in the campaign, or None."""
+    return session.get(DeviceRun, (campaign_id, device_id), populate_existing=True)
+
+
+def _device_filter(
+    stmt: Any,
+    *,
+    campaign_id: int,
+    wave_index: int | None,
+    statuses: Iterable[DeviceRunStatus] | None,
+    chunk_id: int | None = None,
+) -> Any:
+    stmt = stmt.where(_dr.c.campaign_id == campaign_id)
+    if wave_index is not None:
+        stmt = stmt.where(_dr.c.wave_index == wave_index)
+    if statuses is not None:
+        stmt = stmt.where(_status_in(_dr.c.status, set(statuses)))
+    if chunk_id is not None:
+        stmt = stmt.where(_dr.c.chunk_id == chunk_id)
+    return stmt
+
+
+def iter_device_ids(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int | None = None,
+    statuses: Iterable[DeviceRunStatus] | None = None,
+    batch_size: int = 1000,
+) -> Iterator[str]:
+    """Device IDs of the campaign (optionally one wave / some statuses), sorted, streamed.
+
+    Keyset pagination by device ID: memory stays at one batch, and the order is stable.
+    Rows whose status changes while iterating may be seen or not, never twice.
+    """
+    status_set = set(statuses) if statuses is not None else None
+    last: str | None = None
+    while True:
+        stmt = _device_filter(
+            sa.select(_dr.c.device_id),
+            campaign_id=campaign_id,
+            wave_index=wave_index,
+            statuses=status_set,
+        )
+        if last is not None:
+            stmt = stmt.where(_dr.c.device_id > last)
+        ids = session.execute(stmt.order_by(_dr.c.device_id).limit(batch_size)).scalars().all()
+        yield from ids
+        if len(ids) < batch_size:
+            return
+        last = ids[-1]
+
+
+def iter_device_runs(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int | None = None,
+    statuses: Iterable[DeviceRunStatus] | None = None,
+    batch_size: int = 1000,
+) -> Iterator[DeviceRun]:
+    """Like :func:`iter_device_ids` but whole rows (detached snapshots, one batch in memory)."""
+    status_set = set(statuses) if statuses is not None else None
+    last: str | None = None
+    while True:
+        stmt = _device_filter(
+            select(DeviceRun), campaign_id=campaign_id, wave_index=wave_index, statuses=status_set
+        )
+        if last is not None:
+            stmt = stmt.where(col(DeviceRun.device_id) > last)
+        rows = list(_read(session, stmt.order_by(col(DeviceRun.device_id)).limit(batch_size)).all())
+        for row in rows:
+            session.expunge(row)
+        yield from rows
+        if len(rows) < batch_size:
+            return
+        last = rows[-1].device_id
+
+
+def device_status_counts(
+    session: Session, *, campaign_id: int, wave_index: int | None = None
+) -> dict[DeviceRunStatus, int]:
+    """Devices per status (SQL GROUP BY); statuses with no device are absent."""
+    stmt = _device_filter(
+        sa.select(_dr.c.status, sa.func.count()),
+        campaign_id=campaign_id,
+        wave_index=wave_index,
+        statuses=None,
+    ).group_by(_dr.c.status)
+    return {DeviceRunStatus(s): n for s, n in session.execute(stmt).all()}
+
+
+def device_status_counts_by_wave(
+    session: Session, *, campaign_id: int
+) -> dict[int, dict[DeviceRunStatus, int]]:
+    """``{wave_index: {status: count}}`` from one GROUP BY."""
+    stmt = (
+        sa.select(_dr.c.wave_index, _dr.c.status, sa.func.count())
+        .where(_dr.c.campaign_id == campaign_id)
+        .group_by(_dr.c.wave_index, _dr.c.status)
+    )
+    out: dict[int, dict[DeviceRunStatus, int]] = {}
+    for wave_index, s, n in session.execute(stmt).all():
+        out.setdefault(wave_index, {})[DeviceRunStatus(s)] = n
+    return out
+
+
+def failure_kind_counts(
+    session: Session, *, campaign_id: int, wave_index: int | None = None
+) -> dict[str, int]:
+    """Failed / timed-out / rollback-failed devices per ``failure_kind`` ("unknown" if unset)."""
+    stmt = _device_filter(
+        sa.select(_dr.c.failure_kind, sa.func.count()),
+        campaign_id=campaign_id,
+        wave_index=wave_index,
+        statuses={
+            DeviceRunStatus.FAILED,
+            DeviceRunStatus.TIMED_OUT,
+            DeviceRunStatus.ROLLBACK_FAILED,
+        },
+    ).group_by(_dr.c.failure_kind)
+    out: dict[str, int] = {}
+    for kind, n in session.execute(stmt).all():
+        out[kind or "unknown"] = out.get(kind or "unknown", 0) + n
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# chunks (= platform tasks): intent before the call, operationId after
+# --------------------------------------------------------------------------------------
+
+
+@_atomic
+def create_chunk_intent(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int,
+    round: int,
+    seq: int,
+    kind: ChunkKind,
+    package_kind: str,
+    file_id: str,
+    policy: Mapping[str, Any],
+    device_ids: Sequence[str],
+    now: datetime,
+) -> Chunk:
+    """Write the intent to create one platform task, and queue its devices on it.
+
+    Commit this BEFORE calling the platform. The slot ``(campaign, kind, wave_index, round,
+    seq)`` is unique: writing the same intent again returns the stored chunk (same
+    devices) or raises :class:`ConflictError` (different devices). Each device must be in a
+    status that may be queued (PENDING, FAILED, TIMED_OUT for an upgrade; SUCCEEDED,
+    ROLLBACK_FAILED for a rollback) or the whole call raises
+    :class:`IllegalTransitionError`; its ``attempt`` goes up by one.
+    """
+    existing = _read(
+        session,
+        select(Chunk).where(
+            Chunk.campaign_id == campaign_id,
+            Chunk.kind == kind,
+            Chunk.wave_index == wave_index,
+            Chunk.round == round,
+            Chunk.seq == seq,
+        ),
+    ).first()
+    if existing is not None:
+        if sorted(existing.device_ids) != sorted(device_ids):
+            raise ConflictError(
+                f"chunk {existing.id} (wave {wave_index}, round {round}, seq {seq}) was written "
+                f"for {existing.device_count} other device(s)",
+                hint="the plan must be deterministic for the same inputs",
+            )
+        return existing
+    ids = list(device_ids)
+    if len(set(ids)) != len(ids):
+        raise ConflictError(f"chunk wave {wave_index} round {round} seq {seq} lists a device twice")
+    chunk = Chunk(
+        campaign_id=campaign_id,
+        wave_index=wave_index,
+        round=round,
+        seq=seq,
+        kind=kind,
+        package_kind=package_kind,
+        file_id=file_id,
+        policy=json.loads(json.dumps(policy, default=str)),
+        device_ids=ids,
+        device_count=len(ids),
+        status=ChunkStatus.INTENT,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(chunk)
+    session.flush()
+    target = DeviceRunStatus.QUEUED if kind is ChunkKind.UPGRADE else DeviceRunStatus.ROLLING_BACK
+    # Only rows not already in a chunk: a device is never queued on two tasks at once.
+    sources = allowed_sources(target) - {DeviceRunStatus.QUEUED, DeviceRunStatus.ROLLING_BACK}
+    moved = 0
+    for batch in _batches(ids, DEFAULT_BATCH):
+        result = session.execute(
+            sa.update(_dr)
+            .where(
+                _dr.c.campaign_id == campaign_id,
+                _dr.c.device_id.in_(batch),
+                _status_in(_dr.c.status, sources),
+            )
+            .values(
+                chunk_id=chunk.id,
+                status=target.value,
+                attempt=_dr.c.attempt + 1,
+                updated_at=to_utc(now),
+                finished_at=None,
+            )
+        )
+        moved += max(result.rowcount, 0)  # type: ignore[attr-defined]
+    if moved != len(ids):
+        raise IllegalTransitionError(
+            entity="DeviceRunStatus",
+            subject=f"chunk wave {wave_index} round {round} seq {seq}",
+            current="(not one of " + ", ".join(sorted(s.value for s in sources)) + ")",
+            target=target.value,
+            count=len(ids) - moved,
+        )
+    return chunk
+
+
+@_atomic
+def record_operation_id(
+    session: Session,
+    *,
+    chunk_id: int,
+    operation_id: str,
+    now: datetime,
+    reconciled: bool = False,
+) -> Chunk:
+    """The platform created the chunk's task: store its operationId; devices -> SUBMITTED.
+
+    ``reconciled`` marks an id found by searching the platform after a crash. Recording
+    the same id twice is a no-op; a different one raises :class:`ConflictError`.
+    """
+    chunk = get_chunk(session, chunk_id=chunk_id)
+    if chunk.operation_id is not None:
+        if chunk.operation_id == operation_id:
+            return chunk
+        raise ConflictError(
+            f"chunk {chunk_id} already has operationId {chunk.operation_id}, not {operation_id}"
+        )
+    check_transition(chunk.status, ChunkStatus.SUBMITTED, subject=f"chunk {chunk_id}")
+    chunk.operation_id, chunk.status = operation_id, ChunkStatus.SUBMITTED
+    chunk.reconciled, chunk.submitted_at, chunk.updated_at = reconciled, now, now
+    session.add(chunk)
+    session.flush()
+    if chunk.kind is ChunkKind.UPGRADE:
+        session.execute(
+            sa.update(_dr)
+            .where(
+                _dr.c.chunk_id == chunk_id,
+                _dr.c.status == DeviceRunStatus.QUEUED.value,
+            )
+            .values(status=DeviceRunStatus.SUBMITTED.value, updated_at=to_utc(now))
+        )
+    return chunk
+
+
+@_atomic
+def abandon_chunk(session: Session, *, chunk_id: int, reason: str, now: datetime) -> Chunk:
+    """An intent the platform never turned into a task: mark it ABANDONED, free its devices.
+
+    Devices go back to PENDING (upgrade) or SUCCEEDED (rollback) with the attempt undone,
+    so the next round queues them again.
+    """
+    chunk = get_chunk(session, chunk_id=chunk_id)
+    check_transition(chunk.status, ChunkStatus.ABANDONED, subject=f"chunk {chunk_id}")
+    chunk.status, chunk.note, chunk.updated_at, chunk.finished_at = (
+        ChunkStatus.ABANDONED,
+        reason,
+        now,
+        now,
+    )
+    session.add(chunk)
+    session.flush()
+    if chunk.kind is ChunkKind.UPGRADE:
+        was, back = DeviceRunStatus.QUEUED, DeviceRunStatus.PENDING
+    else:
+        was, back = DeviceRunStatus.ROLLING_BACK, DeviceRunStatus.SUCCEEDED
+    session.execute(
+        sa.update(_dr)
+        .where(_dr.c.chunk_id == chunk_id, _dr.c.status == was.value)
+        .values(status=back.value, chunk_id=None, attempt=_dr.c.attempt - 1, updated_at=to_utc(now))
+    )
+    append_event(
+        session,
+        campaign_id=chunk.campaign_id,
+        kind="chunk_abandoned",
+        subject=f"chunk {chunk_id}",
+        now=now,
+        data={"reason": reason, "devices": chunk.device_count},
+    )
+    return chunk
+
+
+def record_chunk_poll(
+    session: Session,
+    *,
+    chunk_id: int,
+    platform_status: str,
+    now: datetime,
+    stats: Mapping[str, int] | None = None,
+) -> None:
+    """Store what the last poll of the chunk's task said (status, per-status counts)."""
+    values: dict[str, Any] = {
+        "platform_status": platform_status,
+        "last_polled_at": to_utc(now),
+        "updated_at": to_utc(now),
+    }
+    if stats is not None:
+        values["stats"] = dict(stats)
+    result = session.execute(sa.update(_chunk).where(_chunk.c.id == chunk_id).values(**values))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFoundError(f"no chunk with id {chunk_id}")
+
+
+def finish_chunk(
+    session: Session, *, chunk_id: int, now: datetime, platform_status: str | None = None
+) -> Chunk:
+    """The task is final and its per-device results are stored: SUBMITTED -> FINISHED."""
+    chunk = get_chunk(session, chunk_id=chunk_id)
+    if chunk.status is ChunkStatus.FINISHED:
+        return chunk
+    check_transition(chunk.status, ChunkStatus.FINISHED, subject=f"chunk {chunk_id}")
+    chunk.status, chunk.finished_at, chunk.updated_at = ChunkStatus.FINISHED, now, now
+    if platform_status is not None:
+        chunk.platform_status = platform_status
+    session.add(chunk)
+    session.flush()
+    return chunk
+
+
+def get_chunk(session: Session, *, chunk_id: int) -> Chunk:
+    """One chunk by id; :class:`NotFoundError` if there is none."""
+    chunk = session.get(Chunk, chunk_id, populate_existing=True)
+    if chunk is None:
+        raise NotFoundError(f"no chunk with id {chunk_id}")
+    return chunk
+
+
+def get_chunk_by_operation_id(session: Session, *, operation_id: str) -> Chunk | None:
+    """The chunk whose platform task has this operationId, or None."""
+    return _read(session, select(Chunk).where(Chunk.operation_id == operation_id)).first()
+
+
+def chunk_device_ids(session: Session, *, chunk_id: int) -> list[str]:
+    """The devices the chunk's task was (or is about to be) created for, as written."""
+    return list(get_chunk(session, chunk_id=chunk_id).device_ids)
+
+
+def list_chunks(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int | None = None,
+    statuses: Iterable[ChunkStatus] | None = None,
+    kind: ChunkKind | None = None,
+) -> list[Chunk]:
+    """The campaign's chunks in creation order, optionally filtered."""
+    stmt = select(Chunk).where(Chunk.campaign_id == campaign_id)
+    if wave_index is not None:
+        stmt = stmt.where(Chunk.wave_index == wave_index)
+    if statuses is not None:
+        stmt = stmt.where(col(Chunk.status).in_(list(statuses)))
+    if kind is not None:
+        stmt = stmt.where(Chunk.kind == kind)
+    return list(_read(session, stmt.order_by(col(Chunk.id))).all())
+
+
+def list_intents(session: Session, *, campaign_id: int) -> list[Chunk]:
+    """Intents without an operationId (status INTENT): reconcile these before resubmitting."""
+    return list_chunks(session, campaign_id=campaign_id, statuses=[ChunkStatus.INTENT])
+
+
+def list_active_chunks(session: Session, *, campaign_id: int | None = None) -> list[Chunk]:
+    """SUBMITTED chunks (tasks that may still run), oldest first; all campaigns if None."""
+    stmt = select(Chunk).where(Chunk.status == ChunkStatus.SUBMITTED)
+    if campaign_id is not None:
+        stmt = stmt.where(Chunk.campaign_id == campaign_id)
+    return list(_read(session, stmt.order_by(col(Chunk.id))).all())
+
+
+# --------------------------------------------------------------------------------------
+# event log
+# --------------------------------------------------------------------------------------
+
+
+def append_event(
+    session: Session,
+    *,
+    campaign_id: int | None,
+    kind: str,
+    now: datetime,
+    subject: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    actor: str | None = None,
+    flow_run_id: str | None = None,
+) -> Event:
+    """Append one event (never updated or deleted). ``data`` must be JSON-serialisable;
+    for a decision, put every input of it there (counts, rates, thresholds)."""
+    event = Event(
+        campaign_id=campaign_id,
+        kind=kind,
+        subject=subject,
+        data=json.loads(json.dumps(dict(data or {}), default=str)),
+        actor=actor,
+        flow_run_id=flow_run_id,
+        at=now,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def recent_events(
+    session: Session,
+    *,
+    campaign_id: int | None = None,
+    limit: int = 20,
+    kinds: Iterable[str] | None = None,
+) -> list[Event]:
+    """The newest events, newest first (all campaigns if ``campaign_id`` is None)."""
+    stmt = select(Event)
+    if campaign_id is not None:
+        stmt = stmt.where(Event.campaign_id == campaign_id)
+    if kinds is not None:
+        stmt = stmt.where(col(Event.kind).in_(list(kinds)))
+    return list(_read(session, stmt.order_by(col(Event.id).desc()).limit(limit)).all())

@@ -1,0 +1,97 @@
+"""Migrations: the shipped revision builds exactly the models' schema; old schemas are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from fleetwave import store
+from tests.integration.store.conftest import TestDB
+
+
+def test_migrated_schema_matches_models(db: TestDB) -> None:
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, SQLModel.metadata)
+    assert diff == []
+    assert store.current_revision(db.engine) == store.head_revision()
+    store.ensure_schema_current(db.engine)
+
+
+def test_wal_busy_timeout_and_foreign_keys_on_sqlite(db: TestDB) -> None:
+    if db.backend != "sqlite":
+        pytest.skip("SQLite pragmas")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_upgrade_is_idempotent_and_downgrade_is_refused(db: TestDB) -> None:
+    assert store.upgrade_schema(db.engine) == store.head_revision()
+    from alembic import command
+
+    with db.engine.begin() as conn:
+        command.downgrade(store.db._alembic_config(conn), "base")
+    with pytest.raises(store.SchemaOutOfDateError) as err:
+        store.ensure_schema_current(db.engine)
+    assert err.value.code == "schema_out_of_date"
+    assert "fleetwave db upgrade" in str(err.value)
+    store.upgrade_schema(db.engine)
+    store.ensure_schema_current(db.engine)
+
+
+def test_empty_database_is_refused_with_a_hint(tmp_path: Path) -> None:
+    engine = store.get_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}")
+    try:
+        with pytest.raises(store.SchemaOutOfDateError, match="none \\(empty\\)"):
+            store.ensure_schema_current(engine)
+    finally:
+        engine.dispose()
+    assert (tmp_path / "sub").is_dir()  # the parent directory is created
+
+
+def test_default_url_is_under_cwd_and_env_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(store.DB_URL_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert store.default_db_url() == f"sqlite:///{tmp_path}/.fleetwave/fleetwave.db"
+    monkeypatch.setenv(store.DB_URL_ENV, "postgresql+psycopg://u:s3cret@h:5432/d")
+    assert store.default_db_url() == "postgresql+psycopg://u:s3cret@h:5432/d"
+    assert "s3cret" not in store.safe_url(store.default_db_url())
+
+
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("not a url", "not a database URL"),
+        ("mysql://u@h/d", "unsupported database 'mysql'"),
+        ("postgresql+nosuchdriver://u:pw@h/d", "no driver"),
+    ],
+)
+def test_bad_urls_are_clear_errors(url: str, match: str) -> None:
+    with pytest.raises(store.DatabaseConfigError, match=match) as err:
+        store.get_engine(url)
+    assert "pw" not in str(err.value)
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    # port 1 on localhost: nothing listens there
+    engine = store.get_engine("postgresql+psycopg://u:topsecret@127.0.0.1:1/d")
+    try:
+        with pytest.raises(store.DatabaseConfigError, match="cannot reach") as err:
+            store.current_revision(engine)
+        assert "topsecret" not in str(err.value)
+    finally:
+        engine.dispose()
+
+
+def test_tables_exist(db: TestDB) -> None:
+    names = set(sa.inspect(db.engine).get_table_names())
+    assert {"campaign", "wave", "chunk", "device_run", "device_claim", "event"} <= names
