@@ -14,6 +14,7 @@ import heapq
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -204,4 +205,12 @@ class Notifier:
                     self.pushed += 1
                 except httpx.HTTPError as exc:
                     self.failed += 1
-                    log.warning("notification %s to %s failed: %s", ntype, url, exc)
+                    log.warning(
+                        "notification %s to %s failed: %s", ntype, _origin(url), type(exc).__name__
+                    )
+
+
+def _origin(url: str) -> str:
+    """Scheme, host and port of a callback URL: its path may carry a secret token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..."

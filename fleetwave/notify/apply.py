@@ -1,0 +1,241 @@
+"""Applying pushed events to device runs: one transaction per batch, monotonic by construction.
+
+An event counts only for a device that sits in the active (SUBMITTED) chunk of the event's
+operationId; anything else is logged and ignored. The store's ``record_device_results``
+applies a status only from the statuses ``allowed_sources`` lists, so a duplicate or a
+state change that arrives after the result never moves a device backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pendulum
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from fleetwave import store
+from fleetwave.notify.events import EventKind, PushEvent, UpgradeState
+from fleetwave.platforms.base import TaskStatus
+from fleetwave.store import Chunk, ChunkKind, ChunkStatus, DeviceResult, DeviceRun, DeviceRunStatus
+
+__all__ = ["ApplyOutcome", "apply_events", "to_device_result", "unfinished_devices"]
+
+log = logging.getLogger(__name__)
+
+_chunk = Chunk.__table__  # type: ignore[attr-defined]
+_dr = DeviceRun.__table__  # type: ignore[attr-defined]
+
+_IN_CLAUSE = 500  # ids per IN (...) list, far below every backend's parameter limit
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    """What one batch did: rows changed, events ignored and why, campaigns heard from."""
+
+    events: int = 0
+    changed: int = 0
+    unknown_operation: list[PushEvent] = field(default_factory=list)
+    inactive_chunk: int = 0
+    not_in_chunk: int = 0
+    unmatched: int = 0
+    campaigns: dict[int, pendulum.DateTime] = field(default_factory=dict)
+    """Per campaign, the latest ``received_at`` of an event that belonged to it."""
+
+    @property
+    def ignored(self) -> int:
+        return (
+            len(self.unknown_operation) + self.inactive_chunk + self.not_in_chunk + self.unmatched
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkRef:
+    id: int
+    campaign_id: int
+    kind: ChunkKind
+    status: ChunkStatus
+    package_kind: str
+
+
+def to_device_result(event: PushEvent, chunk_kind: ChunkKind) -> DeviceResult | None:
+    """The device-run change an event asks for (None: it changes nothing, e.g. ``idle``)."""
+    rollback = chunk_kind is ChunkKind.ROLLBACK
+    if event.kind is EventKind.STATE_CHANGE:
+        if rollback or event.state is UpgradeState.IDLE:
+            return None  # a rollback has no in-progress status; idle says nothing new
+        return DeviceResult(event.device_id, DeviceRunStatus.IN_PROGRESS)
+    if event.result is TaskStatus.SUCCESS:
+        target = DeviceRunStatus.ROLLED_BACK if rollback else DeviceRunStatus.SUCCEEDED
+        return DeviceResult(event.device_id, target, current_version=event.current_version)
+    target = DeviceRunStatus.ROLLBACK_FAILED if rollback else DeviceRunStatus.FAILED
+    return DeviceResult(
+        event.device_id,
+        target,
+        failure_kind="fail",
+        failure_detail=event.detail,
+        current_version=event.current_version,
+    )
+
+
+def _slices(items: Sequence[str]) -> Iterable[list[str]]:
+    for i in range(0, len(items), _IN_CLAUSE):
+        yield list(items[i : i + _IN_CLAUSE])
+
+
+def _chunks_by_operation(session: Session, ops: Sequence[str]) -> dict[str, _ChunkRef]:
+    found: dict[str, _ChunkRef] = {}
+    cols = (
+        _chunk.c.operation_id,
+        _chunk.c.id,
+        _chunk.c.campaign_id,
+        _chunk.c.kind,
+        _chunk.c.status,
+        _chunk.c.package_kind,
+    )
+    for part in _slices(ops):
+        rows = session.execute(sa.select(*cols).where(_chunk.c.operation_id.in_(part)))
+        for op, cid, camp, kind, status, pkind in rows:
+            found[op] = _ChunkRef(cid, camp, ChunkKind(kind), ChunkStatus(status), pkind)
+    return found
+
+
+def _members(session: Session, chunk_ids: set[int], devices: Sequence[str]) -> set[tuple[int, str]]:
+    """(chunk id, device id) pairs of device runs that currently point at those chunks."""
+    pairs: set[tuple[int, str]] = set()
+    if not chunk_ids:
+        return pairs
+    for part in _slices(devices):
+        rows = session.execute(
+            sa.select(_dr.c.chunk_id, _dr.c.device_id).where(
+                _dr.c.chunk_id.in_(sorted(chunk_ids)), _dr.c.device_id.in_(part)
+            )
+        )
+        pairs.update((int(c), str(d)) for c, d in rows)
+    return pairs
+
+
+def _active_chunks_of(session: Session, devices: Sequence[str]) -> dict[str, list[_ChunkRef]]:
+    """For events without an operationId: the active chunks each device currently sits in."""
+    found: dict[str, list[_ChunkRef]] = {}
+    for part in _slices(devices):
+        rows = session.execute(
+            sa.select(
+                _dr.c.device_id,
+                _chunk.c.id,
+                _chunk.c.campaign_id,
+                _chunk.c.kind,
+                _chunk.c.status,
+                _chunk.c.package_kind,
+            )
+            .join(_chunk, _chunk.c.id == _dr.c.chunk_id)
+            .where(
+                _dr.c.device_id.in_(part),
+                _chunk.c.status == ChunkStatus.SUBMITTED.value,
+            )
+        )
+        for dev, cid, camp, kind, status, pkind in rows:
+            ref = _ChunkRef(cid, camp, ChunkKind(kind), ChunkStatus(status), pkind)
+            found.setdefault(dev, []).append(ref)
+    return found
+
+
+def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime) -> ApplyOutcome:
+    """Apply a batch of events in the caller's transaction; see the module docstring.
+
+    Events whose operationId no chunk carries yet come back in ``unknown_operation`` (the
+    task may have been created a moment before its operationId was recorded), so the
+    caller can retry them briefly before giving up.
+    """
+    out = ApplyOutcome(events=len(events))
+    if not events:
+        return out
+    ops = sorted({e.operation_id for e in events if e.operation_id})
+    by_op = _chunks_by_operation(session, ops)
+    anonymous = sorted({e.device_id for e in events if not e.operation_id})
+    by_device = _active_chunks_of(session, anonymous) if anonymous else {}
+
+    placed: list[tuple[PushEvent, _ChunkRef]] = []
+    for e in events:
+        if e.operation_id:
+            ref = by_op.get(e.operation_id)
+            if ref is None:
+                out.unknown_operation.append(e)
+                continue
+        else:
+            refs = [r for r in by_device.get(e.device_id, ()) if r.package_kind == e.package_kind]
+            if len(refs) != 1:
+                out.unmatched += 1
+                log.info(
+                    "%s for device %s has no operationId and matches %d active tasks; ignored",
+                    e.notify_type,
+                    e.device_id,
+                    len(refs),
+                )
+                continue
+            ref = refs[0]
+        if ref.status is not ChunkStatus.SUBMITTED:
+            out.inactive_chunk += 1
+            log.debug("%s: task %s is %s; ignored", e.notify_type, e.operation_id, ref.status)
+            continue
+        if ref.package_kind != e.package_kind:
+            out.unmatched += 1
+            log.info(
+                "%s for task %s of a %s chunk; ignored",
+                e.notify_type,
+                e.operation_id,
+                ref.package_kind,
+            )
+            continue
+        placed.append((e, ref))
+
+    members = _members(session, {r.id for _, r in placed}, sorted({e.device_id for e, _ in placed}))
+    # One decisive change per device run: a result beats a progress step, the later one wins;
+    # events that change nothing (idle, rollback progress) only count for liveness.
+    decisive: dict[tuple[int, str], DeviceResult] = {}
+    for e, ref in placed:
+        if (ref.id, e.device_id) not in members:
+            out.not_in_chunk += 1
+            log.info(
+                "%s: device %s is not (or no longer) in task %s; ignored",
+                e.notify_type,
+                e.device_id,
+                e.operation_id,
+            )
+            continue
+        prev_at = out.campaigns.get(ref.campaign_id)
+        if prev_at is None or e.received_at > prev_at:
+            out.campaigns[ref.campaign_id] = e.received_at
+        result = to_device_result(e, ref.kind)
+        if result is None:
+            continue
+        key = (ref.campaign_id, e.device_id)
+        prev = decisive.get(key)
+        if prev is None or result.status.is_final or not prev.status.is_final:
+            decisive[key] = result
+
+    per_campaign: dict[int, list[DeviceResult]] = {}
+    for (campaign_id, _), result in decisive.items():
+        per_campaign.setdefault(campaign_id, []).append(result)
+    for campaign_id, results in sorted(per_campaign.items()):
+        out.changed += store.record_device_results(
+            session, campaign_id=campaign_id, results=results, now=now
+        )
+    for e in out.unknown_operation:
+        log.debug("%s for unknown task %s (device %s)", e.notify_type, e.operation_id, e.device_id)
+    return out
+
+
+def unfinished_devices(session: Session, *, chunk_id: int) -> int:
+    """Device runs of a chunk still without a final status (0: push delivered every result,
+    so the monitor may finish the chunk without reading its subtasks)."""
+    final = [s.value for s in DeviceRunStatus if s.is_final]
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(_dr)
+        .where(_dr.c.chunk_id == chunk_id, _dr.c.status.not_in(final))
+    )
+    return int(session.execute(stmt).scalar_one())
