@@ -1,0 +1,249 @@
+"""Operator controls outside a run: halt, resume and approve a campaign by name.
+
+``fleetwave halt|resume|approve`` call these; a running flow notices a halt at its next
+round (it re-reads the campaign's status), and an approval at its gate. ``approve`` also
+resumes the campaign's flow run when it is paused waiting for that input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from fleetwave import store
+from fleetwave.engine.approval import check_appointment, record_decision
+from fleetwave.engine.runner import campaign_counts
+from fleetwave.errors import UserError
+from fleetwave.plan.windows import WeeklyWindow, WindowSchedule
+from fleetwave.spec.model import FailureKind
+from fleetwave.store import CampaignStatus, WaveStatus
+
+__all__ = [
+    "ApprovalResult",
+    "approve_campaign",
+    "halt_campaign",
+    "resume_campaign",
+    "schedule_from_snapshot",
+]
+
+log = logging.getLogger(__name__)
+
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _time(value: str) -> dt.time:
+    hh, mm, *_ = (int(x) for x in str(value).split(":"))
+    return dt.time(hh % 24, mm)
+
+
+def schedule_from_snapshot(spec: dict[str, Any]) -> WindowSchedule:
+    """The window schedule of a stored spec snapshot (``model_dump(mode="json")``)."""
+    windows = spec.get("windows")
+    if not windows:
+        return WindowSchedule()
+    weekly = tuple(
+        WeeklyWindow(
+            frozenset(_DAYS.index(d) + 1 for d in w.get("days") or _DAYS),
+            _time(w["start"]),
+            _time(w["end"]),
+        )
+        for w in windows.get("allowed") or []
+    )
+    blackouts = []
+    for b in windows.get("blackouts") or []:
+        first = b.get("date") or b.get("start")
+        last = b.get("date") or b.get("end")
+        blackouts.append((dt.date.fromisoformat(first), dt.date.fromisoformat(last)))
+    return WindowSchedule(windows.get("timezone") or "UTC", weekly, tuple(blackouts))
+
+
+def _counting_spec(snapshot: dict[str, Any]) -> Any:
+    """A stand-in with the threshold fields :func:`campaign_counts` reads."""
+    kinds = (snapshot.get("thresholds") or {}).get("failure_kinds") or ["fail", "timeout"]
+
+    class _T:
+        failure_kinds = [FailureKind(k) for k in kinds]
+
+    class _S:
+        thresholds = _T()
+
+    return _S()
+
+
+def halt_campaign(db: sa.Engine, *, name: str, by: str, reason: str, now: dt.datetime) -> str:
+    """Halt a campaign: nothing new is submitted; a running flow stops at its next round."""
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        if c.status is CampaignStatus.HALTED:
+            return f"campaign {name} is already halted ({c.status_reason})"
+        if c.status.is_terminal:
+            raise UserError(
+                f"campaign {name!r} is {c.status.value}; there is nothing to halt",
+                hint="`fleetwave status` shows it",
+            )
+        store.set_campaign_status(
+            s,
+            campaign_id=c.id,
+            status=CampaignStatus.HALTED,
+            now=now,
+            reason=f"halted by {by}: {reason}",
+            actor=by,
+        )
+    return f"campaign {name} halted; `fleetwave resume {name}` continues it"
+
+
+def resume_campaign(db: sa.Engine, *, name: str, by: str, now: dt.datetime) -> str:
+    """Resume a halted campaign: it runs again from the next flow run.
+
+    Its device claims are taken again (an error names any device another campaign took
+    meanwhile), and the failures so far become the thresholds' new baseline, so the limit
+    that halted it applies to the devices that finish from now on.
+    """
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        if c.status is not CampaignStatus.HALTED:
+            raise UserError(
+                f"campaign {name!r} is {c.status.value}, not halted",
+                hint="only a halted campaign can be resumed",
+            )
+        waves = store.get_waves(s, campaign_id=c.id)
+        rejected = [w.index for w in waves if w.status is WaveStatus.REJECTED]
+        if rejected:
+            raise UserError(
+                f"campaign {name!r}: wave {rejected[0]} was rejected at its approval gate",
+                hint="a rejected campaign stays halted; start a new campaign (new name)",
+            )
+        counts = campaign_counts(s, spec=_counting_spec(c.spec), campaign_id=c.id)
+        store.set_campaign_status(
+            s,
+            campaign_id=c.id,
+            status=CampaignStatus.RUNNING,
+            now=now,
+            reason=f"resumed by {by}",
+            actor=by,
+        )
+        store.append_event(
+            s,
+            campaign_id=c.id,
+            kind="threshold_override",
+            now=now,
+            actor=by,
+            data={"why": f"resumed by {by}", "baseline": counts.as_dict()},
+        )
+    return (
+        f"campaign {name} resumed; the next run continues it "
+        f"(`fleetwave run FILE` or the next scheduled run)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalResult:
+    """What ``approve`` did."""
+
+    wave: int
+    message: str
+    resumed_flow_run: str | None = None
+
+
+def _pick_wave(waves: list[store.Wave], spec: dict[str, Any], wave: int | None) -> int:
+    if wave is not None:
+        if not any(w.index == wave for w in waves):
+            raise UserError(f"there is no wave {wave}", hint=f"waves are 0..{len(waves) - 1}")
+        return wave
+    for w in waves:
+        if w.status is WaveStatus.WAITING_APPROVAL:
+            return w.index
+    specs = spec.get("waves") or []
+    for w in waves:
+        if (
+            w.status is WaveStatus.PENDING
+            and w.index < len(specs)
+            and specs[w.index].get("approval")
+        ):
+            return w.index
+    raise UserError(
+        "no wave is waiting for approval",
+        hint="name one with --wave N to approve it in advance",
+    )
+
+
+def approve_campaign(
+    db: sa.Engine,
+    *,
+    name: str,
+    by: str,
+    now: dt.datetime,
+    wave: int | None = None,
+    approve: bool = True,
+    comment: str = "",
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    resume_flow: bool = True,
+) -> ApprovalResult:
+    """Record an approval decision for a wave and resume a flow run paused waiting for it."""
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        waves = store.get_waves(s, campaign_id=c.id)
+        snapshot, flow_run_id, status = dict(c.spec), c.flow_run_id, c.status
+    if status.is_terminal:
+        raise UserError(f"campaign {name!r} is {status.value}; there is nothing to approve")
+    if not waves:
+        raise UserError(
+            f"campaign {name!r} is not planned yet", hint="run it once; it plans itself"
+        )
+    index = _pick_wave(waves, snapshot, wave)
+    appointment = check_appointment(schedule_from_snapshot(snapshot), start, end)
+    record_decision(
+        db,
+        campaign=name,
+        wave=index,
+        approve=approve,
+        by=by,
+        now=now,
+        comment=comment,
+        appointment=appointment,
+    )
+    verb = "approved" if approve else "rejected"
+    message = f"wave {index} of {name} {verb} by {by}"
+    resumed = None
+    if resume_flow and flow_run_id:
+        resumed = _resume_paused_flow_run(
+            flow_run_id,
+            {
+                "decision": "approve" if approve else "reject",
+                "comment": comment,
+                "start": appointment[0].isoformat() if appointment else None,
+                "end": appointment[1].isoformat() if appointment else None,
+            },
+        )
+        if resumed:
+            message += f"; resumed flow run {resumed}"
+    return ApprovalResult(index, message, resumed)
+
+
+def _resume_paused_flow_run(flow_run_id: str, run_input: dict[str, Any]) -> str | None:
+    """Resume the flow run if it is paused (it then reads the input); None otherwise."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.flow_runs import resume_flow_run
+        from prefect.settings import get_current_settings
+
+        if not get_current_settings().api.url:
+            return None
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(flow_run_id))
+        if run.state is None or not run.state.is_paused():
+            return None
+        resume_flow_run(UUID(flow_run_id), run_input=run_input)
+        return flow_run_id
+    except Exception as exc:  # the decision is stored; the next run reads it anyway
+        log.warning("could not resume flow run %s: %s", flow_run_id, exc)
+        return None

@@ -1,0 +1,115 @@
+"""A Clock linked to a simulator's clock: ``now()`` reads it, ``sleep()`` advances it.
+
+With the simulator on a manual clock, every wait of the engine becomes an instant jump of
+the simulator's time, so a campaign of days (windows, DST, timeouts) runs in seconds
+(``fleetwave run --clock sim``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pendulum
+
+from fleetwave.clock import Clock
+from fleetwave.errors import UserError
+
+__all__ = ["SimLinkedClock", "clock_from_option", "parse_sim_time"]
+
+
+def parse_sim_time(body: Any) -> pendulum.DateTime:
+    """The instant in a ``GET /sim/clock`` or ``POST /sim/clock/advance`` answer (UTC)."""
+    value: Any = body
+    if isinstance(body, dict):
+        for key in ("now", "time", "clock", "utc", "instant"):
+            if key in body:
+                value = body[key]
+                break
+    if not isinstance(value, str):
+        raise ValueError(f"the simulator's clock answer has no time in it: {body!r}")
+    parsed = pendulum.parse(value)
+    if not isinstance(parsed, pendulum.DateTime):
+        raise ValueError(f"the simulator's clock answer is not a date-time: {value!r}")
+    return parsed.in_tz("UTC")
+
+
+class SimLinkedClock:
+    """The simulator's clock as a :class:`fleetwave.clock.Clock`.
+
+    ``min_step`` is the smallest advance a ``sleep`` makes, so a busy loop of zero-second
+    sleeps still moves simulated time forward. ``now()`` reuses the last answer for
+    ``cache_seconds`` of wall time (a manual clock only moves when someone advances it).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        min_step: float = 0.0,
+        cache_seconds: float = 0.25,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.min_step = min_step
+        self.cache_seconds = cache_seconds
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._last: tuple[float, pendulum.DateTime] | None = None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> pendulum.DateTime:
+        try:
+            resp = self._client.request(method, path, **kwargs)
+            resp.raise_for_status()
+            now = parse_sim_time(resp.json())
+            self._last = (time.monotonic(), now)
+            return now
+        except (httpx.HTTPError, ValueError) as exc:
+            raise UserError(
+                f"cannot use the simulator's clock at {self.base_url}{path}: {exc}",
+                hint="is the simulator running (fleetwave sim serve --clock manual)?",
+            ) from exc
+
+    def now(self) -> pendulum.DateTime:
+        last = self._last
+        if last is not None and time.monotonic() - last[0] < self.cache_seconds:
+            return last[1]
+        return self._call("GET", "/sim/clock")
+
+    def advance(self, seconds: float) -> pendulum.DateTime:
+        """Move the simulator's clock forward by ``seconds`` and return the new time."""
+        return self._call("POST", "/sim/clock/advance", json={"seconds": float(seconds)})
+
+    async def sleep(self, seconds: float) -> None:
+        step = max(float(seconds), self.min_step)
+        if step > 0:
+            await asyncio.to_thread(self.advance, step)
+        else:
+            await asyncio.sleep(0)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"SimLinkedClock({self.base_url})"
+
+
+def clock_from_option(option: str, *, sim_url: str | None = None) -> Clock:
+    """The engine clock for ``--clock``: ``real``, ``manual``, ``scaled:F`` or ``sim``.
+
+    ``sim`` links to the simulator at ``sim_url`` (default: ``IODM_BASE_URL``, else the
+    embedded simulator's address), so its manual clock drives the campaign.
+    """
+    from fleetwave.clock import parse_clock
+
+    if option.strip().lower() == "sim":
+        import os
+
+        from fleetwave.platforms.iodm.settings import SIM_DEFAULT_BASE_URL
+
+        return SimLinkedClock(sim_url or os.environ.get("IODM_BASE_URL") or SIM_DEFAULT_BASE_URL)
+    try:
+        return parse_clock(option)
+    except ValueError as exc:
+        raise UserError(f"--clock {option!r}: {exc}", hint="use real, sim, or scaled:60") from None

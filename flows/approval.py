@@ -1,0 +1,51 @@
+"""The typed input of an approval gate: what the Prefect UI shows as a form when a wave waits.
+
+``fleetwave approve`` builds the same model, so the shell and the UI validate alike. The
+check that an appointment lies inside the campaign's windows needs the campaign, so it is
+done by the engine (``fleetwave.engine.approval.check_appointment``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from prefect.input import RunInput
+from pydantic import Field, model_validator
+
+__all__ = ["MIN_APPOINTMENT", "ApprovalInput"]
+
+MIN_APPOINTMENT = timedelta(hours=1)
+
+
+class ApprovalInput(RunInput):
+    """Approve or reject the next wave; optionally book an appointment (start/end, >= 1 h)."""
+
+    decision: Literal["approve", "reject"] = Field(
+        description="approve: the wave may start; reject: the campaign halts."
+    )
+    comment: str = Field(default="", max_length=2000, description="Why (kept in the event log).")
+    start: datetime | None = Field(
+        default=None, description="Appointment start (UTC unless an offset is given)."
+    )
+    end: datetime | None = Field(
+        default=None, description="Appointment end; at least one hour after start."
+    )
+
+    @model_validator(mode="after")
+    def _check_appointment(self) -> ApprovalInput:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("an appointment needs both start and end (or neither)")
+        if self.start is not None and self.end is not None:
+            start, end = _utc(self.start), _utc(self.end)
+            if end - start < MIN_APPOINTMENT:
+                raise ValueError(
+                    f"the appointment {start.isoformat()} .. {end.isoformat()} is shorter than "
+                    "one hour; give an end at least one hour after the start"
+                )
+            self.start, self.end = start, end
+        return self
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,152 @@
+"""The campaign flow: ``run_campaign(campaign)`` advances one campaign and ends.
+
+Thin glue: the engine (``fleetwave.engine.runner.advance``) does the work; this module
+turns its stages into Prefect task runs (one per stage or chunk batch, never one per
+device), its progress events into a progress artifact, its approval gates into
+``pause_flow_run(wait_for_input=ApprovalInput)``, and its outcome into the summary and
+per-wave artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.flow_runs import FlowPauseTimeout, apause_flow_run
+from prefect.settings import get_current_settings
+
+from fleetwave import store
+from fleetwave.engine.context import ApprovalReply, ApprovalRequest, Approver
+from fleetwave.engine.progress import ProgressEvent, ProgressSink, combine_sinks
+from fleetwave.engine.runner import advance
+from fleetwave.sim.linked_clock import clock_from_option
+from fleetwave.spec import load_spec
+from flows.approval import ApprovalInput
+from flows.artifacts import ProgressArtifact, publish_report
+
+__all__ = ["extra_progress", "prefect_approver", "prefect_stage", "run_campaign"]
+
+#: A progress sink of the caller (``fleetwave run`` sets its rich display here), called
+#: beside the progress artifact when the flow runs in the caller's process.
+extra_progress: ContextVar[ProgressSink | None] = ContextVar("extra_progress", default=None)
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+@task(name="campaign-stage", cache_policy=NO_CACHE, persist_result=False)
+async def _stage(name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """One engine stage (verify, plan, submit a batch of chunks, a monitoring round ...)."""
+    return await fn()
+
+
+async def prefect_stage(name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    """The engine's StageRunner inside a flow run: each stage is one Prefect task run."""
+    result: T = await _stage.with_options(task_run_name=name)(name, fn)
+    return result
+
+
+def _has_api_server() -> bool:
+    return bool(get_current_settings().api.url)
+
+
+def _pause_key(req: ApprovalRequest) -> str:
+    """A pause key Prefect accepts (lowercase letters, digits, dashes), one per gate."""
+    raw = f"approve-wave-{req.wave}-{req.token or 'gate'}-{req.campaign}"
+    return re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:100]
+
+
+def prefect_approver(*, timeout: int, poll_interval: int) -> Approver:
+    """Pause the flow run for an :class:`ApprovalInput` (a form in the Prefect UI).
+
+    Only with a Prefect API server (an ephemeral one has no UI to answer from); on pause
+    timeout, None: the run ends with the campaign awaiting approval.
+    """
+
+    async def _approve(req: ApprovalRequest) -> ApprovalReply | None:
+        if FlowRunContext.get() is None or not _has_api_server():
+            return None
+        form = ApprovalInput.with_initial_data(
+            description=(
+                f"Campaign **{req.campaign}**: approve wave {req.wave} ({req.wave_name}, "
+                f"{req.devices} devices)? Reason: {req.reason}. Counts so far: "
+                f"{dict(req.summary)}. An appointment (start/end) must lie inside one of the "
+                "campaign's windows and last at least one hour."
+            ),
+            decision="approve",
+        )
+        try:
+            answer = await apause_flow_run(
+                wait_for_input=form,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                key=_pause_key(req),
+            )
+        except FlowPauseTimeout:
+            get_run_logger().warning("no approval for wave %s within %s s", req.wave, timeout)
+            return None
+        return ApprovalReply(
+            approve=answer.decision == "approve",
+            by="prefect",
+            comment=answer.comment,
+            start=answer.start,
+            end=answer.end,
+        )
+
+    return _approve
+
+
+@flow(name="run-campaign", persist_result=False, validate_parameters=True)
+async def run_campaign(
+    campaign: str,
+    clock: str = "real",
+    sleep_through_windows: bool = False,
+    wait_for_lease: bool = False,
+    approval_timeout: int = 3600,
+    approval_poll_interval: int = 10,
+) -> dict[str, Any]:
+    """Advance the campaign in the YAML file ``campaign`` as far as it can go now.
+
+    ``clock``: real | sim (the simulator's clock) | scaled:F. Returns the outcome
+    (completed, halted, rolled_back, waiting_window, awaiting_approval or failed).
+    """
+    logger = get_run_logger()
+    spec = load_spec(campaign)
+    ctx = FlowRunContext.get()
+    flow_run_id = str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None
+    progress = ProgressArtifact(spec.name)
+
+    def _log(event: ProgressEvent) -> None:
+        if event.kind in ("decision", "outcome", "submitted", "stage"):
+            logger.info("%s", event.message or event.stage or event.kind)
+
+    engine = store.get_engine()
+    store.ensure_schema_current(engine)
+    outcome = await advance(
+        spec,
+        db=engine,
+        clock=clock_from_option(clock),
+        progress=combine_sinks(progress.sink, _log, *filter(None, [extra_progress.get()])),
+        approver=prefect_approver(timeout=approval_timeout, poll_interval=approval_poll_interval),
+        stage=prefect_stage,
+        flow_run_id=flow_run_id,
+        sleep_through_windows=sleep_through_windows,
+        wait_for_lease=wait_for_lease,
+    )
+    logger.info("campaign %s", outcome)
+    try:
+        from fleetwave.report.store import load_report
+
+        with store.session_scope(engine, read_only=True) as s:
+            report = load_report(s, spec.name)
+        await publish_report(report)
+    except Exception:  # the report must never fail a campaign run
+        logger.warning("could not publish the campaign report", exc_info=True)
+    return outcome.as_dict()

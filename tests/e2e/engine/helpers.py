@@ -1,0 +1,138 @@
+"""Helpers of the engine's end-to-end tests: a store, a platform and a linked clock per sim."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleetwave import store
+from fleetwave.engine.progress import ProgressEvent
+from fleetwave.engine.runner import Outcome, advance
+from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
+from fleetwave.sim.linked_clock import SimLinkedClock
+from fleetwave.spec import CampaignSpec, load_spec_text
+
+
+def new_store(path: Path) -> sa.Engine:
+    """A fresh SQLite store at ``path`` with the current schema."""
+    engine = store.get_engine(f"sqlite:///{path}")
+    store.upgrade_schema(engine)
+    return engine
+
+
+def spec_of(text: str) -> CampaignSpec:
+    return load_spec_text(textwrap.dedent(text))
+
+
+class Recorder:
+    """A progress sink that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[ProgressEvent] = []
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> Counter[str]:
+        return Counter(e.kind for e in self.events)
+
+
+@contextmanager
+def linked(base_url: str, app_id: str, secret: str) -> Iterator[tuple[SimLinkedClock, Any]]:
+    """A linked clock and settings for a platform on the simulator at ``base_url``."""
+    clock = SimLinkedClock(base_url)
+    settings = IoDMSettings(base_url=base_url, app_id=app_id, secret=secret, rate_limit=0)
+    try:
+        yield clock, settings
+    finally:
+        clock.close()
+
+
+async def run(
+    spec: CampaignSpec,
+    db: sa.Engine,
+    sim: Any,
+    *,
+    recorder: Recorder | None = None,
+    **kwargs: Any,
+) -> tuple[Outcome, dict[str, int]]:
+    """One engine run against ``sim`` (a SimHandle); returns the outcome and its API calls."""
+    with linked(sim.base_url, sim.app_id, sim.secret) as (clock, settings):
+        platform = IoDMPlatform(settings, clock=clock)
+        try:
+            outcome = await advance(
+                spec,
+                db=db,
+                platform=platform,
+                clock=clock,
+                progress=recorder,
+                max_rounds=kwargs.pop("max_rounds", 2000),
+                **kwargs,
+            )
+            return outcome, dict(platform.call_counts())
+        finally:
+            await platform.aclose()
+
+
+def device_rows(db: sa.Engine, name: str) -> dict[str, store.DeviceRun]:
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        return {r.device_id: r for r in store.iter_device_runs(s, campaign_id=c.id)}
+
+
+def chunks(db: sa.Engine, name: str) -> list[store.Chunk]:
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        return store.list_chunks(s, campaign_id=c.id)
+
+
+def events(db: sa.Engine, name: str, kinds: list[str] | None = None) -> list[store.Event]:
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        return list(reversed(store.recent_events(s, campaign_id=c.id, limit=100_000, kinds=kinds)))
+
+
+def campaign_row(db: sa.Engine, name: str) -> store.Campaign:
+    with store.session_scope(db) as s:
+        return store.get_campaign(s, name=name)
+
+
+def waves(db: sa.Engine, name: str) -> list[store.Wave]:
+    with store.session_scope(db) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        return store.get_waves(s, campaign_id=c.id)
+
+
+def check_exactly_once(
+    db: sa.Engine, name: str, sim_tasks: list[dict[str, Any]], file_ids: set[str]
+) -> Counter[str]:
+    """Every platform task for these packages is a recorded chunk (no orphan a crash left
+    behind), each device got exactly the tasks of its recorded chunks, and never two
+    upgrade tasks in one round. Returns the platform's task count per device."""
+    recorded = {c.operation_id: c for c in chunks(db, name) if c.operation_id}
+    mine = [t for t in sim_tasks if t["fileId"] in file_ids]
+    orphans = [t["operationId"] for t in mine if t["operationId"] not in recorded]
+    assert not orphans, f"platform tasks no chunk knows about: {orphans}"
+    per_device: Counter[str] = Counter()
+    for t in mine:
+        per_device.update(t["devices"])
+    expected: Counter[str] = Counter()
+    rounds: dict[tuple[str, str, int], int] = {}
+    for c in recorded.values():
+        expected.update(c.device_ids)
+        for d in c.device_ids:
+            key = (d, c.kind.value, c.round)
+            rounds[key] = rounds.get(key, 0) + 1
+    assert per_device == expected
+    twice = {k: n for k, n in rounds.items() if n > 1}
+    assert not twice, f"devices with two tasks in one round: {twice}"
+    return per_device

@@ -1,0 +1,89 @@
+"""``fleetwave run|halt|resume|approve`` as an operator uses them (subprocesses, real sim)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetwave.sim.testing import SimHandle, run_simulator
+
+CAMPAIGN = """
+name: cli-trackers
+kind: software
+package: {version: "5.3.0", device_type: Tracker, model: TRK-9, manufacturer_name: Roamly}
+targets: {groups: [{name: trackers-madrid}]}
+waves:
+  - count: 5
+  - percent: 100
+    approval: true
+policy: {poll_interval: 5m, task_timeout: 1h, max_devices_per_task: 40}
+thresholds: {max_failure_percent: 50, min_finished: 5, wave_success_percent: 50}
+"""
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimHandle]:
+    with run_simulator(devices=400, groups=6, seed=13, clock="manual", rate_limit=0) as handle:
+        yield handle
+
+
+def fleetwave(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetwave", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.update(
+        IODM_BASE_URL=sim.base_url,
+        IODM_APP_ID=sim.app_id,
+        IODM_SECRET=sim.secret,
+        IODM_RATE_LIMIT="0",
+        FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+    )
+    env.pop("PREFECT_API_URL", None)
+    (tmp_path / "c.yaml").write_text(CAMPAIGN)
+    run = ["run", "c.yaml", "--clock", "sim"]
+
+    first = fleetwave(run, env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "cli-trackers: awaiting_approval" in first.stdout
+    assert "fleetwave approve cli-trackers" in first.stdout
+
+    short = fleetwave(
+        ["approve", "cli-trackers", "--start", "2026-01-05T10:00", "--end", "2026-01-05T10:30"],
+        env,
+        tmp_path,
+    )
+    assert short.returncode == 2
+    assert short.stderr.strip().count("\n") == 0  # one line, no traceback
+    assert "at least one hour" in short.stderr
+
+    ok = fleetwave(["approve", "cli-trackers", "--comment", "canary fine"], env, tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "wave 1 of cli-trackers approved" in ok.stdout
+
+    halted = fleetwave(["halt", "cli-trackers", "--reason", "change freeze"], env, tmp_path)
+    assert halted.returncode == 0 and "halted" in halted.stdout
+    stopped = fleetwave(run, env, tmp_path)
+    assert stopped.returncode == 4 and "cli-trackers: halted" in stopped.stdout
+
+    resumed = fleetwave(["resume", "cli-trackers"], env, tmp_path)
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout
+    done = fleetwave([*run, "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '"kind": "completed"' in done.stdout
+
+    unknown = fleetwave(["halt", "no-such-campaign"], env, tmp_path)
+    assert unknown.returncode == 2 and "no campaign named 'no-such-campaign'" in unknown.stderr

@@ -1,0 +1,104 @@
+"""Unit tests: approval input and appointments, stored-spec windows, clock and policy helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+import pytest
+from pydantic import ValidationError
+
+from fleetwave.engine.approval import AppointmentError, check_appointment
+from fleetwave.engine.control import schedule_from_snapshot
+from fleetwave.engine.submit import policy_from_json, policy_to_json
+from fleetwave.plan.windows import WeeklyWindow, WindowSchedule
+from fleetwave.platforms.base import ExecuteType, TaskPolicy
+from fleetwave.sim.linked_clock import clock_from_option, parse_sim_time
+from fleetwave.spec import load_spec_text
+from flows.approval import ApprovalInput
+
+NIGHTLY = WindowSchedule(
+    "Europe/Berlin", (WeeklyWindow(frozenset(range(1, 8)), dt.time(22, 0), dt.time(4, 0)),)
+)
+
+
+def test_approval_input_validates_appointments() -> None:
+    ok = ApprovalInput(decision="approve", start="2026-01-05T21:00:00Z", end="2026-01-05T23:00Z")
+    assert ok.start is not None and ok.start.tzinfo is not None
+    naive = ApprovalInput(decision="reject", start="2026-01-05T21:00", end="2026-01-05T22:00")
+    assert naive.end is not None and naive.end.utcoffset() == dt.timedelta(0)
+    with pytest.raises(ValidationError, match="shorter than one hour"):
+        ApprovalInput(decision="approve", start="2026-01-05T21:00Z", end="2026-01-05T21:30Z")
+    with pytest.raises(ValidationError, match="both start and end"):
+        ApprovalInput(decision="approve", start="2026-01-05T21:00Z")
+    with pytest.raises(ValidationError):
+        ApprovalInput(decision="maybe")  # type: ignore[arg-type]
+
+
+def test_check_appointment() -> None:
+    assert check_appointment(NIGHTLY, None, None) is None
+    # 22:30-01:30 Berlin in winter = 21:30-00:30 UTC, inside one window
+    a, b = check_appointment(
+        NIGHTLY, pendulum.datetime(2026, 1, 5, 21, 30), pendulum.datetime(2026, 1, 6, 0, 30)
+    ) or (None, None)
+    assert a == pendulum.datetime(2026, 1, 5, 21, 30) and b is not None
+    with pytest.raises(AppointmentError, match="at least one hour"):
+        check_appointment(
+            NIGHTLY, pendulum.datetime(2026, 1, 5, 21, 30), pendulum.datetime(2026, 1, 5, 22)
+        )
+    with pytest.raises(AppointmentError, match="not inside one allowed window") as err:
+        check_appointment(
+            NIGHTLY, pendulum.datetime(2026, 1, 5, 12), pendulum.datetime(2026, 1, 5, 14)
+        )
+    assert "22:00" in str(err.value)  # suggests real windows
+    with pytest.raises(AppointmentError, match="both"):
+        check_appointment(NIGHTLY, pendulum.datetime(2026, 1, 5, 12), None)
+
+
+def test_schedule_from_stored_snapshot_matches_the_spec() -> None:
+    spec = load_spec_text(
+        """
+name: snap
+kind: firmware
+package: {file_id: abc}
+targets: {devices: [d1]}
+waves: [{percent: 100}]
+windows:
+  timezone: Europe/Berlin
+  allowed: [{days: weekdays, start: "22:00", end: "05:00"}]
+  blackouts: [{date: 2026-12-24}, {start: 2026-12-30, end: 2027-01-01}]
+"""
+    )
+    restored = schedule_from_snapshot(spec.model_dump(mode="json"))
+    original = spec.schedule()
+    t = pendulum.datetime(2026, 12, 20, tz="UTC")
+    assert restored.upcoming(t, 8) == original.upcoming(t, 8)
+    assert schedule_from_snapshot({"windows": None}).is_open(t)
+
+
+def test_policy_json_round_trip() -> None:
+    start = pendulum.datetime(2026, 1, 5, 21)
+    p = TaskPolicy(ExecuteType.CUSTOM, start, start.add(hours=6), 3)
+    assert policy_from_json(policy_to_json(p)) == p
+    assert policy_from_json(policy_to_json(TaskPolicy())) == TaskPolicy()
+
+
+def test_parse_sim_time_and_clock_option() -> None:
+    assert parse_sim_time({"now": "2026-01-05T00:00:00+00:00"}) == pendulum.datetime(2026, 1, 5)
+    with pytest.raises(ValueError, match="no time"):
+        parse_sim_time({"mode": "manual"})
+    assert repr(clock_from_option("real")) == "RealClock()"
+    sim = clock_from_option("sim", sim_url="http://127.0.0.1:9")
+    assert "127.0.0.1:9" in repr(sim)
+    with pytest.raises(Exception, match="--clock 'fast'"):
+        clock_from_option("fast")
+
+
+def test_pause_key_is_what_prefect_accepts() -> None:
+    from fleetwave.engine.context import ApprovalRequest
+    from flows.campaign import _pause_key
+
+    key = _pause_key(
+        ApprovalRequest("Meters_FW.2", 3, "wave-4", 10, "threshold breached", token="breach-17")
+    )
+    assert key == "approve-wave-3-breach-17-meters-fw-2"
