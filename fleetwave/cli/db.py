@@ -15,7 +15,7 @@ import typer
 
 from fleetwave.errors import UserError
 
-__all__ = ["register", "status_document"]
+__all__ = ["open_engine", "register", "status_document"]
 
 db_app = typer.Typer(
     name="db",
@@ -28,7 +28,9 @@ _DB_OPTION = typer.Option(
 )
 
 
-def _engine(db: str | None, *, must_exist: bool) -> Any:
+def open_engine(db: str | None, *, must_exist: bool) -> Any:
+    """An engine on ``db`` (default: ``FLEETWAVE_DB_URL``); with ``must_exist``, a missing
+    SQLite file is a :class:`UserError` (instead of a new empty database)."""
     from sqlalchemy.engine import make_url
 
     from fleetwave import store
@@ -54,7 +56,7 @@ def upgrade(db: str | None = _DB_OPTION) -> None:
     """Create the database or migrate it to this fleetwave's schema."""
     from fleetwave import store
 
-    engine = _engine(db, must_exist=False)
+    engine = open_engine(db, must_exist=False)
     try:
         before = store.current_revision(engine)
         after = store.upgrade_schema(engine)
@@ -72,7 +74,7 @@ def current(db: str | None = _DB_OPTION) -> None:
     """Print the database's schema revision and whether it is up to date."""
     from fleetwave import store
 
-    engine = _engine(db, must_exist=True)
+    engine = open_engine(db, must_exist=True)
     try:
         rev, head = store.current_revision(engine), store.head_revision()
     finally:
@@ -203,7 +205,7 @@ def status(
     """Campaigns with their status, per-wave device counts and the last events."""
     from fleetwave import store
 
-    engine = _engine(db, must_exist=True)
+    engine = open_engine(db, must_exist=True)
     try:
         store.ensure_schema_current(engine)
         with store.session_scope(engine, read_only=True) as session:

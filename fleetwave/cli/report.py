@@ -28,10 +28,11 @@ def report(
 ) -> None:
     """Show a campaign's summary, per-wave counts and last events; optionally a PNG chart."""
     from fleetwave import store
+    from fleetwave.cli.db import open_engine
     from fleetwave.report import render_chart, render_markdown
     from fleetwave.report.store import load_report
 
-    engine = store.get_engine(db)
+    engine = open_engine(db, must_exist=True)
     try:
         store.ensure_schema_current(engine)
         with store.session_scope(engine, read_only=True) as session:

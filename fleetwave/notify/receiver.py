@@ -11,19 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pendulum
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from fleetwave.notify.events import NotificationError, PushEvent, parse_notification
+from fleetwave.serving import ThreadedServer
 
 __all__ = ["CALLBACK_PREFIX", "ReceiverCounters", "ReceiverServer", "create_receiver_app"]
 
@@ -116,64 +113,17 @@ def create_receiver_app(
     return app
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"the push receiver cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(1024)
-    return sock
-
-
-class ReceiverServer:
-    """uvicorn serving one app on a socket bound at construction (so the port is known)."""
+class ReceiverServer(ThreadedServer):
+    """uvicorn serving the receiver app on a socket bound at construction (port known)."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self.sock = _bind(host, port)
-        self.host = host
-        self.port: int = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                access_log=False,  # the request line carries the token
-                lifespan="off",
-                server_header=False,
-                timeout_keep_alive=30,
-            )
+        super().__init__(
+            app, host, port, name="push receiver", backlog=1024, lifespan="off", server_header=False
         )
-        self._thread: threading.Thread | None = None
 
     @property
     def local_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self.server.should_exit
+        return self.url
 
     def start(self, timeout: float = 30.0) -> None:
-        self._thread = threading.Thread(
-            target=self.server.run,
-            kwargs={"sockets": [self.sock]},
-            name=f"fleetwave-notify-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if not self.server.started:
-            self.stop()
-            raise RuntimeError(f"the push receiver did not start on {self.local_url}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.sock.close()
+        self.start_in_thread(timeout)

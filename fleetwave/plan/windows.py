@@ -53,6 +53,25 @@ class WeeklyWindow:
 Span = tuple[pendulum.DateTime, pendulum.DateTime]
 
 
+def _windows_cover_week(windows: Sequence[WeeklyWindow]) -> bool:
+    """True when the weekly windows together cover every local minute of the week."""
+    week = 7 * 24 * 60
+    pieces: list[tuple[int, int]] = []
+    for w in windows:
+        start = w.start.hour * 60 + w.start.minute
+        end = w.end.hour * 60 + w.end.minute
+        length = end - start if end > start else end - start + 24 * 60
+        for d in w.days:
+            a = (d - 1) * 24 * 60 + start
+            pieces += [(a, min(a + length, week)), (0, max(0, a + length - week))]
+    reached = 0
+    for a, b in sorted(pieces):
+        if a > reached:
+            return False
+        reached = max(reached, b)
+    return reached >= week
+
+
 def _local(day: dt.date, t: dt.time, tz: pendulum.Timezone) -> pendulum.DateTime:
     """The instant of local ``day`` ``t``: an ambiguous time is its first occurrence; a time
     in a spring-forward gap is the instant of the change (the clock jumps past it)."""
@@ -83,9 +102,11 @@ class WindowSchedule:
     windows: Sequence[WeeklyWindow] = ()
     blackouts: Sequence[tuple[dt.date, dt.date]] = ()  # inclusive local date ranges
     _tz: pendulum.Timezone = field(init=False, repr=False, compare=False)
+    _covers_week: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_tz", pendulum.timezone(self.timezone))
+        object.__setattr__(self, "_covers_week", _windows_cover_week(self.windows))
         for first, last in self.blackouts:
             if last < first:
                 raise ValueError(f"blackout range ends before it starts: {first}..{last}")
@@ -152,8 +173,29 @@ class WindowSchedule:
                 else:
                     yield current
                     current = (a, b)
+            if (
+                self._covers_week
+                and current is not None
+                and day < last_day
+                and current[1] >= self._midnight(day)
+            ):
+                # Windows covering every local minute of the week leave no gap on an
+                # allowed day, so the span open now runs on until the next blackout or the
+                # horizon: skip the days in between (all of them lie inside it), keeping
+                # only the last skipped day's windows that run past its midnight.
+                skip_to = self._day_before_blackout(day, last_day)
+                if skip_to > day:
+                    current = (current[0], max(current[1], self._midnight(skip_to).in_tz("UTC")))
+                    pending.extend(self._day_segments(skip_to - dt.timedelta(days=1)))
+                    pending.sort()
+                    day = skip_to
         if current is not None:
             yield current
+
+    def _day_before_blackout(self, day: dt.date, last_day: dt.date) -> dt.date:
+        """The day before the first blackout day on or after ``day``, at most ``last_day``."""
+        starts = [max(first, day) for first, last in self.blackouts if last >= day]
+        return min([last_day, *(b - dt.timedelta(days=1) for b in starts)])
 
     def _open_spans(
         self, after: pendulum.DateTime, first_day: dt.date, last_day: dt.date

@@ -15,8 +15,7 @@ from typing import Any
 
 import pendulum
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 from fleetwave.errors import UserError
 from fleetwave.report.model import (
@@ -27,12 +26,11 @@ from fleetwave.report.model import (
     WaveReport,
     build_timeline,
 )
+from fleetwave.store import api as store_api
 from fleetwave.store.models import (
-    Campaign,
     ChunkKind,
     DeviceRunStatus,
     Event,
-    Wave,
 )
 
 __all__ = ["load_report", "totals_from_counts"]
@@ -42,9 +40,6 @@ BREACH_EVENT = "threshold_breach"  # the engine's event kind when a failure thre
 # Core columns (SQLModel's attributes are typed as plain values, these as SQL expressions).
 _DR = SQLModel.metadata.tables["device_run"].c
 _CH = SQLModel.metadata.tables["chunk"].c
-_CA = SQLModel.metadata.tables["campaign"].c
-_WA = SQLModel.metadata.tables["wave"].c
-_EV = SQLModel.metadata.tables["event"].c
 _TOOK_NEW = (_D.SUCCEEDED, _D.ROLLING_BACK, _D.ROLLED_BACK, _D.ROLLBACK_FAILED)
 _ROLLBACK = (_D.ROLLING_BACK, _D.ROLLED_BACK, _D.ROLLBACK_FAILED)
 
@@ -171,19 +166,16 @@ def load_report(
     session: Session, name: str, *, events: int = 20, max_points: int = 200
 ) -> CampaignReport:
     """The report of campaign ``name``; raises :class:`UserError` if there is none."""
-    campaign = session.execute(sa.select(Campaign).where(_CA.name == name)).scalar_one_or_none()
+    campaign = store_api.find_campaign(session, name=name)
     if campaign is None:
-        known = session.execute(sa.select(_CA.name).order_by(_CA.name).limit(10)).scalars().all()
+        known = sorted(c.name for c in store_api.list_campaigns(session))[:10]
         hint = f"known campaigns: {', '.join(known)}" if known else "no campaign has run yet"
         raise UserError(f"no campaign named {name!r} in the store", hint=hint)
     assert campaign.id is not None
     cid = campaign.id
 
-    waves = (
-        session.execute(sa.select(Wave).where(_WA.campaign_id == cid).order_by(_WA.index))
-        .scalars()
-        .all()
-    )
+    waves = store_api.get_waves(session, campaign_id=cid)
+    by_index = {w.index: w for w in waves}
     wave_names = {w.index: w.name for w in waves}
 
     counts: dict[int, dict[DeviceRunStatus, int]] = {}
@@ -212,7 +204,7 @@ def load_report(
     all_rollout = Totals()
     indexes = sorted(set(wave_names) | set(counts))
     for index in indexes:
-        wave = next((w for w in waves if w.index == index), None)
+        wave = by_index.get(index)
         rollout, rollback = totals_from_counts(
             counts.get(index, {}), failed_then_cancelled=failed_then_cancelled.get(index, 0)
         )
@@ -241,25 +233,13 @@ def load_report(
                 )
             )
 
-    event_rows = (
-        session.execute(
-            sa.select(Event).where(_EV.campaign_id == cid).order_by(_EV.id.desc()).limit(events)
-        )
-        .scalars()
-        .all()
-    )
+    event_rows = store_api.recent_events(session, campaign_id=cid, limit=events)
     event_lines = tuple(
         EventLine(_utc(e.at), e.kind, _event_message(e)) for e in reversed(event_rows)
     )
-    breach_event = (
-        session.execute(
-            sa.select(Event)
-            .where(_EV.campaign_id == cid, _EV.kind == BREACH_EVENT)
-            .order_by(_EV.id.desc())
-            .limit(1)
-        )
-        .scalars()
-        .first()
+    breach_event = next(
+        iter(store_api.recent_events(session, campaign_id=cid, kinds=[BREACH_EVENT], limit=1)),
+        None,
     )
     breach = None
     if breach_event is not None:

@@ -110,7 +110,11 @@ class Task:
         return out
 
     def status(self, now: float) -> str:
-        s = self.stats(now)
+        return self.status_of(self.stats(now))
+
+    @staticmethod
+    def status_of(s: dict[str, int]) -> str:
+        """The task status its subtask counts (:meth:`stats`) imply."""
         if s["wait"] == s["total"]:
             return "wait"
         if s["wait"] or s["processing"]:
@@ -419,6 +423,7 @@ class SimState:
         return task
 
     def task_json(self, task: Task, now: float) -> dict[str, Any]:
+        stats = task.stats(now)  # once: a running task's counts walk every subtask
         return {
             "operationId": task.operation_id,
             "createTime": fmt_time(task.created),
@@ -427,8 +432,8 @@ class SimState:
             "operateType": task.op_type,
             "targets": task.targets_json,
             "policy": task.policy_json,
-            "status": task.status(now),
-            "staResult": task.stats(now),
+            "status": task.status_of(stats),
+            "staResult": stats,
             "extendPara": {"fileVersion": task.package.version, "fileId": task.package.file_id},
         }
 

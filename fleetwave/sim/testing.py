@@ -16,6 +16,7 @@ import httpx
 import pendulum
 
 from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET, SimConfig
+from fleetwave.sim.linked_clock import parse_sim_time
 from fleetwave.sim.server import SimServer
 
 __all__ = ["DEMO_APP_ID", "DEMO_SECRET", "SimConfig", "SimHandle", "run_simulator"]
@@ -42,11 +43,11 @@ class SimHandle:
 
     def clock(self) -> pendulum.DateTime:
         """The simulator's now (GET /sim/clock)."""
-        return _parse(self._call("GET", "/sim/clock")["now"])
+        return parse_sim_time(self._call("GET", "/sim/clock"))
 
     def advance(self, seconds: float) -> pendulum.DateTime:
         """Move a manual clock forward (POST /sim/clock/advance) and return the new now."""
-        return _parse(self._call("POST", "/sim/clock/advance", json={"seconds": seconds})["now"])
+        return parse_sim_time(self._call("POST", "/sim/clock/advance", json={"seconds": seconds}))
 
     def set_faults(self, **faults: Any) -> None:
         """Replace the fault set (POST /sim/faults); see the README for the fields."""
@@ -67,12 +68,6 @@ class SimHandle:
 
     def close(self) -> None:
         self._http.close()
-
-
-def _parse(value: str) -> pendulum.DateTime:
-    parsed = pendulum.parse(value)
-    assert isinstance(parsed, pendulum.DateTime)
-    return parsed.in_tz("UTC")
 
 
 @contextmanager

@@ -143,15 +143,15 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
     """A session in one transaction: committed on success, rolled back on any exception.
 
     Objects stay usable after the block (``expire_on_commit=False``). ``read_only`` on SQLite
-    begins a deferred transaction so readers never wait for a writer.
+    begins a deferred transaction so readers never wait for a writer; a read-only scope that
+    succeeds ends by closing the session, which releases its transaction without expiring
+    (as a rollback would) the rows it returned, so they stay readable after the block.
     """
     bind = engine.execution_options(fleetwave_sqlite_begin="DEFERRED") if read_only else engine
     session = Session(bind=bind, expire_on_commit=False)
     try:
         yield session
-        if read_only:
-            session.rollback()
-        else:
+        if not read_only:
             session.commit()
     except OperationalError as exc:
         session.rollback()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ValidationError
 
 from fleetwave.clock import Clock
 from fleetwave.platforms.base import (
@@ -35,7 +35,7 @@ from fleetwave.platforms.errors import (
     TooManyTargets,
 )
 
-from .client import IoDMClient, malformed
+from .client import IoDMClient, parse_body
 from .errors import MalformedResponse
 from .models import (
     CategoryInfo,
@@ -57,7 +57,6 @@ __all__ = ["PAGE_SIZES", "PATHS", "IoDMPlatform"]
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
 
 _NB = "/iodm/northbound/v1.5.0"
 
@@ -283,7 +282,7 @@ class IoDMPlatform:
 
     async def get_package(self, file_id: str) -> PackageInfo:
         body = await self.client.get(PATHS["package"], path_params={"fileId": file_id})
-        return package_info(self._model(CategoryInfo, body, "GET", PATHS["package"]))
+        return package_info(parse_body(CategoryInfo, body, "GET", PATHS["package"]))
 
     async def find_packages(
         self,
@@ -347,7 +346,7 @@ class IoDMPlatform:
 
     async def get_device(self, device_id: str) -> DeviceInfo:
         body = await self.client.get(PATHS["device"], path_params={"deviceId": device_id})
-        return device_info(self._model(DeviceRecord, body, "GET", PATHS["device"]))
+        return device_info(parse_body(DeviceRecord, body, "GET", PATHS["device"]))
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -385,7 +384,7 @@ class IoDMPlatform:
 
     async def get_task(self, operation_id: str) -> PlatformTask:
         body = await self.client.get(PATHS["task"], path_params={"operationId": operation_id})
-        return platform_task(self._model(OperationInfo, body, "GET", PATHS["task"]))
+        return platform_task(parse_body(OperationInfo, body, "GET", PATHS["task"]))
 
     async def list_tasks(
         self,
@@ -427,7 +426,9 @@ class IoDMPlatform:
                 f"unknown notification type {notify_type!r}: use one of {', '.join(_NOTIFY_TYPES)}"
             )
         if not callback_url.startswith(("http://", "https://")):
-            raise RequestRejected(f"callback URL {callback_url!r} must start with http(s)://")
+            # name the scheme only: the rest of a callback URL may carry its secret token
+            scheme = urlsplit(callback_url).scheme or "no scheme"
+            raise RequestRejected(f"the callback URL must start with http(s)://, not {scheme!r}")
         # subscribing again to the same type replaces the callback: safe to replay
         await self.client.post(
             PATHS["subscribe"],
@@ -442,10 +443,3 @@ class IoDMPlatform:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-    @staticmethod
-    def _model(cls: type[M], body: Any, method: str, path: str) -> M:
-        try:
-            return cls.model_validate(body if body is not None else {})
-        except ValidationError as exc:
-            raise malformed(exc, method, path) from None

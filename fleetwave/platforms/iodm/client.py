@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 import pendulum
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleetwave.clock import Clock, RealClock
 from fleetwave.platforms.errors import OutcomeUnknown, PlatformError
@@ -46,6 +46,7 @@ __all__ = ["IoDMClient"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 # raised before a single byte of the request left: always safe to try again
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -159,11 +160,7 @@ class IoDMClient:
                 path_params=path_params,
                 params={**base, "pageNo": page_no, "pageSize": size},
             )
-            path = _fill(template, path_params)
-            try:
-                page = page_model.model_validate(body if body is not None else {})
-            except ValidationError as exc:
-                raise malformed(exc, "GET", path) from None
+            page = parse_body(page_model, body, "GET", _fill(template, path_params))
             for item in page.items:
                 yield item
             count = len(page.items)
@@ -405,6 +402,15 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
     code = body.get("error_code", body.get("errorCode", body.get("resultcode")))
     desc = body.get("error_desc", body.get("errorDesc", body.get("resultmsg")))
     return (None if code is None else str(code)), (None if desc is None else str(desc)[:300])
+
+
+def parse_body(model: type[M], body: Any, method: str, path: str) -> M:
+    """``body`` read as ``model`` (a missing body as ``{}``); a :class:`MalformedResponse`
+    when it does not have the documented shape."""
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as exc:
+        raise malformed(exc, method, path) from None
 
 
 def malformed(exc: ValidationError, method: str, path: str) -> MalformedResponse:

@@ -97,6 +97,19 @@ def test_campaign_transitions_checked_and_logged(engine: Engine) -> None:
         assert ev[1].flow_run_id == "fr-1" and ev[0].data["reason"] == "all waves"
 
 
+def test_rows_from_a_read_only_scope_stay_readable_after_it(engine: Engine) -> None:
+    with store.session_scope(engine) as s:
+        cid = store.create_or_get_campaign(s, name="ro", spec={"k": 1}, now=NOW).id
+        assert cid is not None
+        store.append_event(s, campaign_id=cid, kind="note", now=NOW, data={"n": 1})
+    with store.session_scope(engine, read_only=True) as s:
+        c = store.get_campaign_by_id(s, campaign_id=cid)
+        events = store.recent_events(s, campaign_id=cid, kinds=["note"])
+    # no lazy reload needed: the scope ended without expiring what it returned
+    assert (c.name, c.status, c.created_at) == ("ro", CampaignStatus.PENDING, NOW)
+    assert [e.data for e in events] == [{"n": 1}]
+
+
 def test_timestamps_are_aware_utc_from_pendulum(engine: Engine) -> None:
     berlin = pendulum.datetime(2026, 3, 29, 3, 30, tz="Europe/Berlin")  # just after DST starts
     with store.session_scope(engine) as s:

@@ -324,3 +324,13 @@ async def test_reads_retry_timeouts_then_give_up_with_a_clear_error() -> None:
             await p.get_task("op-1")
     assert attempts == 4
     assert caught.value.path == "/iodm/northbound/v1.5.0/operations/op-1"
+
+
+async def test_a_bad_callback_url_is_refused_without_showing_its_token() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing may be sent")
+
+    async with platform_with(handler) as p:
+        with pytest.raises(RequestRejected, match="must start with http") as err:
+            await p.subscribe("fwUpgradeResultNotify", "ftp://host/notify/tok-s3cr3t")
+    assert "tok-s3cr3t" not in str(err.value) and "'ftp'" in str(err.value)

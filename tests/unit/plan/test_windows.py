@@ -161,6 +161,53 @@ def test_nothing_within_the_horizon() -> None:
     assert not s.is_open(utc(2026, 6, 1))
 
 
+COVERING = [
+    (WeeklyWindow(ALL, dt.time(0), dt.time(0)),),  # days: daily, 00:00-24:00
+    (WeeklyWindow(ALL, dt.time(22), dt.time(22)),),
+    (WeeklyWindow(ALL, dt.time(2, 30), dt.time(3)), WeeklyWindow(ALL, dt.time(3), dt.time(2, 30))),
+    (
+        WeeklyWindow(frozenset({1, 2, 3, 4, 5, 6}), dt.time(0), dt.time(0)),
+        WeeklyWindow(frozenset({7}), dt.time(0), dt.time(0)),
+    ),
+]
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "America/New_York", "America/Santiago"])
+@pytest.mark.parametrize("wins", COVERING)
+@pytest.mark.parametrize(
+    "blackouts", [(), ((dt.date(2026, 3, 29), dt.date(2026, 3, 29)), (dt.date(2026, 11, 1),) * 2)]
+)
+def test_week_covering_windows_skip_ahead_with_the_same_spans(
+    tz: str, wins: tuple[WeeklyWindow, ...], blackouts: tuple[tuple[dt.date, dt.date], ...]
+) -> None:
+    s = WindowSchedule(tz, wins, blackouts)
+    assert s._covers_week
+    for start in (utc(2026, 3, 27), utc(2026, 3, 29, 1, 30), utc(2026, 10, 31, 23)):
+        fast = list(s.spans(start, days=250))
+        object.__setattr__(s, "_covers_week", False)  # the day-by-day scan, for reference
+        slow = list(s.spans(start, days=250))
+        object.__setattr__(s, "_covers_week", True)
+        assert fast == slow
+
+
+def test_always_open_windows_stop_scanning_once_the_span_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = WindowSchedule("Europe/Berlin", COVERING[0])
+    assert not WindowSchedule("UTC", (WeeklyWindow(ALL, dt.time(0), dt.time(23, 59)),))._covers_week
+    days: list[dt.date] = []
+    real = WindowSchedule._day_segments
+
+    def counting(self: WindowSchedule, day: dt.date):  # type: ignore[no-untyped-def]
+        days.append(day)
+        return real(self, day)
+
+    monkeypatch.setattr(WindowSchedule, "_day_segments", counting)
+    opens, closes = s.next_window(utc(2026, 3, 1))
+    assert opens <= utc(2026, 3, 1) and closes - opens > dt.timedelta(days=300)
+    assert len(days) < 10  # not one per day of the 400-day horizon
+
+
 # -------------------------------------------------------------------- property: oracle
 
 
