@@ -9,27 +9,21 @@ state change that arrives after the result never moves a device backwards.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pendulum
-import sqlalchemy as sa
 from sqlmodel import Session
 
 from fleetwave import store
 from fleetwave.notify.events import EventKind, PushEvent, UpgradeState
 from fleetwave.platforms.base import TaskStatus
-from fleetwave.store import Chunk, ChunkKind, ChunkStatus, DeviceResult, DeviceRun, DeviceRunStatus
+from fleetwave.store import ChunkKind, ChunkRef, ChunkStatus, DeviceResult, DeviceRunStatus
 
 __all__ = ["ApplyOutcome", "apply_events", "to_device_result", "unfinished_devices"]
 
 log = logging.getLogger(__name__)
-
-_chunk = Chunk.__table__  # type: ignore[attr-defined]
-_dr = DeviceRun.__table__  # type: ignore[attr-defined]
-
-_IN_CLAUSE = 500  # ids per IN (...) list, far below every backend's parameter limit
 
 
 @dataclass(slots=True)
@@ -52,15 +46,6 @@ class ApplyOutcome:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _ChunkRef:
-    id: int
-    campaign_id: int
-    kind: ChunkKind
-    status: ChunkStatus
-    package_kind: str
-
-
 def to_device_result(event: PushEvent, chunk_kind: ChunkKind) -> DeviceResult | None:
     """The device-run change an event asks for (None: it changes nothing, e.g. ``idle``)."""
     rollback = chunk_kind is ChunkKind.ROLLBACK
@@ -81,68 +66,6 @@ def to_device_result(event: PushEvent, chunk_kind: ChunkKind) -> DeviceResult | 
     )
 
 
-def _slices(items: Sequence[str]) -> Iterable[list[str]]:
-    for i in range(0, len(items), _IN_CLAUSE):
-        yield list(items[i : i + _IN_CLAUSE])
-
-
-def _chunks_by_operation(session: Session, ops: Sequence[str]) -> dict[str, _ChunkRef]:
-    found: dict[str, _ChunkRef] = {}
-    cols = (
-        _chunk.c.operation_id,
-        _chunk.c.id,
-        _chunk.c.campaign_id,
-        _chunk.c.kind,
-        _chunk.c.status,
-        _chunk.c.package_kind,
-    )
-    for part in _slices(ops):
-        rows = session.execute(sa.select(*cols).where(_chunk.c.operation_id.in_(part)))
-        for op, cid, camp, kind, status, pkind in rows:
-            found[op] = _ChunkRef(cid, camp, ChunkKind(kind), ChunkStatus(status), pkind)
-    return found
-
-
-def _members(session: Session, chunk_ids: set[int], devices: Sequence[str]) -> set[tuple[int, str]]:
-    """(chunk id, device id) pairs of device runs that currently point at those chunks."""
-    pairs: set[tuple[int, str]] = set()
-    if not chunk_ids:
-        return pairs
-    for part in _slices(devices):
-        rows = session.execute(
-            sa.select(_dr.c.chunk_id, _dr.c.device_id).where(
-                _dr.c.chunk_id.in_(sorted(chunk_ids)), _dr.c.device_id.in_(part)
-            )
-        )
-        pairs.update((int(c), str(d)) for c, d in rows)
-    return pairs
-
-
-def _active_chunks_of(session: Session, devices: Sequence[str]) -> dict[str, list[_ChunkRef]]:
-    """For events without an operationId: the active chunks each device currently sits in."""
-    found: dict[str, list[_ChunkRef]] = {}
-    for part in _slices(devices):
-        rows = session.execute(
-            sa.select(
-                _dr.c.device_id,
-                _chunk.c.id,
-                _chunk.c.campaign_id,
-                _chunk.c.kind,
-                _chunk.c.status,
-                _chunk.c.package_kind,
-            )
-            .join(_chunk, _chunk.c.id == _dr.c.chunk_id)
-            .where(
-                _dr.c.device_id.in_(part),
-                _chunk.c.status == ChunkStatus.SUBMITTED.value,
-            )
-        )
-        for dev, cid, camp, kind, status, pkind in rows:
-            ref = _ChunkRef(cid, camp, ChunkKind(kind), ChunkStatus(status), pkind)
-            found.setdefault(dev, []).append(ref)
-    return found
-
-
 def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime) -> ApplyOutcome:
     """Apply a batch of events in the caller's transaction; see the module docstring.
 
@@ -154,11 +77,13 @@ def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime
     if not events:
         return out
     ops = sorted({e.operation_id for e in events if e.operation_id})
-    by_op = _chunks_by_operation(session, ops)
+    by_op = store.chunk_refs_by_operation_id(session, operation_ids=ops)
     anonymous = sorted({e.device_id for e in events if not e.operation_id})
-    by_device = _active_chunks_of(session, anonymous) if anonymous else {}
+    by_device = (
+        store.active_chunk_refs_by_device(session, device_ids=anonymous) if anonymous else {}
+    )
 
-    placed: list[tuple[PushEvent, _ChunkRef]] = []
+    placed: list[tuple[PushEvent, ChunkRef]] = []
     for e in events:
         if e.operation_id:
             ref = by_op.get(e.operation_id)
@@ -192,7 +117,11 @@ def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime
             continue
         placed.append((e, ref))
 
-    members = _members(session, {r.id for _, r in placed}, sorted({e.device_id for e, _ in placed}))
+    members = store.chunk_members(
+        session,
+        chunk_ids={r.id for _, r in placed},
+        device_ids=sorted({e.device_id for e, _ in placed}),
+    )
     # One decisive change per device run: a result beats a progress step, the later one wins;
     # events that change nothing (idle, rollback progress) only count for liveness.
     decisive: dict[tuple[int, str], DeviceResult] = {}
@@ -231,11 +160,8 @@ def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime
 
 def unfinished_devices(session: Session, *, chunk_id: int) -> int:
     """Device runs of a chunk still without a final status (0: push delivered every result,
-    so the monitor may finish the chunk without reading its subtasks)."""
-    final = [s.value for s in DeviceRunStatus if s.is_final]
-    stmt = (
-        sa.select(sa.func.count())
-        .select_from(_dr)
-        .where(_dr.c.chunk_id == chunk_id, _dr.c.status.not_in(final))
-    )
-    return int(session.execute(stmt).scalar_one())
+    so the monitor may finish the chunk without reading its subtasks).
+
+    Kept for the engine's import; it is :func:`fleetwave.store.count_unfinished_devices`.
+    """
+    return store.count_unfinished_devices(session, chunk_id=chunk_id)

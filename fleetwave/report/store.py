@@ -1,8 +1,9 @@
 """Build a :class:`CampaignReport` from the store: SQL aggregates for counts, streams for time.
 
-Per-wave counts are one GROUP BY over device runs; the timeline streams finished devices
-(``yield_per``) into bounded buckets, so a million-device campaign costs no more memory
-than a thousand. A device that took the new version and was later rolled back appears in
+Every query is a ``fleetwave.store`` data function. Per-wave counts are one GROUP BY over
+device runs (``wave_status_counts``); the timeline streams finished devices
+(``iter_finished_devices``) into bounded buckets, so a million-device campaign costs no
+more memory than a thousand. A device that took the new version and was later rolled back appears in
 its wave's rollout line at the time its upgrade task finished, and in the rollback line at
 the time its rollback finished.
 """
@@ -14,8 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import pendulum
-import sqlalchemy as sa
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from fleetwave.errors import UserError
 from fleetwave.report.model import (
@@ -27,29 +27,19 @@ from fleetwave.report.model import (
     build_timeline,
 )
 from fleetwave.store import api as store_api
-from fleetwave.store.models import (
-    ChunkKind,
-    DeviceRunStatus,
-    Event,
-)
+from fleetwave.store.models import ChunkKind, DeviceRunStatus, Event
 
 __all__ = ["load_report", "totals_from_counts"]
 
 _D = DeviceRunStatus
 BREACH_EVENT = "threshold_breach"  # the engine's event kind when a failure threshold trips
-# Core columns (SQLModel's attributes are typed as plain values, these as SQL expressions).
-_DR = SQLModel.metadata.tables["device_run"].c
-_CH = SQLModel.metadata.tables["chunk"].c
 _TOOK_NEW = (_D.SUCCEEDED, _D.ROLLING_BACK, _D.ROLLED_BACK, _D.ROLLBACK_FAILED)
 _ROLLBACK = (_D.ROLLING_BACK, _D.ROLLED_BACK, _D.ROLLBACK_FAILED)
 
 
 def _pdt(value: datetime | None) -> pendulum.DateTime | None:
-    return _utc(value) if value is not None else None
-
-
-def _utc(value: datetime) -> pendulum.DateTime:
-    return pendulum.instance(value).in_tz("UTC")
+    # The store hands back aware UTC datetimes; pendulum.instance keeps the UTC zone.
+    return pendulum.instance(value) if value is not None else None
 
 
 def totals_from_counts(
@@ -117,49 +107,32 @@ def _outcomes(
     def name(index: int) -> str:
         return wave_names.get(index, f"wave {index}")
 
-    final = sa.select(_DR.wave_index, _DR.status, _DR.finished_at).where(
-        _DR.campaign_id == campaign_id,
-        _DR.finished_at.is_not(None),
-        sa.or_(
-            _DR.status.in_(
-                [_D.SUCCEEDED, _D.FAILED, _D.TIMED_OUT, _D.ROLLED_BACK, _D.ROLLBACK_FAILED]
-            ),
-            sa.and_(_DR.status == _D.CANCELLED, _DR.failure_kind.is_not(None)),
-        ),
-    )
-    for wave_index, status, finished_at in session.execute(final.execution_options(yield_per=5000)):
+    for wave_index, status, finished_at in store_api.iter_finished_devices(
+        session, campaign_id=campaign_id
+    ):
+        at = pendulum.instance(finished_at)
         if status in (_D.ROLLED_BACK, _D.ROLLBACK_FAILED):
-            yield DeviceOutcome(
-                f"{name(wave_index)} (rollback)", _utc(finished_at), status is _D.ROLLED_BACK
-            )
+            yield DeviceOutcome(f"{name(wave_index)} (rollback)", at, status is _D.ROLLED_BACK)
         else:
-            yield DeviceOutcome(name(wave_index), _utc(finished_at), status is _D.SUCCEEDED)
+            yield DeviceOutcome(name(wave_index), at, status is _D.SUCCEEDED)
 
     # Devices now in a rollback status took the new version when their upgrade task finished.
-    rolled = sa.select(_DR.device_id).where(
-        _DR.campaign_id == campaign_id,
-        _DR.status.in_(_ROLLBACK),
+    rolled_ids = set(
+        store_api.iter_device_ids(
+            session, campaign_id=campaign_id, statuses=_ROLLBACK, batch_size=5000
+        )
     )
-    rolled_ids = {row[0] for row in session.execute(rolled.execution_options(yield_per=5000))}
     if not rolled_ids:
         return
-    chunks = (
-        sa.select(_CH.wave_index, _CH.device_ids, _CH.finished_at, _CH.updated_at)
-        .where(
-            _CH.campaign_id == campaign_id,
-            _CH.kind == ChunkKind.UPGRADE,
-            _CH.operation_id.is_not(None),
-        )
-        .order_by(_CH.id.desc())  # the latest task holding a device is the one it took
-    )
-    for wave_index, device_ids, finished_at, updated_at in session.execute(
-        chunks.execution_options(yield_per=50)
+    # Newest task first: the latest task holding a device is the one it took.
+    for task in store_api.iter_task_devices(
+        session, campaign_id=campaign_id, kind=ChunkKind.UPGRADE
     ):
-        at = _utc(finished_at or updated_at)
-        for device_id in device_ids:
+        at = pendulum.instance(task.finished_at or task.updated_at)
+        for device_id in task.device_ids:
             if device_id in rolled_ids:
                 rolled_ids.discard(device_id)  # counted once, at its latest upgrade task
-                yield DeviceOutcome(name(wave_index), at, True)
+                yield DeviceOutcome(name(task.wave_index), at, True)
 
 
 def load_report(
@@ -178,26 +151,8 @@ def load_report(
     by_index = {w.index: w for w in waves}
     wave_names = {w.index: w.name for w in waves}
 
-    counts: dict[int, dict[DeviceRunStatus, int]] = {}
-    failed_then_cancelled: dict[int, int] = {}
-    had_failure = _DR.failure_kind.is_not(None)
-    for wave_index, status, failed_first, count in session.execute(
-        sa.select(_DR.wave_index, _DR.status, had_failure, sa.func.count())
-        .where(_DR.campaign_id == cid)
-        .group_by(_DR.wave_index, _DR.status, had_failure)
-    ):
-        per_wave = counts.setdefault(wave_index, {})
-        per_wave[status] = per_wave.get(status, 0) + count
-        if status is _D.CANCELLED and failed_first:
-            failed_then_cancelled[wave_index] = failed_then_cancelled.get(wave_index, 0) + count
-
-    chunk_counts: dict[tuple[int, ChunkKind], int] = {}
-    for wave_index, kind, count in session.execute(
-        sa.select(_CH.wave_index, _CH.kind, sa.func.count())
-        .where(_CH.campaign_id == cid, _CH.operation_id.is_not(None))
-        .group_by(_CH.wave_index, _CH.kind)
-    ):
-        chunk_counts[(wave_index, kind)] = count
+    counts = store_api.wave_status_counts(session, campaign_id=cid)
+    chunk_counts = store_api.chunk_counts_by_wave(session, campaign_id=cid)
 
     rollout_rows: list[WaveReport] = []
     rollback_rows: list[WaveReport] = []
@@ -205,8 +160,9 @@ def load_report(
     indexes = sorted(set(wave_names) | set(counts))
     for index in indexes:
         wave = by_index.get(index)
+        wave_counts = counts.get(index) or store_api.WaveStatusCounts({})
         rollout, rollback = totals_from_counts(
-            counts.get(index, {}), failed_then_cancelled=failed_then_cancelled.get(index, 0)
+            wave_counts.statuses, failed_then_cancelled=wave_counts.cancelled_after_failure
         )
         all_rollout = all_rollout + rollout
         label = wave_names.get(index, f"wave {index}")
@@ -235,7 +191,7 @@ def load_report(
 
     event_rows = store_api.recent_events(session, campaign_id=cid, limit=events)
     event_lines = tuple(
-        EventLine(_utc(e.at), e.kind, _event_message(e)) for e in reversed(event_rows)
+        EventLine(pendulum.instance(e.at), e.kind, _event_message(e)) for e in reversed(event_rows)
     )
     breach_event = next(
         iter(store_api.recent_events(session, campaign_id=cid, kinds=[BREACH_EVENT], limit=1)),

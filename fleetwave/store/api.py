@@ -52,16 +52,25 @@ from fleetwave.store.models import (
 
 __all__ = [
     "DEFAULT_BATCH",
+    "ChunkRef",
     "DeviceResult",
+    "FinishedDevice",
     "NewDeviceRun",
+    "TaskDevices",
     "WavePlan",
+    "WaveStatusCounts",
     "abandon_chunk",
     "acquire_lease",
+    "active_chunk_refs_by_device",
     "add_device_runs",
     "append_event",
     "campaign_spec_hash",
+    "chunk_counts_by_wave",
     "chunk_device_ids",
+    "chunk_members",
+    "chunk_refs_by_operation_id",
     "claim_devices",
+    "count_unfinished_devices",
     "create_chunk_intent",
     "create_or_get_campaign",
     "create_waves",
@@ -79,6 +88,8 @@ __all__ = [
     "get_waves",
     "iter_device_ids",
     "iter_device_runs",
+    "iter_finished_devices",
+    "iter_task_devices",
     "list_active_chunks",
     "list_campaigns",
     "list_chunks",
@@ -95,10 +106,14 @@ __all__ = [
     "set_device_status",
     "set_flow_run",
     "set_wave_status",
+    "wave_status_counts",
 ]
 
 DEFAULT_BATCH = 5000
 """Rows per executemany batch (well under SQLite's 32766 bound parameters per statement)."""
+
+_IN_CLAUSE = 500
+"""IDs per ``IN (...)`` list of a lookup, far below every backend's parameter limit."""
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -142,6 +157,42 @@ class WavePlan:
     index: int
     name: str
     planned_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """The columns of a chunk that place a pushed event on it (its device list is not loaded)."""
+
+    id: int
+    campaign_id: int
+    kind: ChunkKind
+    status: ChunkStatus
+    package_kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaveStatusCounts:
+    """One wave's devices per status, and how many of its CANCELLED ones had failed first."""
+
+    statuses: dict[DeviceRunStatus, int]
+    cancelled_after_failure: int = 0
+
+
+class FinishedDevice(NamedTuple):
+    """A device with a final platform outcome: its wave, status and when it finished."""
+
+    wave_index: int
+    status: DeviceRunStatus
+    finished_at: datetime
+
+
+class TaskDevices(NamedTuple):
+    """A chunk that became a platform task: its wave, devices and last timestamps."""
+
+    wave_index: int
+    device_ids: list[str]
+    finished_at: datetime | None
+    updated_at: datetime
 
 
 # --------------------------------------------------------------------------------------
@@ -977,6 +1028,65 @@ def device_status_counts_by_wave(
     return out
 
 
+def wave_status_counts(session: Session, *, campaign_id: int) -> dict[int, WaveStatusCounts]:
+    """``{wave_index: WaveStatusCounts}`` from one GROUP BY (status, and whether it had failed).
+
+    Like :func:`device_status_counts_by_wave`, plus the CANCELLED devices that carry a
+    ``failure_kind`` (a halt or rollback cancels retryable failures), counted in the same
+    statement so both figures come from one snapshot.
+    """
+    had_failure = _dr.c.failure_kind.is_not(None)
+    stmt = (
+        sa.select(_dr.c.wave_index, _dr.c.status, had_failure, sa.func.count())
+        .where(_dr.c.campaign_id == campaign_id)
+        .group_by(_dr.c.wave_index, _dr.c.status, had_failure)
+    )
+    statuses: dict[int, dict[DeviceRunStatus, int]] = {}
+    failed_first: dict[int, int] = {}
+    for wave_index, s, failed, n in session.execute(stmt).all():
+        status = DeviceRunStatus(s)
+        per_wave = statuses.setdefault(wave_index, {})
+        per_wave[status] = per_wave.get(status, 0) + n
+        if status is DeviceRunStatus.CANCELLED and failed:
+            failed_first[wave_index] = failed_first.get(wave_index, 0) + n
+    return {
+        index: WaveStatusCounts(counts, failed_first.get(index, 0))
+        for index, counts in statuses.items()
+    }
+
+
+_OUTCOME_STATUSES = (
+    DeviceRunStatus.SUCCEEDED,
+    DeviceRunStatus.FAILED,
+    DeviceRunStatus.TIMED_OUT,
+    DeviceRunStatus.ROLLED_BACK,
+    DeviceRunStatus.ROLLBACK_FAILED,
+)
+
+
+def iter_finished_devices(
+    session: Session, *, campaign_id: int, yield_per: int = DEFAULT_BATCH
+) -> Iterator[FinishedDevice]:
+    """Every device of the campaign with a platform outcome and a ``finished_at``, streamed.
+
+    Outcomes: SUCCEEDED, FAILED, TIMED_OUT, ROLLED_BACK, ROLLBACK_FAILED, and CANCELLED
+    after a failure. One statement read ``yield_per`` rows at a time (memory stays at one
+    batch), in no particular order.
+    """
+    stmt = sa.select(_dr.c.wave_index, _dr.c.status, _dr.c.finished_at).where(
+        _dr.c.campaign_id == campaign_id,
+        _dr.c.finished_at.is_not(None),
+        sa.or_(
+            _dr.c.status.in_(_OUTCOME_STATUSES),
+            sa.and_(_dr.c.status == DeviceRunStatus.CANCELLED, _dr.c.failure_kind.is_not(None)),
+        ),
+    )
+    for wave_index, status, finished_at in session.execute(
+        stmt.execution_options(yield_per=yield_per)
+    ):
+        yield FinishedDevice(wave_index, DeviceRunStatus(status), finished_at)
+
+
 def failure_kind_counts(
     session: Session, *, campaign_id: int, wave_index: int | None = None
 ) -> dict[str, int]:
@@ -1256,6 +1366,132 @@ def list_active_chunks(session: Session, *, campaign_id: int | None = None) -> l
     if campaign_id is not None:
         stmt = stmt.where(Chunk.campaign_id == campaign_id)
     return list(_read(session, stmt.order_by(col(Chunk.id))).all())
+
+
+def chunk_counts_by_wave(session: Session, *, campaign_id: int) -> dict[tuple[int, ChunkKind], int]:
+    """Chunks that became platform tasks (have an operationId), per (wave, kind); one GROUP BY."""
+    stmt = (
+        sa.select(_chunk.c.wave_index, _chunk.c.kind, sa.func.count())
+        .where(_chunk.c.campaign_id == campaign_id, _chunk.c.operation_id.is_not(None))
+        .group_by(_chunk.c.wave_index, _chunk.c.kind)
+    )
+    return {(wave_index, ChunkKind(kind)): n for wave_index, kind, n in session.execute(stmt)}
+
+
+def iter_task_devices(
+    session: Session, *, campaign_id: int, kind: ChunkKind, yield_per: int = 50
+) -> Iterator[TaskDevices]:
+    """The campaign's chunks of ``kind`` that became platform tasks, newest first, streamed.
+
+    Newest first, so the first task listing a device is the latest one it was sent. At
+    most ``yield_per`` chunks (each up to the platform's task limit of IDs) are in memory.
+    """
+    stmt = (
+        sa.select(
+            _chunk.c.wave_index, _chunk.c.device_ids, _chunk.c.finished_at, _chunk.c.updated_at
+        )
+        .where(
+            _chunk.c.campaign_id == campaign_id,
+            _chunk.c.kind == kind,
+            _chunk.c.operation_id.is_not(None),
+        )
+        .order_by(_chunk.c.id.desc())
+    )
+    for wave_index, device_ids, finished_at, updated_at in session.execute(
+        stmt.execution_options(yield_per=yield_per)
+    ):
+        yield TaskDevices(wave_index, list(device_ids), finished_at, updated_at)
+
+
+_REF_COLUMNS = (
+    _chunk.c.id,
+    _chunk.c.campaign_id,
+    _chunk.c.kind,
+    _chunk.c.status,
+    _chunk.c.package_kind,
+)
+
+
+def _chunk_ref(cid: int, campaign_id: int, kind: Any, status: Any, package_kind: str) -> ChunkRef:
+    return ChunkRef(cid, campaign_id, ChunkKind(kind), ChunkStatus(status), package_kind)
+
+
+def chunk_refs_by_operation_id(
+    session: Session, *, operation_ids: Iterable[str]
+) -> dict[str, ChunkRef]:
+    """``{operationId: ChunkRef}`` for the ids some chunk carries (others are absent).
+
+    Batches the lookup (one query per 500 ids) and never loads the chunks' device lists;
+    for one id with the whole row, see :func:`get_chunk_by_operation_id`.
+    """
+    found: dict[str, ChunkRef] = {}
+    for part in _batches(operation_ids, _IN_CLAUSE):
+        rows = session.execute(
+            sa.select(_chunk.c.operation_id, *_REF_COLUMNS).where(_chunk.c.operation_id.in_(part))
+        )
+        for op, *ref in rows:
+            found[op] = _chunk_ref(*ref)
+    return found
+
+
+def active_chunk_refs_by_device(
+    session: Session, *, device_ids: Iterable[str]
+) -> dict[str, list[ChunkRef]]:
+    """``{device_id: [ChunkRef, ...]}``: the SUBMITTED chunks each device's runs point at.
+
+    Across campaigns (a device may sit in one active chunk per campaign); devices in none
+    are absent.
+    """
+    found: dict[str, list[ChunkRef]] = {}
+    for part in _batches(device_ids, _IN_CLAUSE):
+        rows = session.execute(
+            sa.select(_dr.c.device_id, *_REF_COLUMNS)
+            .join(_chunk, _chunk.c.id == _dr.c.chunk_id)
+            .where(
+                _dr.c.device_id.in_(part),
+                _chunk.c.status == ChunkStatus.SUBMITTED.value,
+            )
+        )
+        for device_id, *ref in rows:
+            found.setdefault(device_id, []).append(_chunk_ref(*ref))
+    return found
+
+
+def chunk_members(
+    session: Session, *, chunk_ids: Iterable[int], device_ids: Iterable[str]
+) -> set[tuple[int, str]]:
+    """(chunk id, device id) pairs of device runs that currently point at one of the chunks.
+
+    Only ``device_ids`` are looked up (in batches), so the answer is at most that many pairs.
+    """
+    chunks = sorted(set(chunk_ids))
+    pairs: set[tuple[int, str]] = set()
+    if not chunks:
+        return pairs
+    for part in _batches(device_ids, _IN_CLAUSE):
+        rows = session.execute(
+            sa.select(_dr.c.chunk_id, _dr.c.device_id).where(
+                _dr.c.chunk_id.in_(chunks), _dr.c.device_id.in_(part)
+            )
+        )
+        pairs.update((int(c), str(d)) for c, d in rows)
+    return pairs
+
+
+def count_unfinished_devices(session: Session, *, chunk_id: int) -> int:
+    """Device runs pointing at the chunk that have no final status yet (one COUNT).
+
+    0 means every device of the chunk has its result (e.g. push delivered them all).
+    """
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(_dr)
+        .where(
+            _dr.c.chunk_id == chunk_id,
+            _dr.c.status.not_in([s.value for s in DeviceRunStatus if s.is_final]),
+        )
+    )
+    return int(session.execute(stmt).scalar_one())
 
 
 # --------------------------------------------------------------------------------------
