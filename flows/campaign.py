@@ -111,10 +111,12 @@ async def run_campaign(
     wait_for_lease: bool = False,
     approval_timeout: int = 3600,
     approval_poll_interval: int = 10,
+    push: bool = False,
 ) -> dict[str, Any]:
     """Advance the campaign in the YAML file ``campaign`` as far as it can go now.
 
-    ``clock``: real | sim (the simulator's clock) | scaled:F. Returns the outcome
+    ``clock``: real | sim (the simulator's clock) | scaled:F. ``push``: serve a push
+    receiver (``FLEETWAVE_NOTIFY_*`` settings) and poll only as a safety net. Returns the outcome
     (completed, halted, rolled_back, waiting_window, awaiting_approval or failed).
     """
     logger = get_run_logger()
@@ -129,17 +131,30 @@ async def run_campaign(
 
     engine = store.get_engine()
     store.ensure_schema_current(engine)
-    outcome = await advance(
-        spec,
-        db=engine,
-        clock=clock_from_option(clock),
-        progress=combine_sinks(progress.sink, _log, *filter(None, [extra_progress.get()])),
-        approver=prefect_approver(timeout=approval_timeout, poll_interval=approval_poll_interval),
-        stage=prefect_stage,
-        flow_run_id=flow_run_id,
-        sleep_through_windows=sleep_through_windows,
-        wait_for_lease=wait_for_lease,
-    )
+    run_clock = clock_from_option(clock)
+    channel = None
+    if push:
+        from fleetwave.notify import PushChannel
+
+        channel = PushChannel(engine, clock=run_clock).start()
+    try:
+        outcome = await advance(
+            spec,
+            db=engine,
+            clock=run_clock,
+            progress=combine_sinks(progress.sink, _log, *filter(None, [extra_progress.get()])),
+            approver=prefect_approver(
+                timeout=approval_timeout, poll_interval=approval_poll_interval
+            ),
+            stage=prefect_stage,
+            flow_run_id=flow_run_id,
+            sleep_through_windows=sleep_through_windows,
+            wait_for_lease=wait_for_lease,
+            push=channel,
+        )
+    finally:
+        if channel is not None:
+            channel.stop()
     logger.info("campaign %s", outcome)
     try:
         from fleetwave.report.store import load_report

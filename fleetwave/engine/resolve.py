@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import enum
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,8 @@ async def resolve_targets(
             inventory_seen += 1
             reason = _skip_reason(spec, package, info, allowed_status)
             if reason is None:
-                models[info.device_id] = info.model or "?"
+                # one shared string per model, not one per device (a million devices)
+                models[info.device_id] = sys.intern(info.model or "?")
             else:
                 skipped[reason].append(info.device_id)
         skipped[SkipReason.NOT_IN_INVENTORY] = [d for d in candidates if d not in decided]
@@ -232,13 +234,17 @@ async def resolve_targets(
 
     device_ids: list[str] = []
     buckets: list[str] = []
+    bucket_names: dict[tuple[str, str], str] = {}  # one string per bucket, shared by its devices
     per_group: dict[str, int] = {}
     for device_id, label in candidates.items():
         if models is not None:
             model = models.get(device_id)
             if model is None:
                 continue
-            buckets.append(f"{label}|{model}")
+            bucket = bucket_names.get((label, model))
+            if bucket is None:
+                bucket = bucket_names[(label, model)] = f"{label}|{model}"
+            buckets.append(bucket)
         else:
             buckets.append(label)
         device_ids.append(device_id)

@@ -1,0 +1,628 @@
+"""API-budget benchmark: one campaign against the simulator, its calls against the lower bound.
+
+The simulator runs in its own process (manual clock, ``--rate-limit`` calls a minute, the
+platform's default 100 unless told otherwise); the engine runs in this process on a clock
+linked to the simulator's, so every wait (poll interval, rate limiter) is an instant jump
+of simulated time and the API budget is spent exactly as it would be in real time.
+
+    .venv/bin/python bench/api_calls.py --devices 10000 [--push] [--seed 1] [--rate-limit 100]
+
+Counted against the issue's lower bound (``ceil(N/256)`` creates + ``ceil(N/100)`` subtask
+pages + ``ceil(active/100)`` per progress round): task creation, task lists and task reads
+(progress and reconciliation), subtask pages. Outside it and printed apart: login/token
+calls, package verification, target resolution (groups, group members, inventory pages)
+and push subscriptions. The ratio is printed both ways (execution calls / bound and all
+calls / bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `fleetwave` and `bench` importable
+    sys.path.insert(0, str(ROOT))
+
+__all__ = [
+    "CATEGORIES",
+    "Bound",
+    "StageMeter",
+    "bench_spec_text",
+    "categorize",
+    "lower_bound",
+    "main",
+    "run_simulator_process",
+]
+
+T = TypeVar("T")
+
+TASK_LIMIT = 256  # IoDM: devices per upgrade task
+PAGE = 100  # IoDM: tasks or subtasks per list page
+
+_NB = "/iodm/northbound/v1.5.0"
+#: Endpoint template -> category. Categories "create", "progress", "subtasks" are what the
+#: lower bound covers ("execution"); the rest are one-off or resolution costs.
+_TEMPLATES: dict[str, str] = {
+    f"POST {_NB}/operations/firmwareUpgrade": "create",
+    f"POST {_NB}/operations/softwareUpgrade": "create",
+    f"GET {_NB}/operations": "progress",
+    f"GET {_NB}/operations/{{operationId}}": "progress",
+    f"GET {_NB}/operations/{{operationId}}/subOperations": "subtasks",
+    f"GET {_NB}/category": "verify",
+    f"GET {_NB}/category/{{fileId}}": "verify",
+    "GET /iocm/app/devgroup/v1.3.0/devGroups": "resolve",
+    "GET /iocm/app/dm/v1.2.0/devices/ids": "resolve",
+    "GET /iocm/app/dm/v1.4.0/devices": "resolve",
+    "GET /iocm/app/dm/v1.4.0/devices/{deviceId}": "resolve",
+    "POST /iodm/app/sub/v1.1.0/subscribe": "subscribe",
+}
+EXECUTION = ("create", "progress", "subtasks")
+CATEGORIES = (*EXECUTION, "login", "verify", "resolve", "subscribe", "other")
+
+
+def categorize(endpoint: str) -> str:
+    """The budget category of an endpoint template such as ``GET /iodm/.../operations``."""
+    if endpoint in _TEMPLATES:
+        return _TEMPLATES[endpoint]
+    if "/sec/" in endpoint or "login" in endpoint.lower() or "token" in endpoint.lower():
+        return "login"
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The issue's lower bound for a campaign of ``devices`` devices, by component."""
+
+    creates: int
+    subtask_pages: int
+    progress: int
+
+    @property
+    def total(self) -> int:
+        return self.creates + self.subtask_pages + self.progress
+
+
+def lower_bound(
+    devices: int, active_per_round: Sequence[int], *, task_limit: int = TASK_LIMIT, page: int = PAGE
+) -> Bound:
+    """``ceil(N/task_limit)`` creates + ``ceil(N/page)`` subtask pages + the sum over progress
+    rounds of ``ceil(active tasks/page)`` (a round with no active task costs nothing)."""
+    if devices < 0 or task_limit < 1 or page < 1:
+        raise ValueError("devices must be >= 0, task_limit and page >= 1")
+    if any(a < 0 for a in active_per_round):
+        raise ValueError("active task counts must be >= 0")
+    return Bound(
+        creates=math.ceil(devices / task_limit),
+        subtask_pages=math.ceil(devices / page),
+        progress=sum(math.ceil(a / page) for a in active_per_round),
+    )
+
+
+def by_category(calls: Mapping[str, int]) -> dict[str, int]:
+    """Sum calls per endpoint template into :data:`CATEGORIES`."""
+    out = dict.fromkeys(CATEGORIES, 0)
+    for endpoint, n in calls.items():
+        out[categorize(endpoint)] += n
+    return out
+
+
+def bench_spec_text(
+    name: str,
+    *,
+    group: str = "meters-berlin",
+    inflight: int = 100,
+    task_size: int = TASK_LIMIT,
+    poll: str = "1m",
+    waves: str = "canary",
+) -> str:
+    """The benchmark campaign: firmware 1.5.0 for the WM-200 water meters of ``group``.
+
+    ``skip_up_to_date: false`` so every device of the group is targeted (N = fleet size);
+    ``waves``: ``canary`` (100 devices, 10 %, 100 %) or ``single`` (one wave of 100 %).
+    """
+    wave_text = (
+        "  - count: 100\n  - percent: 10\n  - percent: 100\n"
+        if waves == "canary"
+        else "  - percent: 100\n"
+    )
+    return (
+        f"name: {name}\n"
+        "kind: firmware\n"
+        "package:\n"
+        '  version: "1.5.0"\n'
+        "  device_type: WaterMeter\n"
+        "  model: WM-200\n"
+        "  manufacturer_name: Aquaflow\n"
+        "targets:\n"
+        "  groups:\n"
+        f"    - name: {group}\n"
+        "  skip_up_to_date: false\n"
+        "waves:\n"
+        f"{wave_text}"
+        "policy:\n"
+        "  execute: now\n"
+        f"  poll_interval: {poll}\n"
+        "  task_timeout: 2h\n"
+        f"  max_inflight_tasks: {inflight}\n"
+        f"  max_devices_per_task: {task_size}\n"
+        "thresholds:\n"
+        "  max_failure_percent: 20\n"
+        "  min_finished: 500\n"
+        "  wave_success_percent: 80\n"
+    )
+
+
+# ---------------------------------------------------------------------------- simulator
+
+
+@dataclass
+class SimProcess:
+    """A simulator in a subprocess (so its CPU and memory are not the engine's)."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def run_simulator_process(
+    *, devices: int, seed: int, rate_limit: int, groups: int = 1, log: Path | None = None
+) -> Iterator[SimProcess]:
+    """``python -m fleetwave.sim`` on an ephemeral port with a manual clock; stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="fleetwave-bench-sim-") as tmp:
+        port_file = Path(tmp) / "port"
+        out = log.open("ab") if log is not None else subprocess.DEVNULL
+        env = {
+            **os.environ,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_TELEMETRY_ENABLED": "false",
+        }
+        cmd = [
+            sys.executable, "-m", "fleetwave.sim", "--port", "0", "--port-file", str(port_file),
+            "--devices", str(devices), "--groups", str(groups), "--seed", str(seed),
+            "--rate-limit", str(rate_limit), "--clock", "manual",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not (port_file.exists() and port_file.read_text().strip()):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the simulator exited with code {proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not start within 300 s")
+                time.sleep(0.05)
+            port = int(port_file.read_text().strip())
+            yield SimProcess(f"http://127.0.0.1:{port}", proc)
+        finally:
+            _stop(proc)
+            if log is not None and hasattr(out, "close"):
+                out.close()
+
+
+def sim_stats(base_url: str) -> dict[str, Any]:
+    """``GET /sim/stats?tasks=false`` (call counts per endpoint template and status)."""
+    import httpx
+
+    resp = httpx.get(f"{base_url}/sim/stats", params={"tasks": "false"}, timeout=60)
+    resp.raise_for_status()
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+def sim_calls(stats: Mapping[str, Any]) -> dict[str, int]:
+    """Calls per endpoint template (all statuses) from a ``/sim/stats`` answer."""
+    return {ep: sum(int(n) for n in by_status.values()) for ep, by_status in stats["calls"].items()}
+
+
+# ---------------------------------------------------------------------------- engine run
+
+
+class SettlingClock:
+    """The simulator-linked clock, plus (with push) a settle after each jump of time.
+
+    On a manual clock a jump of minutes happens in an instant, while the notifications
+    that fell due in it are still being delivered; in real time they would have arrived
+    during those minutes. So after a sleep of ``settle_min`` seconds or more this clock
+    waits until the simulator's deliveries go quiet and the push channel has written what
+    it received. Wall time only: simulated time does not move while it waits.
+    """
+
+    def __init__(self, inner: Any, base_url: str, *, settle_min: float = 5.0) -> None:
+        import httpx
+
+        self.inner = inner
+        self.channel: Any = None
+        self.settle_min = settle_min
+        self.settles = 0
+        self._http = httpx.Client(base_url=base_url, timeout=60)
+
+    def now(self) -> Any:
+        return self.inner.now()
+
+    def _delivered(self) -> int:
+        body = self._http.get("/sim/stats", params={"tasks": "false"}).json()
+        n = body.get("notifications") or {}
+        return int(n.get("pushed", 0)) + int(n.get("failed", 0))
+
+    def _settle(self) -> None:
+        last, quiet_since = self._delivered(), time.monotonic()
+        while time.monotonic() - quiet_since < 0.3:
+            time.sleep(0.05)
+            now = self._delivered()
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+        self.channel.drain(30.0)
+        self.settles += 1
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+        if self.channel is not None and seconds >= self.settle_min:
+            await asyncio.to_thread(self._settle)
+
+    def close(self) -> None:
+        self._http.close()
+        self.inner.close()
+
+
+@dataclass
+class StageMeter:
+    """A StageRunner that counts stages (= the Prefect task runs the flow would create), the
+    calls each kind of stage spends, and the active tasks at the start of each monitor round."""
+
+    platform: Any
+    active_tasks: Callable[[], int]
+    stages: int = 0
+    stages_by_kind: Counter[str] = field(default_factory=Counter)
+    calls_by_stage: Counter[str] = field(default_factory=Counter)
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    active_per_round: list[int] = field(default_factory=list)
+    quiet_rounds: int = 0  # monitor rounds that made no call (push accounted for everything)
+
+    @staticmethod
+    def kind(name: str) -> str:
+        """``submit wave 2 round 1 (3 tasks)`` -> ``submit``; ``monitor round 7`` -> ``monitor``."""
+        for prefix in ("monitor", "submit", "rollback", "resolve", "reconcile", "verify"):
+            if name.startswith(prefix):
+                return prefix
+        return name.split(" ")[0]
+
+    def _calls(self) -> int:
+        try:
+            return sum(self.platform.call_counts().values())
+        except Exception:
+            return 0
+
+    async def __call__(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        kind = self.kind(name)
+        self.stages += 1
+        self.stages_by_kind[kind] += 1
+        active = self.active_tasks() if kind == "monitor" else 0
+        before, t0 = self._calls(), time.perf_counter()
+        try:
+            result = await fn()
+        finally:
+            self.calls_by_stage[kind] += self._calls() - before
+            self.seconds_by_stage[kind] = (
+                self.seconds_by_stage.get(kind, 0.0) + time.perf_counter() - t0
+            )
+        if kind == "monitor":
+            # a round counts for the bound when it read progress from the platform; the
+            # tasks it had to read are those push had not already finished
+            polled = getattr(result, "polled", True)
+            if polled:
+                self.active_per_round.append(active - int(getattr(result, "by_push", 0)))
+            else:
+                self.quiet_rounds += 1
+        return result
+
+
+@dataclass
+class RunResult:
+    """What one benchmark campaign did."""
+
+    outcome: Any
+    meter: StageMeter
+    client_calls: dict[str, int]
+    client_statuses: dict[str, dict[str, int]]
+    planned_devices: int
+    submitted_tasks: int
+    wall: float
+    cpu: float
+    sim_start: Any
+    sim_end: Any
+    db_rows: dict[str, int]
+    push_stats: Any = None
+
+
+def _count_rows(engine: Any) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    out: dict[str, int] = {}
+    with engine.connect() as conn:
+        names = sa.inspect(conn).get_table_names()
+        for table in sorted(names):
+            if table.startswith("alembic"):
+                continue
+            out[table] = int(conn.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one())
+    return out
+
+
+async def run_campaign(
+    *,
+    base_url: str,
+    spec_text: str,
+    db_url: str,
+    rate_limit: int,
+    push: bool,
+    max_rounds: int = 100_000,
+) -> RunResult:
+    """Advance the benchmark campaign to rest (no Prefect: the meter counts its stages)."""
+    import inspect
+
+    from fleetwave import store
+    from fleetwave.engine.runner import advance
+    from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
+    from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
+    from fleetwave.sim.linked_clock import SimLinkedClock
+    from fleetwave.spec import load_spec_text
+
+    spec = load_spec_text(spec_text)
+    engine = store.get_engine(db_url)
+    store.upgrade_schema(engine)
+    clock = SettlingClock(SimLinkedClock(base_url), base_url)
+    settings = IoDMSettings(
+        base_url=base_url, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=rate_limit
+    )
+    platform = IoDMPlatform(settings, clock=clock)
+
+    def active() -> int:  # active tasks at the start of a round
+        with store.session_scope(engine, read_only=True) as s:
+            campaign = store.get_campaign(s, name=spec.name)
+            assert campaign.id is not None
+            return len(store.list_active_chunks(s, campaign_id=campaign.id))
+
+    meter = StageMeter(platform, active)
+    kwargs: dict[str, Any] = {}
+    channel = None
+    if push:
+        params = inspect.signature(advance).parameters
+        if "push" not in params:
+            raise SystemExit(
+                "error: --push: the engine's advance() takes no push channel yet "
+                "(fleetwave.notify is not wired into the engine); run without --push"
+            )
+        from fleetwave.notify import PushChannel
+
+        channel = PushChannel(engine, clock=clock).start()
+        clock.channel = channel
+        kwargs["push"] = channel
+    sim_start = clock.now()
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        outcome = await advance(
+            spec,
+            db=engine,
+            platform=platform,
+            clock=clock,
+            stage=meter,
+            sleep_through_windows=True,
+            max_rounds=max_rounds,
+            **kwargs,
+        )
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        sim_end = clock.now()
+        with store.session_scope(engine, read_only=True) as s:
+            campaign = store.get_campaign(s, name=spec.name)
+            assert campaign.id is not None
+            planned = sum(w.planned_size for w in store.get_waves(s, campaign_id=campaign.id))
+        return RunResult(
+            outcome=outcome,
+            meter=meter,
+            client_calls=dict(platform.call_counts()),
+            client_statuses=platform.client.call_statuses(),
+            planned_devices=planned,
+            submitted_tasks=outcome.tasks_submitted,
+            wall=wall,
+            cpu=cpu,
+            sim_start=sim_start,
+            sim_end=sim_end,
+            db_rows=_count_rows(engine),
+            push_stats=channel.stats() if channel is not None else None,
+        )
+    finally:
+        if channel is not None:
+            channel.stop()
+        await platform.aclose()
+        clock.close()
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def report(result: RunResult, server_calls: Mapping[str, int], *, devices: int) -> Bound:
+    """Print calls per endpoint (server and client view), the categories, bound and ratios."""
+    n = result.planned_devices
+    bound = lower_bound(n, result.meter.active_per_round)
+    _say(f"outcome: {result.outcome}")
+    _say(
+        f"devices: fleet {devices}, targeted {n}; tasks created {result.submitted_tasks}; "
+        f"progress rounds {len(result.meter.active_per_round)} (+{result.meter.quiet_rounds} "
+        f"without calls); simulated time "
+        f"{(result.sim_end - result.sim_start).total_seconds() / 3600:.2f} h; engine wall "
+        f"{result.wall:.1f} s, CPU {result.cpu:.1f} s"
+    )
+    _say("")
+    _say(f"{'endpoint (template)':<66} {'server':>7} {'client':>7}  category")
+    endpoints = sorted(set(server_calls) | set(result.client_calls))
+    for ep in endpoints:
+        _say(
+            f"{ep:<66} {server_calls.get(ep, 0):>7} {result.client_calls.get(ep, 0):>7}  "
+            f"{categorize(ep)}"
+        )
+    total_server, total_client = sum(server_calls.values()), sum(result.client_calls.values())
+    _say(f"{'total':<66} {total_server:>7} {total_client:>7}")
+    non_2xx = {
+        ep: {st: c for st, c in by.items() if not st.startswith("2")}
+        for ep, by in result.client_statuses.items()
+    }
+    non_2xx = {ep: by for ep, by in non_2xx.items() if by}
+    if non_2xx:
+        _say(f"non-2xx answers seen by the client: {non_2xx}")
+    cats = by_category(server_calls)
+    execution = sum(cats[c] for c in EXECUTION)
+    _say("")
+    _say("per category (server counts):")
+    for c in CATEGORIES:
+        if cats[c]:
+            _say(f"  {c:<10} {cats[c]:>7}")
+    _say("per engine stage (client counts): " + ", ".join(
+        f"{k} {v}" for k, v in sorted(result.meter.calls_by_stage.items())
+    ))  # fmt: skip
+    rounds = result.meter.active_per_round
+    if rounds:
+        _say(
+            f"active tasks per progress round: max {max(rounds)}, mean "
+            f"{sum(rounds) / len(rounds):.1f}, rounds with > 100: "
+            f"{sum(1 for a in rounds if a > PAGE)}, with <= 2: {sum(1 for a in rounds if a <= 2)}"
+        )
+    _say(
+        f"stages (= Prefect task runs the flow would create): {result.meter.stages} "
+        f"{dict(sorted(result.meter.stages_by_kind.items()))}"
+    )
+    _say("")
+    _say(
+        f"lower bound: {bound.creates} creates (ceil({n}/256)) + {bound.subtask_pages} "
+        f"subtask pages (ceil({n}/100)) + {bound.progress} progress calls "
+        f"(sum of ceil(active/100) over {len(result.meter.active_per_round)} rounds) "
+        f"= {bound.total}"
+    )
+    _say(
+        f"  engine spent: {cats['create']} creates, {cats['subtasks']} subtask pages, "
+        f"{cats['progress']} progress calls = {execution}"
+    )
+    outside = total_server - execution
+    _say(
+        f"  outside the bound: {outside} (login {cats['login']}, verify {cats['verify']}, "
+        f"resolve {cats['resolve']}, subscribe {cats['subscribe']}, other {cats['other']})"
+    )
+    if bound.total:
+        _say(f"ratio (execution calls / bound): {execution / bound.total:.3f}")
+        _say(f"ratio (all calls / bound):       {total_server / bound.total:.3f}")
+    if result.push_stats is not None:
+        _say(f"push: {result.push_stats}")
+    return bound
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench/api_calls.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--devices", type=int, required=True, help="fleet size = devices targeted")
+    parser.add_argument("--push", action="store_true", help="receive push notifications")
+    parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=100,
+        help="calls a minute, simulator and client (default 100, IoDM's; 0 = unlimited)",
+    )
+    parser.add_argument("--inflight", type=int, default=100, help="max_inflight_tasks (100)")
+    parser.add_argument("--task-size", type=int, default=256, help="max_devices_per_task (256)")
+    parser.add_argument("--poll", default="1m", help="poll_interval (default 1m)")
+    parser.add_argument("--waves", choices=("canary", "single"), default="canary")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the store and logs here")
+    args = parser.parse_args(argv)
+    if args.devices < 1:
+        parser.error(f"--devices must be at least 1, not {args.devices}")
+    if not 1 <= args.task_size <= TASK_LIMIT:
+        parser.error(f"--task-size must be 1..256, not {args.task_size}")
+    if args.rate_limit < 0:
+        parser.error(f"--rate-limit must be >= 0, not {args.rate_limit}")
+    for key, value in {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_TELEMETRY_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="fleetwave-bench-") as tmp:
+        work = args.workdir.resolve() if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        db = work / "bench.db"
+        db.unlink(missing_ok=True)
+        _say(
+            f"api_calls: {args.devices} devices, seed {args.seed}, rate limit "
+            f"{args.rate_limit or 'unlimited'}/min, {'push' if args.push else 'polling'}, "
+            f"inflight {args.inflight}, task size {args.task_size}, poll {args.poll}, "
+            f"waves {args.waves}"
+        )
+        with run_simulator_process(
+            devices=args.devices,
+            seed=args.seed,
+            rate_limit=args.rate_limit,
+            log=work / "sim.log",
+        ) as sim:
+            result = asyncio.run(
+                run_campaign(
+                    base_url=sim.base_url,
+                    spec_text=bench_spec_text(
+                        "bench-api-calls",
+                        inflight=args.inflight,
+                        task_size=args.task_size,
+                        poll=args.poll,
+                        waves=args.waves,
+                    ),
+                    db_url=f"sqlite:///{db}",
+                    rate_limit=args.rate_limit,
+                    push=args.push,
+                )
+            )
+            stats = sim_stats(sim.base_url)
+        report(result, sim_calls(stats), devices=args.devices)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
