@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Protocol, overload, runtime_checkable
 
 import pendulum
 
-__all__ = ["Clock", "ManualClock", "RealClock", "ScaledClock", "parse_clock"]
+__all__ = ["Clock", "ManualClock", "RealClock", "ScaledClock", "parse_clock", "utc_instant"]
+
+
+@overload
+def utc_instant(value: datetime) -> pendulum.DateTime: ...
+@overload
+def utc_instant(value: None) -> None: ...
+@overload
+def utc_instant(value: datetime | None) -> pendulum.DateTime | None: ...
+def utc_instant(value: datetime | None) -> pendulum.DateTime | None:
+    """Any datetime as an aware pendulum UTC DateTime (a naive one is taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return pendulum.instance(value, tz="UTC")
+    return pendulum.instance(value).in_tz("UTC")
 
 
 @runtime_checkable

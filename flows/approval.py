@@ -7,15 +7,16 @@ done by the engine (``fleetwave.engine.approval.check_appointment``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from prefect.input import RunInput
 from pydantic import Field, model_validator
 
-__all__ = ["MIN_APPOINTMENT", "ApprovalInput"]
+from fleetwave.clock import utc_instant
+from fleetwave.engine.approval import MIN_APPOINTMENT
 
-MIN_APPOINTMENT = timedelta(hours=1)
+__all__ = ["MIN_APPOINTMENT", "ApprovalInput"]
 
 
 class ApprovalInput(RunInput):
@@ -37,7 +38,7 @@ class ApprovalInput(RunInput):
         if (self.start is None) != (self.end is None):
             raise ValueError("an appointment needs both start and end (or neither)")
         if self.start is not None and self.end is not None:
-            start, end = _utc(self.start), _utc(self.end)
+            start, end = utc_instant(self.start), utc_instant(self.end)
             if end - start < MIN_APPOINTMENT:
                 raise ValueError(
                     f"the appointment {start.isoformat()} .. {end.isoformat()} is shorter than "
@@ -45,7 +46,3 @@ class ApprovalInput(RunInput):
                 )
             self.start, self.end = start, end
         return self
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

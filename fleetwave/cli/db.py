@@ -131,6 +131,7 @@ def status_document(session: Any, *, name: str | None, events: int = 10) -> dict
                 "started_at": _iso(c.started_at),
                 "finished_at": _iso(c.finished_at),
                 "counts": dict(sorted(totals.items())),
+                "skipped": store.skip_reason_counts(session, campaign_id=c.id),
                 "waves": waves,
                 "events": [
                     {
@@ -175,6 +176,8 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
         reason = f" ({c['status_reason']})" if c["status_reason"] else ""
         console.print(f"[bold]{c['name']}[/bold]: {c['status']}{reason}")
         console.print(f"  spec {c['spec_hash'][:12]}  devices: {_counts_text(c['counts'])}")
+        if c.get("skipped"):
+            console.print(f"  skipped {sum(c['skipped'].values())}: {_counts_text(c['skipped'])}")
         if c["lease_holder"]:
             console.print(f"  lease: {c['lease_holder']} until {c['lease_expires_at']}")
         waves = Table("wave", "name", "status", "planned", "devices by status")

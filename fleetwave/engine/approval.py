@@ -13,6 +13,7 @@ import pendulum
 import sqlalchemy as sa
 
 from fleetwave import store
+from fleetwave.clock import utc_instant
 from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowSchedule
 from fleetwave.store import ApprovalDecision
@@ -26,12 +27,6 @@ class AppointmentError(UserError):
     """An appointment that is incomplete, too short, or outside the campaign's windows."""
 
 
-def _utc(value: datetime) -> pendulum.DateTime:
-    if value.tzinfo is None:
-        return pendulum.instance(value, tz="UTC")
-    return pendulum.instance(value).in_tz("UTC")
-
-
 def check_appointment(
     schedule: WindowSchedule, start: datetime | None, end: datetime | None
 ) -> tuple[pendulum.DateTime, pendulum.DateTime] | None:
@@ -43,7 +38,7 @@ def check_appointment(
             "an appointment needs both --start and --end",
             hint="give both, e.g. --start 2026-01-06T22:00 --end 2026-01-07T01:00, or neither",
         )
-    a, b = _utc(start), _utc(end)
+    a, b = utc_instant(start), utc_instant(end)
     if b - a < MIN_APPOINTMENT:
         raise AppointmentError(
             f"the appointment {a.to_iso8601_string()} .. {b.to_iso8601_string()} lasts "

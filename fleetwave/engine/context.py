@@ -12,18 +12,21 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pendulum
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from fleetwave import store
-from fleetwave.clock import Clock
+from fleetwave.clock import Clock, utc_instant
 from fleetwave.engine.decide import Decision
 from fleetwave.engine.progress import ProgressEvent, ProgressSink, WaveProgress
 from fleetwave.platforms.base import PackageInfo, Platform
 from fleetwave.spec.model import CampaignSpec
+
+if TYPE_CHECKING:
+    from fleetwave.notify import PushHealth
 
 __all__ = [
     "ApprovalReply",
@@ -79,11 +82,8 @@ Approver = Callable[[ApprovalRequest], Awaitable[ApprovalReply | None]]
 """Asks an operator; None when no answer came (the run then ends awaiting approval)."""
 
 
-def to_pendulum(value: datetime | None) -> pendulum.DateTime | None:
-    """A stored (aware, UTC) datetime as a pendulum UTC DateTime."""
-    if value is None:
-        return None
-    return pendulum.instance(value).in_tz("UTC")
+to_pendulum = utc_instant
+"""A stored (aware, UTC) datetime as a pendulum UTC DateTime (``fleetwave.clock.utc_instant``)."""
 
 
 @dataclass
@@ -102,6 +102,8 @@ class RunContext:
     stage: StageRunner = plain_stage_runner
     approver: Approver | None = None
     flow_run_id: str | None = None
+    push: PushHealth | None = None  # push notifications, when a channel is running
+    push_missed_at: pendulum.DateTime | None = None  # a poll found results push had not sent
     phase: str = "upgrade"
     submitted_tasks: int = 0
     rounds: int = 0

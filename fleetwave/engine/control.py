@@ -17,10 +17,10 @@ import sqlalchemy as sa
 
 from fleetwave import store
 from fleetwave.engine.approval import check_appointment, record_decision
-from fleetwave.engine.runner import campaign_counts
+from fleetwave.engine.runner import threshold_counts
 from fleetwave.errors import UserError
-from fleetwave.plan.windows import WeeklyWindow, WindowSchedule
-from fleetwave.spec.model import FailureKind
+from fleetwave.plan.windows import WindowSchedule
+from fleetwave.spec.model import FailureKind, WindowsSpec
 from fleetwave.store import CampaignStatus, WaveStatus
 
 __all__ = [
@@ -33,33 +33,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def _time(value: str) -> dt.time:
-    hh, mm, *_ = (int(x) for x in str(value).split(":"))
-    return dt.time(hh % 24, mm)
-
 
 def schedule_from_snapshot(spec: dict[str, Any]) -> WindowSchedule:
     """The window schedule of a stored spec snapshot (``model_dump(mode="json")``)."""
     windows = spec.get("windows")
     if not windows:
         return WindowSchedule()
-    weekly = tuple(
-        WeeklyWindow(
-            frozenset(_DAYS.index(d) + 1 for d in w.get("days") or _DAYS),
-            _time(w["start"]),
-            _time(w["end"]),
-        )
-        for w in windows.get("allowed") or []
-    )
-    blackouts = []
-    for b in windows.get("blackouts") or []:
-        first = b.get("date") or b.get("start")
-        last = b.get("date") or b.get("end")
-        blackouts.append((dt.date.fromisoformat(first), dt.date.fromisoformat(last)))
-    return WindowSchedule(windows.get("timezone") or "UTC", weekly, tuple(blackouts))
+    return WindowsSpec.model_validate(windows).schedule()
 
 
 def _counting_spec(snapshot: dict[str, Any]) -> Any:
@@ -69,8 +49,12 @@ def _counting_spec(snapshot: dict[str, Any]) -> Any:
     class _T:
         failure_kinds = [FailureKind(k) for k in kinds]
 
+    class _P:
+        resubmit: dict[Any, Any] = {}  # no retry is due while a campaign is halted
+
     class _S:
         thresholds = _T()
+        policy = _P()
 
     return _S()
 
@@ -120,7 +104,8 @@ def resume_campaign(db: sa.Engine, *, name: str, by: str, now: dt.datetime) -> s
                 f"campaign {name!r}: wave {rejected[0]} was rejected at its approval gate",
                 hint="a rejected campaign stays halted; start a new campaign (new name)",
             )
-        counts = campaign_counts(s, spec=_counting_spec(c.spec), campaign_id=c.id)
+        recorded, in_flight = threshold_counts(s, spec=_counting_spec(c.spec), campaign_id=c.id)
+        counts = recorded + in_flight
         store.set_campaign_status(
             s,
             campaign_id=c.id,

@@ -26,6 +26,7 @@ __all__ = [
     "classify_failure",
     "evaluate_failure_threshold",
     "evaluate_wave_gate",
+    "in_flight_counts",
     "select_resubmissions",
     "task_timed_out",
 ]
@@ -105,6 +106,9 @@ class Counts:
         """Devices still to run or running, including those waiting for a retry round."""
         return self.total - self.finished - self.skipped
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(**{k: getattr(self, k) + getattr(other, k) for k in _COUNT_FIELDS})
+
     def minus(self, base: Counts) -> Counts:
         """Counts since ``base`` (an operator's override): finished parts subtracted."""
         return Counts(
@@ -133,6 +137,54 @@ class Counts:
         return cls(**{k: int(data.get(k, 0) or 0) for k in cls.__slots__})  # type: ignore[attr-defined]
 
 
+_COUNT_FIELDS = ("total", "succeeded", "failed", "timed_out", "skipped", "retrying", "ignored")
+
+
+def in_flight_counts(
+    figures: Iterable[tuple[int, Mapping[str, int], Mapping[str, int]]],
+    *,
+    counted_kinds: Iterable[str],
+    max_attempts: Mapping[str, int] | None = None,
+) -> Counts:
+    """Outcomes the platform reported for active tasks that the store does not hold yet.
+
+    ``figures``: per active task ``(round, polled, recorded)``: the last poll's per-status
+    subtask counts (success, fail, stop, timeout) and the task's devices already final in
+    the store by the same keys; only the excess of the poll over the store is new, so no
+    device counts twice. A failure of a kind that gets another round (its task's round is
+    below ``max_attempts[kind]``) is ``retrying``; a kind not in ``counted_kinds`` is
+    ``ignored``. ``total`` stays 0: those devices are already in the store's total.
+    """
+    counted = {str(getattr(k, "value", k)) for k in counted_kinds}
+    limits = {str(getattr(k, "value", k)): int(v) for k, v in (max_attempts or {}).items()}
+    succeeded = failed = timed_out = retrying = ignored = 0
+    for round_no, polled, recorded in figures:
+        new = {
+            key: max(0, int(polled.get(key, 0) or 0) - int(recorded.get(key, 0) or 0))
+            for key in ("success", *(k.value for k in FailureKind))
+        }
+        succeeded += new["success"]
+        for kind in (FailureKind.FAIL.value, FailureKind.STOP.value, FailureKind.TIMEOUT.value):
+            n = new[kind]
+            if not n:
+                continue
+            if round_no < limits.get(kind, 0):
+                retrying += n
+            elif kind not in counted:
+                ignored += n
+            elif kind == FailureKind.TIMEOUT.value:
+                timed_out += n
+            else:
+                failed += n
+    return Counts(
+        succeeded=succeeded,
+        failed=failed,
+        timed_out=timed_out,
+        retrying=retrying,
+        ignored=ignored,
+    )
+
+
 def evaluate_failure_threshold(
     counts: Counts,
     *,
@@ -141,6 +193,7 @@ def evaluate_failure_threshold(
     max_failures: int | None = None,
     on_trip: Verdict = Verdict.HALT,
     scope: str = "campaign",
+    parts: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Decision:
     """Trip (``on_trip``) when the failure rate or count passes its limit.
 
@@ -148,7 +201,8 @@ def evaluate_failure_threshold(
     the limit does not trip it, nor does a count equal to ``max_failures``. Limits are
     checked only once ``min_finished`` devices have finished (WAIT before), unless the
     failures alone already exceed the rate limit over the whole scope (then no later
-    success can bring the rate back under it).
+    success can bring the rate back under it). ``parts`` (e.g. the counts the store holds
+    and those only the last task poll reported) go into the inputs beside the sum.
     """
     inputs: dict[str, Any] = {
         "scope": scope,
@@ -159,6 +213,8 @@ def evaluate_failure_threshold(
         "max_failures": max_failures,
         "min_finished": min_finished,
     }
+    if parts:
+        inputs["parts"] = {name: dict(p) for name, p in parts.items()}
     runnable = counts.total - counts.skipped
     certain = (
         max_failure_rate is not None

@@ -103,7 +103,9 @@ async def read_results(ctx: RunContext, chunk: Chunk, *, timed_out: bool) -> boo
     now = ctx.now()
     missing = [d for d in chunk.device_ids if d not in seen]
     with ctx.tx() as s:
-        store.record_device_results(s, campaign_id=ctx.campaign_id, results=results, now=now)
+        store.record_device_results(
+            s, campaign_id=ctx.campaign_id, results=results, now=now, chunk_id=chunk.id
+        )
         if done:
             leftover = [r.device_id for r in results if r.status is DeviceRunStatus.IN_PROGRESS]
             leftover += missing

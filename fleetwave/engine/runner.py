@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ from fleetwave.engine.decide import (
     chunk_capacity,
     evaluate_failure_threshold,
     evaluate_wave_gate,
+    in_flight_counts,
     select_resubmissions,
 )
 from fleetwave.engine.monitor import monitor_round
@@ -74,12 +75,16 @@ from fleetwave.store import (
     WaveStatus,
 )
 
+if TYPE_CHECKING:
+    from fleetwave.notify import PushHealth
+
 __all__ = [
     "Outcome",
     "OutcomeKind",
     "advance",
     "campaign_counts",
     "default_holder",
+    "threshold_counts",
 ]
 
 log = logging.getLogger(__name__)
@@ -187,6 +192,7 @@ async def advance(
     wait_for_lease: bool = False,
     lease_ttl: timedelta | None = None,
     max_rounds: int | None = None,
+    push: PushHealth | None = None,
 ) -> Outcome:
     """Advance the campaign (a spec or the path of its YAML file) as far as it can go now.
 
@@ -195,6 +201,8 @@ async def advance(
     sleeps on the clock until a window opens instead of ending the run.
     ``wait_for_lease`` waits (on the clock) for another holder's lease to lapse instead
     of failing at once. ``max_rounds`` bounds the monitoring rounds of this run.
+    ``push``: a started push channel (:class:`fleetwave.notify.PushChannel`); the run
+    subscribes it for the campaign's kind, and the monitor then polls only as a safety net.
     Raises ``UserError`` for problems the operator must fix (spec, package, targets).
     """
     spec = _load(campaign)
@@ -223,6 +231,8 @@ async def advance(
         async with _platform(spec, platform, clock) as plat:
             runner = stage or plain_stage_runner
             verified = await runner("verify package", lambda: verify_packages(plat, spec))
+            if push is not None and hasattr(push, "subscribe_all"):
+                await runner("subscribe push", lambda: push.subscribe_all(plat, kinds=[spec.kind]))
             ctx = RunContext(
                 spec=spec,
                 db=engine,
@@ -236,6 +246,7 @@ async def advance(
                 stage=runner,
                 approver=approver,
                 flow_run_id=flow_run_id,
+                push=push,
             )
             loop = _Loop(
                 ctx, ttl=ttl, sleep_through_windows=sleep_through_windows, max_rounds=max_rounds
@@ -342,6 +353,33 @@ def campaign_counts(
         retrying=sum(retrying.values()),
         ignored=sum(final.values()) - failed - timed_out,
     )
+
+
+def threshold_counts(
+    session: Any,
+    *,
+    spec: CampaignSpec,
+    campaign_id: int,
+    wave_index: int | None = None,
+    retrying: dict[str, int] | None = None,
+) -> tuple[Counts, Counts]:
+    """(what the store holds, what only the last task polls add): the thresholds' counts.
+
+    The second part counts the per-task statistics of active upgrade tasks (stored by each
+    monitoring round) beyond the results already stored for those tasks, so a failure
+    counts as soon as a poll shows it, not when its whole task has finished.
+    """
+    recorded = campaign_counts(
+        session, spec=spec, campaign_id=campaign_id, wave_index=wave_index, retrying=retrying
+    )
+    figures = store.active_chunk_figures(session, campaign_id=campaign_id, wave_index=wave_index)
+    rules = spec.policy.resubmit or {}
+    in_flight = in_flight_counts(
+        ((f.round, f.polled, f.recorded) for f in figures),
+        counted_kinds=spec.thresholds.failure_kinds,
+        max_attempts={k.value: 1 + r.rounds for k, r in rules.items()},
+    )
+    return recorded, in_flight
 
 
 def _rollback_adjusted(
@@ -581,6 +619,19 @@ class _Loop:
                 for d in w.iter_devices()
             )
             store.add_device_runs(s, campaign_id=ctx.campaign_id, devices=rows, now=now)
+            # devices left out at resolve time: SKIPPED rows with the reason, so status and
+            # report can say which were skipped and why (never claimed)
+            store.add_skipped_device_runs(
+                s,
+                campaign_id=ctx.campaign_id,
+                devices=(
+                    (d, f"{reason.value}: {reason.text}")
+                    for reason, ids in res.skipped.items()
+                    for d in ids
+                ),
+                target_version=ctx.package.version,
+                now=now,
+            )
             store.append_event(
                 s,
                 campaign_id=ctx.campaign_id,
@@ -757,8 +808,11 @@ class _Loop:
 
     def record_override(self, why: str) -> None:
         with self.ctx.tx() as s:
-            counts = campaign_counts(s, spec=self.spec, campaign_id=self.ctx.campaign_id)
-        self.ctx.event("threshold_override", data={"why": why, "baseline": counts.as_dict()})
+            recorded, in_flight = threshold_counts(
+                s, spec=self.spec, campaign_id=self.ctx.campaign_id
+            )
+        baseline = (recorded + in_flight).as_dict()
+        self.ctx.event("threshold_override", data={"why": why, "baseline": baseline})
 
     # ------------------------------------------------------------------ running wave
 
@@ -909,6 +963,8 @@ class _Loop:
         if open_now:
             submitted = await self.submit(idx, retries, now)
             if submitted:
+                if ctx.push is not None:
+                    ctx.push.expect(ctx.campaign_id, ctx.now())
                 retries = self.scan_retries(idx, ctx.now())
         with ctx.tx() as s:
             active = len(store.list_active_chunks(s, campaign_id=ctx.campaign_id))
@@ -952,25 +1008,31 @@ class _Loop:
         ctx = self.ctx
         th = self.spec.thresholds
         overridden, override = self.overridden()
+        wave_scope = th.scope is ThresholdScope.WAVE
         with ctx.tx() as s:
-            wave_counts = campaign_counts(
+            # thresholds: stored results plus what the last task polls add; the wave gate
+            # waits for stored results only
+            recorded, in_flight = threshold_counts(
                 s,
                 spec=self.spec,
                 campaign_id=ctx.campaign_id,
-                wave_index=idx,
+                wave_index=idx if wave_scope else None,
                 retrying=retries.by_kind,
             )
-            scope_counts = (
-                wave_counts
-                if th.scope is ThresholdScope.WAVE
+            wave_counts = (
+                recorded
+                if wave_scope
                 else campaign_counts(
-                    s, spec=self.spec, campaign_id=ctx.campaign_id, retrying=retries.by_kind
+                    s,
+                    spec=self.spec,
+                    campaign_id=ctx.campaign_id,
+                    wave_index=idx,
+                    retrying=retries.by_kind,
                 )
             )
-        if override is not None:
-            base = Counts.from_dict(override.data.get("baseline", {}))
-            if th.scope is ThresholdScope.CAMPAIGN:
-                scope_counts = scope_counts.minus(base)
+        scope_counts = recorded + in_flight
+        if override is not None and not wave_scope:
+            scope_counts = scope_counts.minus(Counts.from_dict(override.data.get("baseline", {})))
         on_trip = Verdict.ROLLBACK if th.on_breach is BreachAction.ROLLBACK else Verdict.HALT
         decision = evaluate_failure_threshold(
             scope_counts,
@@ -980,7 +1042,8 @@ class _Loop:
             max_failures=th.max_failures,
             min_finished=th.min_finished,
             on_trip=on_trip,
-            scope=f"wave {idx}" if th.scope is ThresholdScope.WAVE else "campaign",
+            scope=f"wave {idx}" if wave_scope else "campaign",
+            parts={"recorded": recorded.as_dict(), "in_flight": in_flight.as_dict()},
         )
         key = (decision.verdict.value, scope_counts.finished)
         if decision.verdict is not Verdict.WAIT and key != self._last_threshold:
@@ -1047,9 +1110,8 @@ class _Loop:
             return self.outcome(OutcomeKind.HALTED, "no rollback package to roll back with")
         now = ctx.now()
         with ctx.tx() as s:
-            cancelled = store.set_device_status(
-                s, campaign_id=ctx.campaign_id, status=D.CANCELLED, now=now
-            )
+            # only devices never sent a task: failures and timeouts keep their history
+            cancelled = store.cancel_unsent_devices(s, campaign_id=ctx.campaign_id, now=now)
             for w in store.get_waves(s, campaign_id=ctx.campaign_id):
                 if w.status in (
                     WaveStatus.PENDING,
@@ -1083,6 +1145,9 @@ class _Loop:
             self.tick()
             with ctx.tx() as s:
                 active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
+                # a device whose upgrade task is still active waits for that task's final
+                # read, which would otherwise land on its rollback (a halt may come early)
+                busy = {c.id for c in active if c.kind is ChunkKind.UPGRADE}
                 todo: dict[int, list[str]] = {}
                 budget = ctx.chunk_size * max(0, pol.max_inflight_tasks - len(active))
                 for run in store.iter_device_runs(
@@ -1090,6 +1155,8 @@ class _Loop:
                 ):
                     if budget <= 0:
                         break
+                    if run.chunk_id in busy:
+                        continue
                     todo.setdefault(run.wave_index, []).append(run.device_id)
                     budget -= 1
             policy = task_policy(ctx, ctx.now())
@@ -1118,6 +1185,8 @@ class _Loop:
                     return len(chunks)
 
                 n = await ctx.stage(f"rollback wave {w_idx} ({len(batches)} tasks)", _go)
+                if n and ctx.push is not None:
+                    ctx.push.expect(ctx.campaign_id, ctx.now())
                 ctx.emit("submitted", message=f"rollback wave {w_idx}: {n} tasks")
             with ctx.tx() as s:
                 active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)

@@ -43,6 +43,9 @@ def render_summary(report: CampaignReport) -> str:
         ),
         f"- started: {_when(report.created_at)}, last change: {_when(report.updated_at)}",
     ]
+    if report.skipped_reasons:
+        why = "; ".join(f"{reason}: {n}" for reason, n in report.skipped_reasons)
+        lines.append(f"- skipped {sum(n for _, n in report.skipped_reasons)} ({_cell(why)})")
     if report.breach:
         lines.append(f"- threshold tripped: {report.breach}")
     if report.halt_reason and report.halt_reason != report.breach:

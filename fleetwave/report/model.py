@@ -126,6 +126,8 @@ class CampaignReport:
     updated_at: pendulum.DateTime | None = None
     halt_reason: str | None = None
     breach: str | None = None
+    skipped_reasons: tuple[tuple[str, int], ...] = ()
+    """Devices skipped when the targets were resolved, per reason (most first)."""
     generated_at: pendulum.DateTime = field(default_factory=lambda: pendulum.now("UTC"))
 
     @property
@@ -162,6 +164,7 @@ class CampaignReport:
             "updated_at": iso(self.updated_at),
             "generated_at": iso(self.generated_at),
             "totals": totals(self.totals),
+            "skipped_reasons": dict(self.skipped_reasons),
             "waves": [
                 {
                     "index": w.index,

@@ -1,7 +1,7 @@
 """Build a :class:`CampaignReport` from the store: SQL aggregates for counts, streams for time.
 
 Every query is a ``fleetwave.store`` data function. Per-wave counts are one GROUP BY over
-device runs (``wave_status_counts``); the timeline streams finished devices
+device runs (``device_status_counts_by_wave``); the timeline streams finished devices
 (``iter_finished_devices``) into bounded buckets, so a million-device campaign costs no
 more memory than a thousand. A device that took the new version and was later rolled back appears in
 its wave's rollout line at the time its upgrade task finished, and in the rollback line at
@@ -43,12 +43,12 @@ def _pdt(value: datetime | None) -> pendulum.DateTime | None:
 
 
 def totals_from_counts(
-    counts: Mapping[DeviceRunStatus, int], *, failed_then_cancelled: int = 0
+    counts: Mapping[DeviceRunStatus, int],
 ) -> tuple[Totals, Totals | None]:
     """Rollout and (if any device is in a rollback status) rollback totals from status counts.
 
-    ``failed_then_cancelled``: CANCELLED devices that had failed first (a halt or rollback
-    cancels retryable failures); they count as failed, not as never sent.
+    A halt or rollback cancels only devices never sent a task, so CANCELLED means never
+    sent and a failure keeps its FAILED / TIMED_OUT status.
     """
 
     def n(*statuses: DeviceRunStatus) -> int:
@@ -57,11 +57,11 @@ def totals_from_counts(
     rollout = Totals(
         devices=sum(counts.values()),
         succeeded=n(*_TOOK_NEW),
-        failed=n(_D.FAILED, _D.TIMED_OUT) + failed_then_cancelled,
+        failed=n(_D.FAILED, _D.TIMED_OUT),
         in_progress=n(_D.QUEUED, _D.SUBMITTED, _D.IN_PROGRESS),
         pending=n(_D.PENDING),
         skipped=n(_D.SKIPPED),
-        cancelled=n(_D.CANCELLED) - failed_then_cancelled,
+        cancelled=n(_D.CANCELLED),
     )
     if not n(*_ROLLBACK):
         return rollout, None
@@ -151,7 +151,7 @@ def load_report(
     by_index = {w.index: w for w in waves}
     wave_names = {w.index: w.name for w in waves}
 
-    counts = store_api.wave_status_counts(session, campaign_id=cid)
+    counts = store_api.device_status_counts_by_wave(session, campaign_id=cid)
     chunk_counts = store_api.chunk_counts_by_wave(session, campaign_id=cid)
 
     rollout_rows: list[WaveReport] = []
@@ -160,17 +160,15 @@ def load_report(
     indexes = sorted(set(wave_names) | set(counts))
     for index in indexes:
         wave = by_index.get(index)
-        wave_counts = counts.get(index) or store_api.WaveStatusCounts({})
-        rollout, rollback = totals_from_counts(
-            wave_counts.statuses, failed_then_cancelled=wave_counts.cancelled_after_failure
-        )
+        rollout, rollback = totals_from_counts(counts.get(index, {}))
         all_rollout = all_rollout + rollout
-        label = wave_names.get(index, f"wave {index}")
+        at_resolve = wave is None and index == store_api.RESOLVE_SKIPPED_WAVE
+        label = wave_names.get(index, "skipped at resolve" if at_resolve else f"wave {index}")
         rollout_rows.append(
             WaveReport(
                 index=index,
                 name=label,
-                status=wave.status.value if wave else "-",
+                status=wave.status.value if wave else ("skipped" if at_resolve else "-"),
                 totals=rollout,
                 chunks=chunk_counts.get((index, ChunkKind.UPGRADE), 0),
                 started_at=_pdt(wave.started_at) if wave else None,
@@ -218,6 +216,12 @@ def load_report(
         created_at=_pdt(campaign.created_at),
         updated_at=_pdt(campaign.updated_at),
         breach=breach,
+        skipped_reasons=tuple(
+            sorted(
+                store_api.skip_reason_counts(session, campaign_id=cid).items(),
+                key=lambda item: (-item[1], item[0]),
+            )
+        ),
         halt_reason=campaign.status_reason
         if campaign.status.value in ("halted", "rolling_back", "rolled_back", "failed")
         else None,

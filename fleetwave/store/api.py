@@ -52,6 +52,8 @@ from fleetwave.store.models import (
 
 __all__ = [
     "DEFAULT_BATCH",
+    "RESOLVE_SKIPPED_WAVE",
+    "ChunkPollFigures",
     "ChunkRef",
     "DeviceResult",
     "FinishedDevice",
@@ -61,10 +63,13 @@ __all__ = [
     "WaveStatusCounts",
     "abandon_chunk",
     "acquire_lease",
+    "active_chunk_figures",
     "active_chunk_refs_by_device",
     "add_device_runs",
+    "add_skipped_device_runs",
     "append_event",
     "campaign_spec_hash",
+    "cancel_unsent_devices",
     "chunk_counts_by_wave",
     "chunk_device_ids",
     "chunk_members",
@@ -106,6 +111,7 @@ __all__ = [
     "set_device_status",
     "set_flow_run",
     "set_wave_status",
+    "skip_reason_counts",
     "wave_status_counts",
 ]
 
@@ -184,6 +190,21 @@ class FinishedDevice(NamedTuple):
     wave_index: int
     status: DeviceRunStatus
     finished_at: datetime
+
+
+class ChunkPollFigures(NamedTuple):
+    """An active chunk's last polled per-status subtask counts, beside its devices that the
+    store already holds as final (same keys: success, fail, stop, timeout)."""
+
+    chunk_id: int
+    wave_index: int
+    round: int
+    polled: dict[str, int]
+    recorded: dict[str, int]
+
+
+RESOLVE_SKIPPED_WAVE = -1
+"""``wave_index`` of the devices skipped when the targets were resolved (in no real wave)."""
 
 
 class TaskDevices(NamedTuple):
@@ -717,6 +738,109 @@ def claim_devices(session: Session, *, campaign_id: int, now: datetime) -> int:
     return claimed
 
 
+@_atomic
+def add_skipped_device_runs(
+    session: Session,
+    *,
+    campaign_id: int,
+    devices: Iterable[tuple[str, str]],
+    now: datetime,
+    target_version: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> int:
+    """Insert one SKIPPED row per ``(device_id, reason)`` (wave :data:`RESOLVE_SKIPPED_WAVE`,
+    the reason in ``failure_detail``), streamed in batches; returns rows inserted.
+
+    Devices already in the campaign are left as they are. SKIPPED rows are never claimed.
+    """
+    count = sa.select(sa.func.count()).select_from(_dr).where(_dr.c.campaign_id == campaign_id)
+    before = session.execute(count).scalar_one()
+    stamp = to_utc(now)
+    stmt = _insert(session, _dr).on_conflict_do_nothing(
+        index_elements=[_dr.c.campaign_id, _dr.c.device_id]
+    )
+    for batch in _batches(devices, batch_size):
+        session.execute(
+            stmt,
+            [
+                {
+                    "campaign_id": campaign_id,
+                    "device_id": device_id,
+                    "wave_index": RESOLVE_SKIPPED_WAVE,
+                    "target_version": target_version,
+                    "status": DeviceRunStatus.SKIPPED.value,
+                    "attempt": 0,
+                    "failure_detail": reason,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "finished_at": stamp,
+                }
+                for device_id, reason in batch
+            ],
+        )
+    return int(session.execute(count).scalar_one()) - before
+
+
+def skip_reason_counts(
+    session: Session, *, campaign_id: int, wave_index: int | None = None
+) -> dict[str, int]:
+    """SKIPPED devices per reason (their ``failure_detail``; "unknown" if unset), one GROUP BY."""
+    return _counts_by(
+        session, _dr.c.failure_detail, campaign_id, wave_index, {DeviceRunStatus.SKIPPED}
+    )
+
+
+def _counts_by(
+    session: Session,
+    column: Any,
+    campaign_id: int,
+    wave_index: int | None,
+    statuses: set[DeviceRunStatus],
+) -> dict[str, int]:
+    """Devices in ``statuses`` per value of ``column`` ("unknown" if unset), one GROUP BY."""
+    stmt = _device_filter(
+        sa.select(column, sa.func.count()),
+        campaign_id=campaign_id,
+        wave_index=wave_index,
+        statuses=statuses,
+    ).group_by(column)
+    out: dict[str, int] = {}
+    for value, n in session.execute(stmt).all():
+        out[value or "unknown"] = out.get(value or "unknown", 0) + n
+    return out
+
+
+def cancel_unsent_devices(
+    session: Session, *, campaign_id: int, now: datetime, wave_index: int | None = None
+) -> int:
+    """CANCEL the devices never sent a task: PENDING ones, and QUEUED ones whose chunk is not
+    live (neither an intent that may have reached the platform nor a submitted task).
+
+    Final statuses (a failure, a timeout) stay as they are; returns how many changed.
+    """
+    live = sa.select(_chunk.c.id).where(
+        _chunk.c.campaign_id == campaign_id,
+        _status_in(_chunk.c.status, {ChunkStatus.INTENT, ChunkStatus.SUBMITTED}),
+    )
+    stmt = sa.update(_dr).where(
+        _dr.c.campaign_id == campaign_id,
+        sa.or_(
+            _dr.c.status == DeviceRunStatus.PENDING.value,
+            sa.and_(
+                _dr.c.status == DeviceRunStatus.QUEUED.value,
+                sa.or_(_dr.c.chunk_id.is_(None), _dr.c.chunk_id.not_in(live)),
+            ),
+        ),
+    )
+    if wave_index is not None:
+        stmt = stmt.where(_dr.c.wave_index == wave_index)
+    stamp = to_utc(now)
+    result = session.execute(
+        stmt.values(status=DeviceRunStatus.CANCELLED.value, updated_at=stamp, finished_at=stamp)
+    )
+    return max(result.rowcount, 0)  # type: ignore[attr-defined]
+
+
 def release_claims(session: Session, *, campaign_id: int) -> int:
     """Release every device the campaign holds; returns how many."""
     result = session.execute(sa.delete(_claim).where(_claim.c.campaign_id == campaign_id))
@@ -767,25 +891,33 @@ def record_device_results(
     now: datetime,
     batch_size: int = DEFAULT_BATCH,
     strict: bool = False,
+    chunk_id: int | None = None,
 ) -> int:
     """Store per-device outcomes in bulk (executemany per target status); returns rows changed.
 
     A result whose transition is not allowed from the row's current status (or for a device
     not in the campaign) is skipped; with ``strict`` that raises
     :class:`IllegalTransitionError` instead. Re-applying the same final result is a no-op
-    that still counts as changed.
+    that still counts as changed. With ``chunk_id`` only devices whose row still points at
+    that chunk change: a late read of an old task never overwrites a device that has moved
+    on to a retry or a rollback task.
     """
     conn = session.connection()
     ph, stamp = _placeholder(conn), _bind_ts(conn, now)
     if conn.dialect.name == "postgresql":
-        return _pg_copy_results(conn, campaign_id, results, stamp, strict=strict)
+        return _pg_copy_results(conn, campaign_id, results, stamp, strict=strict, chunk_id=chunk_id)
     changed = 0
     for batch in _batches(results, batch_size):
         by_status: dict[DeviceRunStatus, list[tuple[Any, ...]]] = {}
         for r in batch:
-            by_status.setdefault(r.status, []).append(
-                (r.failure_kind, r.failure_detail, r.current_version, campaign_id, r.device_id)
+            row: tuple[Any, ...] = (
+                r.failure_kind,
+                r.failure_detail,
+                r.current_version,
+                campaign_id,
+                r.device_id,
             )
+            by_status.setdefault(r.status, []).append(row if chunk_id is None else (*row, chunk_id))
         for status, tail in by_status.items():
             head = (stamp, stamp) if status.is_final else (stamp,)
             rows = [head + t for t in tail]
@@ -797,6 +929,7 @@ def record_device_results(
                 f"{finished}, failure_kind = {ph}, failure_detail = {ph},"
                 f" current_version = COALESCE({ph}, current_version)"
                 f" WHERE campaign_id = {ph} AND device_id = {ph} AND status IN ({sources})"
+                + ("" if chunk_id is None else f" AND chunk_id = {ph}")
             )
             n = max(conn.exec_driver_sql(sql, rows).rowcount, 0)  # type: ignore[arg-type]
             if strict and n != len(rows):
@@ -866,6 +999,7 @@ def _pg_copy_results(
     stamp: Any,
     *,
     strict: bool,
+    chunk_id: int | None = None,
 ) -> int:
     """PostgreSQL: COPY the results into a temp table, then one UPDATE ... FROM it.
 
@@ -905,8 +1039,9 @@ def _pg_copy_results(
             " current_version = COALESCE(r.current_version, d.current_version)"
             " FROM fw_result AS r"
             " WHERE d.campaign_id = %s AND d.device_id = r.device_id"
-            f" AND (d.status, r.status) IN (VALUES {_PG_MOVES})",
-            (stamp, stamp, campaign_id),
+            f" AND (d.status, r.status) IN (VALUES {_PG_MOVES})"
+            + ("" if chunk_id is None else " AND d.chunk_id = %s"),
+            (stamp, stamp, campaign_id) + (() if chunk_id is None else (chunk_id,)),
         )
         changed = max(cur.rowcount, 0)
     if strict and changed != sent:
@@ -1091,20 +1226,13 @@ def failure_kind_counts(
     session: Session, *, campaign_id: int, wave_index: int | None = None
 ) -> dict[str, int]:
     """Failed / timed-out / rollback-failed devices per ``failure_kind`` ("unknown" if unset)."""
-    stmt = _device_filter(
-        sa.select(_dr.c.failure_kind, sa.func.count()),
-        campaign_id=campaign_id,
-        wave_index=wave_index,
-        statuses={
-            DeviceRunStatus.FAILED,
-            DeviceRunStatus.TIMED_OUT,
-            DeviceRunStatus.ROLLBACK_FAILED,
-        },
-    ).group_by(_dr.c.failure_kind)
-    out: dict[str, int] = {}
-    for kind, n in session.execute(stmt).all():
-        out[kind or "unknown"] = out.get(kind or "unknown", 0) + n
-    return out
+    return _counts_by(
+        session,
+        _dr.c.failure_kind,
+        campaign_id,
+        wave_index,
+        {DeviceRunStatus.FAILED, DeviceRunStatus.TIMED_OUT, DeviceRunStatus.ROLLBACK_FAILED},
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -1476,6 +1604,68 @@ def chunk_members(
         )
         pairs.update((int(c), str(d)) for c, d in rows)
     return pairs
+
+
+_POLL_KEYS = ("success", "fail", "stop", "timeout")
+
+
+def active_chunk_figures(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int | None = None,
+    kind: ChunkKind = ChunkKind.UPGRADE,
+) -> list[ChunkPollFigures]:
+    """Per active (SUBMITTED) chunk of ``kind`` that was polled: the last poll's final-status
+    counts and how many of its devices the store already holds as final, by the same keys.
+
+    Two statements whatever the chunk count: the chunks' stats, and one GROUP BY over their
+    device runs (only rows that point at the chunk, i.e. results of that task).
+    """
+    where = [
+        _chunk.c.campaign_id == campaign_id,
+        _chunk.c.status == ChunkStatus.SUBMITTED.value,
+        _chunk.c.kind == kind.value,
+    ]
+    if wave_index is not None:
+        where.append(_chunk.c.wave_index == wave_index)
+    rows = session.execute(
+        sa.select(_chunk.c.id, _chunk.c.wave_index, _chunk.c.round, _chunk.c.stats).where(*where)
+    ).all()
+    polled = {
+        int(cid): (int(w), int(r), {k: int((st or {}).get(k) or 0) for k in _POLL_KEYS})
+        for cid, w, r, st in rows
+        if st
+    }
+    if not polled:
+        return []
+    recorded: dict[int, dict[str, int]] = {cid: {} for cid in polled}
+    finals = {
+        DeviceRunStatus.SUCCEEDED.value,
+        DeviceRunStatus.FAILED.value,
+        DeviceRunStatus.TIMED_OUT.value,
+    }
+    grouped = session.execute(
+        sa.select(_dr.c.chunk_id, _dr.c.status, _dr.c.failure_kind, sa.func.count())
+        .select_from(_dr.join(_chunk, _chunk.c.id == _dr.c.chunk_id))
+        .where(*where, _dr.c.campaign_id == campaign_id, _dr.c.status.in_(finals))
+        .group_by(_dr.c.chunk_id, _dr.c.status, _dr.c.failure_kind)
+    ).all()
+    for cid, status, failure_kind, n in grouped:
+        if int(cid) not in recorded:
+            continue
+        if status == DeviceRunStatus.SUCCEEDED.value:
+            key = "success"
+        elif status == DeviceRunStatus.TIMED_OUT.value:
+            key = "timeout"
+        else:
+            key = failure_kind if failure_kind in _POLL_KEYS else "fail"
+        per = recorded[int(cid)]
+        per[key] = per.get(key, 0) + int(n)
+    return [
+        ChunkPollFigures(cid, w, r, stats, recorded[cid])
+        for cid, (w, r, stats) in sorted(polled.items())
+    ]
 
 
 def count_unfinished_devices(session: Session, *, chunk_id: int) -> int:

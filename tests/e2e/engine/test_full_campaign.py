@@ -62,7 +62,16 @@ async def test_full_campaign_of_thousands_of_devices(sim: SimHandle, tmp_path: P
 
     assert outcome.kind is OutcomeKind.COMPLETED, outcome
     assert campaign_row(db, spec.name).status is store.CampaignStatus.COMPLETED
-    rows = device_rows(db, spec.name)
+    every = device_rows(db, spec.name)
+    # devices the pre-flight skipped are SKIPPED rows with their reason, in no wave
+    skipped = {d: r for d, r in every.items() if r.status is store.DeviceRunStatus.SKIPPED}
+    assert skipped, "the simulated fleet has devices the pre-flight skips"
+    assert all(
+        r.wave_index == store.RESOLVE_SKIPPED_WAVE and r.failure_detail for r in skipped.values()
+    )
+    planned = next(e for e in events(db, spec.name, ["planned"]))
+    assert len(skipped) == sum(planned.data["skipped"].values())
+    rows = {d: r for d, r in every.items() if d not in skipped}
     assert len(rows) > 2000  # both meter groups, minus devices skipped by the pre-flight
     final = {
         store.DeviceRunStatus.SUCCEEDED,

@@ -130,8 +130,23 @@ async def test_rollback_after_breach(sim: SimHandle, tmp_path: Path) -> None:
     rows = device_rows(db, spec.name)
     statuses = {r.status for r in rows.values()}
     assert D.SUCCEEDED not in statuses and D.ROLLED_BACK in statuses
-    assert statuses <= {D.ROLLED_BACK, D.ROLLBACK_FAILED, D.FAILED, D.TIMED_OUT, D.CANCELLED}
+    assert statuses <= {
+        D.ROLLED_BACK,
+        D.ROLLBACK_FAILED,
+        D.FAILED,
+        D.TIMED_OUT,
+        D.CANCELLED,
+        D.SKIPPED,
+    }
     assert any(r.status is D.CANCELLED for r in rows.values())  # wave 1 never ran
+    # history is kept: failures stay failures, only never-sent devices are cancelled
+    assert D.FAILED in statuses
+    cancelled = [r for r in rows.values() if r.status is D.CANCELLED]
+    assert all(r.attempt == 0 and r.failure_kind is None for r in cancelled)
+    sent = {
+        d for c in chunks(db, spec.name) if c.kind is store.ChunkKind.UPGRADE for d in c.device_ids
+    }
+    assert sent.isdisjoint(r.device_id for r in cancelled)
 
     all_chunks = chunks(db, spec.name)
     rollback = [c for c in all_chunks if c.kind is store.ChunkKind.ROLLBACK]

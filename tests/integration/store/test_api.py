@@ -362,6 +362,32 @@ def test_rollback_chunk(engine: Engine) -> None:
         }
 
 
+def test_late_results_of_an_old_task_do_not_touch_devices_that_moved_on(engine: Engine) -> None:
+    cid = _campaign(engine)
+    ids = _ids("fw-1", 0, 1)
+    with store.session_scope(engine) as s:
+        up = _intent(s, cid, ids)
+        store.record_operation_id(s, chunk_id=up.id, operation_id="op-up", now=NOW)
+        ok = [DeviceResult(i, D.SUCCEEDED) for i in ids]
+        assert (
+            store.record_device_results(s, campaign_id=cid, results=ok, now=NOW, chunk_id=up.id)
+            == 2
+        )
+        rb = _intent(s, cid, ids, kind=ChunkKind.ROLLBACK)
+        store.record_operation_id(s, chunk_id=rb.id, operation_id="op-rb", now=NOW)
+    with store.session_scope(engine) as s:
+        # the upgrade task read again while its devices roll back: nothing moves back
+        late = store.record_device_results(s, campaign_id=cid, results=ok, now=NOW, chunk_id=up.id)
+        assert late == 0
+        counts = store.device_status_counts(s, campaign_id=cid, wave_index=0)
+        assert counts == {D.ROLLING_BACK: 2, D.PENDING: 1}
+        done = [DeviceResult(i, D.ROLLED_BACK) for i in ids]
+        assert (
+            store.record_device_results(s, campaign_id=cid, results=done, now=NOW, chunk_id=rb.id)
+            == 2
+        )
+
+
 def test_device_claims_between_campaigns(engine: Engine) -> None:
     a = _campaign(engine, "a", n=5)
     with store.session_scope(engine) as s:

@@ -102,3 +102,17 @@ def test_pause_key_is_what_prefect_accepts() -> None:
         ApprovalRequest("Meters_FW.2", 3, "wave-4", 10, "threshold breached", token="breach-17")
     )
     assert key == "approve-wave-3-breach-17-meters-fw-2"
+
+
+def test_utc_instant_is_the_one_to_utc_helper() -> None:
+    from fleetwave.clock import utc_instant
+    from fleetwave.engine.context import to_pendulum
+
+    assert to_pendulum is utc_instant
+    assert utc_instant(None) is None
+    naive = utc_instant(dt.datetime(2026, 3, 29, 1, 30))
+    assert naive.tzinfo is not None and naive.utcoffset() == dt.timedelta(0)
+    assert naive.hour == 1
+    berlin = utc_instant(dt.datetime(2026, 3, 29, 3, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+    assert isinstance(berlin, pendulum.DateTime) and berlin.hour == 1
+    assert berlin.timezone_name == "UTC"

@@ -16,6 +16,7 @@ from fleetwave.engine.decide import (
     classify_failure,
     evaluate_failure_threshold,
     evaluate_wave_gate,
+    in_flight_counts,
     select_resubmissions,
     task_timed_out,
 )
@@ -173,3 +174,44 @@ def test_threshold_by_count() -> None:
     assert d.verdict is Verdict.HALT and d.inputs["max_failures"] == 5
     d = evaluate_failure_threshold(counts, max_failure_rate=None, min_finished=10, max_failures=6)
     assert d.verdict is Verdict.CONTINUE
+
+
+def test_in_flight_counts_take_only_what_the_store_lacks() -> None:
+    figures = [
+        # round 1: poll says 5 ok, 4 failed, 1 stopped; the store holds 2 ok, 1 failed
+        (1, {"success": 5, "fail": 4, "stop": 1, "timeout": 0}, {"success": 2, "fail": 1}),
+        # the store is ahead of an older poll (push): nothing new, never negative
+        (1, {"success": 1, "fail": 0}, {"success": 3, "fail": 2}),
+    ]
+    c = in_flight_counts(figures, counted_kinds=[FailureKind.FAIL, FailureKind.TIMEOUT])
+    assert (c.succeeded, c.failed, c.timed_out, c.ignored, c.retrying) == (3, 3, 0, 1, 0)
+    assert c.total == 0
+    # fail is retried up to 2 attempts: round 1's failures retry, round 2's are final
+    retry = in_flight_counts(
+        [(1, {"fail": 3}, {}), (2, {"fail": 2, "timeout": 1}, {})],
+        counted_kinds=["fail", "timeout"],
+        max_attempts={"fail": 2},
+    )
+    assert (retry.retrying, retry.failed, retry.timed_out) == (3, 2, 1)
+
+
+def test_counts_add_and_threshold_records_its_parts() -> None:
+    recorded = Counts(total=20, succeeded=3, failed=1)
+    polled = Counts(succeeded=4, failed=5)
+    both = recorded + polled
+    assert both == Counts(total=20, succeeded=7, failed=6)
+    d = evaluate_failure_threshold(
+        both,
+        max_failure_rate=0.2,
+        min_finished=10,
+        parts={"recorded": recorded.as_dict(), "in_flight": polled.as_dict()},
+    )
+    assert d.verdict is Verdict.HALT
+    assert d.inputs["failed"] == 6
+    assert d.inputs["parts"]["in_flight"]["failed"] == 5
+    assert d.inputs["parts"]["recorded"]["failed"] == 1
+    # the same failures only in the store (the old view) would still wait
+    assert (
+        evaluate_failure_threshold(recorded, max_failure_rate=0.2, min_finished=10).verdict
+        is Verdict.WAIT
+    )

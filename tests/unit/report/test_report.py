@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from fleetwave.errors import UserError
 from fleetwave.report import (
@@ -21,6 +21,7 @@ from fleetwave.report import (
     render_markdown,
 )
 from fleetwave.report.store import load_report, totals_from_counts
+from fleetwave.store.api import RESOLVE_SKIPPED_WAVE
 from fleetwave.store.models import (
     Campaign,
     CampaignStatus,
@@ -237,7 +238,7 @@ def _fill(session: Session) -> None:
         finished_at=_at(60),
     )
     session.add_all([up, rb])
-    statuses = [D.ROLLED_BACK, D.ROLLED_BACK, D.ROLLBACK_FAILED, D.FAILED, D.CANCELLED, D.TIMED_OUT]
+    statuses = [D.ROLLED_BACK, D.ROLLED_BACK, D.ROLLBACK_FAILED, D.FAILED, D.FAILED, D.TIMED_OUT]
     for i, st in enumerate(statuses):
         session.add(
             DeviceRun(
@@ -245,7 +246,7 @@ def _fill(session: Session) -> None:
                 device_id=f"d{i}",
                 wave_index=0,
                 status=st,
-                failure_kind="fail" if st is D.CANCELLED else None,
+                failure_kind="fail" if st is D.FAILED else None,
                 created_at=_at(0),
                 updated_at=_at(60),
                 finished_at=_at(60) if i < 3 else _at(10 + i),
@@ -306,3 +307,30 @@ def test_unknown_campaign_names_the_known_ones(session: Session) -> None:
     with pytest.raises(UserError, match="no campaign named 'nope'") as info:
         load_report(session, "nope")
     assert "known campaigns: flaky" in str(info.value)
+
+
+def test_report_lists_devices_skipped_at_resolve_with_reasons(session: Session) -> None:
+    _fill(session)
+    c = session.exec(select(Campaign)).one()
+    assert c.id is not None
+    for i, reason in enumerate(["up_to_date: on target", "up_to_date: on target", "excluded"]):
+        session.add(
+            DeviceRun(
+                campaign_id=c.id,
+                device_id=f"s{i}",
+                wave_index=RESOLVE_SKIPPED_WAVE,
+                status=DeviceRunStatus.SKIPPED,
+                failure_detail=reason,
+                created_at=_at(0),
+                updated_at=_at(0),
+            )
+        )
+    session.commit()
+    report = load_report(session, "flaky")
+    assert report.skipped_reasons == (("up_to_date: on target", 2), ("excluded", 1))
+    assert report.totals.skipped == 3 and report.totals.devices == 13
+    first = report.waves[0]
+    assert (first.name, first.status, first.totals.skipped) == ("skipped at resolve", "skipped", 3)
+    text = render_markdown(report)
+    assert "- skipped 3 (up_to_date: on target: 2; excluded: 1)" in text
+    assert report.to_json()["skipped_reasons"] == {"up_to_date: on target": 2, "excluded": 1}
