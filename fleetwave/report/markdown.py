@@ -34,9 +34,9 @@ def render_summary(report: CampaignReport) -> str:
     if report.rollback_package:
         lines.append(f"- rollback package: {report.rollback_package}")
     lines += [
-        f"- devices: {t.devices}",
-        f"- succeeded: {t.succeeded} ({_pct(t.succeeded, t.devices)})",
-        f"- failed: {t.failed} ({_pct(t.failed, t.devices)})",
+        f"- devices: {t.devices} ({t.devices - t.skipped} targeted, {t.skipped} skipped)",
+        f"- succeeded: {t.succeeded} ({_pct(t.succeeded, t.devices - t.skipped)} of targeted)",
+        f"- failed: {t.failed} ({_pct(t.failed, t.devices - t.skipped)} of targeted)",
         (
             f"- in progress: {t.in_progress}, pending: {t.pending}, skipped: {t.skipped}, "
             f"cancelled: {t.cancelled}"
@@ -45,7 +45,7 @@ def render_summary(report: CampaignReport) -> str:
     ]
     if report.skipped_reasons:
         why = "; ".join(f"{reason}: {n}" for reason, n in report.skipped_reasons)
-        lines.append(f"- skipped {sum(n for _, n in report.skipped_reasons)} ({_cell(why)})")
+        lines.append(f"- skipped before sending: {_cell(why)}")
     if report.breach:
         lines.append(f"- threshold tripped: {report.breach}")
     if report.halt_reason and report.halt_reason != report.breach:
@@ -62,7 +62,7 @@ def render_summary(report: CampaignReport) -> str:
 def _wave_row(w: WaveReport) -> str:
     t = w.totals
     cells = [
-        str(w.index),
+        str(w.index) if w.index >= 0 else "-",
         _cell(w.label),
         w.status,
         str(t.devices),

@@ -332,5 +332,6 @@ def test_report_lists_devices_skipped_at_resolve_with_reasons(session: Session) 
     first = report.waves[0]
     assert (first.name, first.status, first.totals.skipped) == ("skipped at resolve", "skipped", 3)
     text = render_markdown(report)
-    assert "- skipped 3 (up_to_date: on target: 2; excluded: 1)" in text
+    assert "- skipped before sending: up_to_date: on target: 2; excluded: 1" in text
+    assert "- devices: 13 (10 targeted, 3 skipped)" in text
     assert report.to_json()["skipped_reasons"] == {"up_to_date: on target": 2, "excluded": 1}
