@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ __all__ = [
     "categorize",
     "lower_bound",
     "main",
+    "quiet_process",
     "run_simulator_process",
 ]
 
@@ -177,24 +177,13 @@ class SimProcess:
     process: subprocess.Popen[bytes]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=15)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @contextmanager
 def run_simulator_process(
     *, devices: int, seed: int, rate_limit: int, groups: int = 1, log: Path | None = None
 ) -> Iterator[SimProcess]:
     """``python -m fleetwave.sim`` on an ephemeral port with a manual clock; stopped on exit."""
+    from fleetwave.serving import stop_process_group
+
     with tempfile.TemporaryDirectory(prefix="fleetwave-bench-sim-") as tmp:
         port_file = Path(tmp) / "port"
         out = log.open("ab") if log is not None else subprocess.DEVNULL
@@ -228,7 +217,7 @@ def run_simulator_process(
             port = int(port_file.read_text().strip())
             yield SimProcess(f"http://127.0.0.1:{port}", proc)
         finally:
-            _stop(proc)
+            stop_process_group(proc)
             if log is not None and hasattr(out, "close"):
                 out.close()
 
@@ -553,6 +542,19 @@ def report(result: RunResult, server_calls: Mapping[str, int], *, devices: int) 
     return bound
 
 
+def quiet_process() -> None:
+    """Turn Prefect's analytics and telemetry off (unless set) and log warnings only."""
+    for key, value in {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_TELEMETRY_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench/api_calls.py", description=__doc__.split("\n\n")[0]
@@ -578,15 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--task-size must be 1..256, not {args.task_size}")
     if args.rate_limit < 0:
         parser.error(f"--rate-limit must be >= 0, not {args.rate_limit}")
-    for key, value in {
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_TELEMETRY_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }.items():
-        os.environ.setdefault(key, value)
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_process()
     with tempfile.TemporaryDirectory(prefix="fleetwave-bench-") as tmp:
         work = args.workdir.resolve() if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import sys
 import tempfile
@@ -31,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 from bench.api_calls import (  # noqa: E402
     bench_spec_text,
+    quiet_process,
     report,
     run_campaign,
     run_simulator_process,
@@ -95,15 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.devices < 1:
         parser.error(f"--devices must be at least 1, not {args.devices}")
-    for key, value in {
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_TELEMETRY_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }.items():
-        os.environ.setdefault(key, value)
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_process()
     from fleetwave import store
 
     base_rss = peak_rss_mb()

@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -77,6 +76,8 @@ def _prefect_server(home: Path, log: Path) -> Iterator[_PrefectServer]:
     """
     import httpx
 
+    from fleetwave.serving import stop_process_group
+
     env = dict(os.environ)
     env["PREFECT_HOME"] = str(home)
     env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
@@ -104,27 +105,14 @@ def _prefect_server(home: Path, log: Path) -> Iterator[_PrefectServer]:
                 pass
             time.sleep(0.2)
         else:
-            _stop_process(proc)
+            stop_process_group(proc)
             continue
         try:
             yield _PrefectServer(url, proc, time.monotonic() - t0)
         finally:
-            _stop_process(proc)
+            stop_process_group(proc)
         return
     raise RuntimeError(f"the local Prefect server did not start; see {log}")
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=15)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _prepare(workdir: Path) -> None:

@@ -2,19 +2,23 @@
 free one) is known before anyone connects; in the foreground or in a daemon thread.
 
 The simulator (:mod:`fleetwave.sim.server`) and the push receiver
-(:mod:`fleetwave.notify.receiver`) both run on this.
+(:mod:`fleetwave.notify.receiver`) both run on this; :func:`stop_process_group` stops a
+server run as a child process in its own process group.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from typing import Any, Literal
 
 import uvicorn
 
-__all__ = ["ThreadedServer", "bind_socket"]
+__all__ = ["ThreadedServer", "bind_socket", "stop_process_group"]
 
 
 def bind_socket(
@@ -109,3 +113,17 @@ class ThreadedServer:
         if self._thread is not None:
             self._thread.join(timeout)
         self.sock.close()
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``proc``'s process group: SIGINT, then SIGTERM, then SIGKILL, 15 s apart at most."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

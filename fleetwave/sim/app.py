@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -74,6 +74,12 @@ def _int(
 _IODM_BAD = (400, "120015", "Bad request error.")
 _IODM_RANGE = (400, "123029", "pageNo or pageSize beyond the limit.")
 _IOCM_BAD = (400, "100405", "The request parameter is invalid.")
+_NO_GROUP = (200, "100603", "The device group is not existed.")  # documented with HTTP 200
+_NO_DEVICE = (404, "100403", "The device is not existed.")
+_NO_PACKAGE = (404, "123002", "Device or package file not found.")
+_NO_TASK = (404, "123009", "The requested task does not exist.")
+
+_V = TypeVar("_V")
 
 
 def _iodm_page(params: Mapping[str, str], default_size: int = 10) -> tuple[int, int]:
@@ -81,6 +87,23 @@ def _iodm_page(params: Mapping[str, str], default_size: int = 10) -> tuple[int, 
     size = _int(params, "pageSize", default_size, 1, 100, bad=_IODM_BAD, out_of_range=_IODM_RANGE)
     assert page_no is not None and size is not None
     return page_no, size
+
+
+def _found(value: _V | None, error: tuple[int, str, str]) -> _V:
+    """``value``, or the platform's ``error`` (status, code, description) when it is missing."""
+    if value is None:
+        raise IoDMError(*error)
+    return value
+
+
+def _iodm_list(items: list[Any], page_no: int, size: int, total: int) -> JSONResponse:
+    """An IoDM listing page: ``data``, ``pageNo``, ``pageSize``, ``totalCount``."""
+    return JSONResponse({"data": items, "pageNo": page_no, "pageSize": size, "totalCount": total})
+
+
+def _iocm_list(key: str, items: list[Any], page_no: int, size: int, total: int) -> JSONResponse:
+    """An IoCM listing page: ``totalCount``, ``pageNo``, ``pageSize``, then the list at ``key``."""
+    return JSONResponse({"totalCount": total, "pageNo": page_no, "pageSize": size, key: items})
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -180,22 +203,12 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
             page, page_no, size = groups, 0, len(groups)
         else:
             page = groups[page_no * size : (page_no + 1) * size]
-        return JSONResponse(
-            {
-                "totalCount": len(groups),
-                "pageNo": page_no,
-                "pageSize": size,
-                "list": [group_json(g) for g in page],
-            }
-        )
+        return _iocm_list("list", [group_json(g) for g in page], page_no, size, len(groups))
 
     @app.get(f"{IOCM}/devgroup/v1.3.0/devGroups/{{devGroupId}}")
     async def dev_group(devGroupId: str, request: Request) -> JSONResponse:
         northbound(request)
-        g = state.fleet.groups_by_id.get(devGroupId)
-        if g is None:  # documented with HTTP 200
-            raise IoDMError(200, "100603", "The device group is not existed.")
-        return JSONResponse(group_json(g))
+        return JSONResponse(group_json(_found(state.fleet.groups_by_id.get(devGroupId), _NO_GROUP)))
 
     @app.get(f"{IOCM}/dm/v1.2.0/devices/ids")
     async def group_members(request: Request) -> JSONResponse:
@@ -205,21 +218,15 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
         if g is None:
             if not q.get("devGroupId"):
                 raise IoDMError(400, "100405", "The request parameter is invalid.")
-            raise IoDMError(200, "100603", "The device group is not existed.")
+            raise IoDMError(*_NO_GROUP)
         page_no = _int(q, "pageNo", 0, 0, None, bad=_IOCM_BAD, out_of_range=_IOCM_BAD)
         size = _int(q, "pageSize", 10, 1, 1000, bad=_IOCM_BAD, out_of_range=_IOCM_BAD)
         assert page_no is not None and size is not None
         lo = min(g.stop, g.start + page_no * size)
         hi = min(g.stop, lo + size)
         fleet = state.fleet
-        return JSONResponse(
-            {
-                "totalCount": g.size,
-                "pageNo": page_no,
-                "pageSize": size,
-                "deviceIds": [fleet.device_id(i) for i in range(lo, hi)],
-            }
-        )
+        ids = [fleet.device_id(i) for i in range(lo, hi)]
+        return _iocm_list("deviceIds", ids, page_no, size, g.size)
 
     # devices --------------------------------------------------------------------------
 
@@ -272,21 +279,14 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
                 matches = matches[::-1]
             total = int(matches.size)
             picked = [int(i) for i in matches[page_no * size : (page_no + 1) * size]]
-        return JSONResponse(
-            {
-                "totalCount": total,
-                "pageNo": page_no,
-                "pageSize": size,
-                "devices": [state.device_json(i, now) for i in picked],
-            }
+        return _iocm_list(
+            "devices", [state.device_json(i, now) for i in picked], page_no, size, total
         )
 
     @app.get(f"{IOCM}/dm/v1.4.0/devices/{{deviceId}}")
     async def device(deviceId: str, request: Request) -> JSONResponse:
         northbound(request)
-        index = state.fleet.index_of(deviceId)
-        if index is None:
-            raise IoDMError(404, "100403", "The device is not existed.")
+        index = _found(state.fleet.index_of(deviceId), _NO_DEVICE)
         return JSONResponse(state.device_json(index, state.now()))
 
     # packages -------------------------------------------------------------------------
@@ -316,22 +316,12 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
             if any(v is not None and j[k] != v for k, v in filters.items()):
                 continue
             rows.append(j)
-        return JSONResponse(
-            {
-                "data": rows[page_no * size : (page_no + 1) * size],
-                "pageNo": page_no,
-                "pageSize": size,
-                "totalCount": len(rows),
-            }
-        )
+        return _iodm_list(rows[page_no * size : (page_no + 1) * size], page_no, size, len(rows))
 
     @app.get(f"{IODM}/category/{{fileId}}")
     async def category(fileId: str, request: Request) -> JSONResponse:
         northbound(request)
-        p = state.packages.get(fileId)
-        if p is None:
-            raise IoDMError(404, "123002", "Device or package file not found.")
-        return JSONResponse(p.to_json())
+        return JSONResponse(_found(state.packages.get(fileId), _NO_PACKAGE).to_json())
 
     @app.delete(f"{IODM}/category/{{fileId}}")
     async def delete_category(fileId: str, request: Request) -> Response:
@@ -365,9 +355,7 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
     @app.get(f"{IODM}/operations/{{operationId}}")
     async def operation(operationId: str, request: Request) -> JSONResponse:
         northbound(request)
-        task = state.tasks_by_id.get(operationId)
-        if task is None:
-            raise IoDMError(404, "123009", "The requested task does not exist.")
+        task = _found(state.tasks_by_id.get(operationId), _NO_TASK)
         return JSONResponse(state.task_json(task, state.now()))
 
     @app.get(f"{IODM}/operations/{{operationId}}/subOperations")
@@ -378,23 +366,15 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
         status = q.get("subOperationStatus") or None
         if status is not None and status not in SUB_STATUSES:
             raise IoDMError(400, "120015", "Bad request error.")
-        task = state.tasks_by_id.get(operationId)
-        if task is None:
-            raise IoDMError(404, "123009", "The requested task does not exist.")
+        task = _found(state.tasks_by_id.get(operationId), _NO_TASK)
         now = state.now()
         if status is None:
             positions: list[int] | range = range(len(task.timelines))
         else:
             positions = [i for i, tl in enumerate(task.timelines) if state_at(tl, now) == status]
         page = positions[page_no * size : (page_no + 1) * size]
-        return JSONResponse(
-            {
-                "data": [state.subtask_json(task, i, now) for i in page],
-                "pageNo": page_no,
-                "pageSize": size,
-                "totalCount": len(positions),
-            }
-        )
+        data = [state.subtask_json(task, i, now) for i in page]
+        return _iodm_list(data, page_no, size, len(positions))
 
     @app.get(f"{IODM}/operations")
     async def operations(request: Request) -> JSONResponse:
@@ -437,14 +417,7 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
                 continue
             rows.append(t)
         page = rows[page_no * size : (page_no + 1) * size]
-        return JSONResponse(
-            {
-                "data": [state.task_json(t, now) for t in page],
-                "pageNo": page_no,
-                "pageSize": size,
-                "totalCount": len(rows),
-            }
-        )
+        return _iodm_list([state.task_json(t, now) for t in page], page_no, size, len(rows))
 
     # notifications --------------------------------------------------------------------
 

@@ -4,68 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetwave.spec.loader import (
-    SpecError,
-    SpecProblem,
-    check_file,
-    check_text,
-    load_spec,
-    load_spec_text,
-)
-from fleetwave.spec.model import (
-    IODM_MAX_DEVICES_PER_TASK,
-    MIN_WINDOW,
-    BlackoutSpec,
-    BreachAction,
-    CampaignSpec,
-    Connectivity,
-    ExecuteMode,
-    FailureKind,
-    GroupRef,
-    PackageRef,
-    PolicySpec,
-    ResubmitRule,
-    TargetsSpec,
-    ThresholdScope,
-    ThresholdsSpec,
-    WaveSpec,
-    Weekday,
-    WindowSpec,
-    WindowsSpec,
-    format_duration,
-    parse_duration,
-)
+from fleetwave.spec.loader import *  # noqa: F403
+from fleetwave.spec.loader import __all__ as _loader_all
+from fleetwave.spec.model import *  # noqa: F403
+from fleetwave.spec.model import CampaignSpec
+from fleetwave.spec.model import __all__ as _model_all
 
-__all__ = [
-    "IODM_MAX_DEVICES_PER_TASK",
-    "MIN_WINDOW",
-    "BlackoutSpec",
-    "BreachAction",
-    "CampaignSpec",
-    "Connectivity",
-    "ExecuteMode",
-    "FailureKind",
-    "GroupRef",
-    "PackageRef",
-    "PolicySpec",
-    "ResubmitRule",
-    "SpecError",
-    "SpecProblem",
-    "TargetsSpec",
-    "ThresholdScope",
-    "ThresholdsSpec",
-    "WaveSpec",
-    "Weekday",
-    "WindowSpec",
-    "WindowsSpec",
-    "campaign_json_schema",
-    "check_file",
-    "check_text",
-    "format_duration",
-    "load_spec",
-    "load_spec_text",
-    "parse_duration",
-]
+__all__ = [*_loader_all, *_model_all, "campaign_json_schema"]
 
 
 def campaign_json_schema() -> dict[str, Any]:

@@ -9,10 +9,10 @@ subtask page may be keyed ``date`` instead of ``data``; ``extendInfo`` stands in
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import pendulum
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from fleetwave.platforms.base import TaskStatus
 
@@ -256,45 +256,45 @@ T = TypeVar("T")
 
 
 class Page(_Wire, Generic[T]):
-    """One page of a listing; ``items`` is read from whichever list key the endpoint uses."""
+    """One page of a listing; ``items`` is read from the first of ``list_keys`` the body holds."""
+
+    #: The keys an endpoint may put its list under, in the order they are tried.
+    list_keys: ClassVar[tuple[str, ...]] = ()
 
     total_count: int | None = Field(default=None, alias="totalCount")
     page_no: int | None = Field(default=None, alias="pageNo")
     page_size: int | None = Field(default=None, alias="pageSize")
     items: Annotated[list[T], BeforeValidator(_list_or_empty)] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _items_from_list_key(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in cls.list_keys:
+                if key in data:
+                    return {**data, "items": data[key]}
+        return data
+
 
 class PackagePage(Page[CategoryInfo]):
-    items: Annotated[list[CategoryInfo], BeforeValidator(_list_or_empty)] = Field(
-        default_factory=list, validation_alias=AliasChoices("data", "date", "list")
-    )
+    list_keys = ("data", "date", "list")
 
 
 class OperationPage(Page[OperationInfo]):
-    items: Annotated[list[OperationInfo], BeforeValidator(_list_or_empty)] = Field(
-        default_factory=list, validation_alias=AliasChoices("data", "date", "list")
-    )
+    list_keys = ("data", "date", "list")
 
 
 class SubOperationPage(Page[SubOperationInfo]):
-    items: Annotated[list[SubOperationInfo], BeforeValidator(_list_or_empty)] = Field(
-        default_factory=list, validation_alias=AliasChoices("data", "date", "list")
-    )
+    list_keys = ("data", "date", "list")
 
 
 class DevicePage(Page[DeviceRecord]):
-    items: Annotated[list[DeviceRecord], BeforeValidator(_list_or_empty)] = Field(
-        default_factory=list, validation_alias=AliasChoices("devices", "data", "list")
-    )
+    list_keys = ("devices", "data", "list")
 
 
 class DeviceIdPage(Page[str]):
-    items: Annotated[list[str], BeforeValidator(_list_or_empty)] = Field(
-        default_factory=list, validation_alias=AliasChoices("deviceIds", "data", "list")
-    )
+    list_keys = ("deviceIds", "data", "list")
 
 
 class GroupPage(Page[DeviceGroupInfo]):
-    items: Annotated[list[DeviceGroupInfo], BeforeValidator(_list_or_empty)] = Field(
-        default_factory=list, validation_alias=AliasChoices("list", "data", "devGroups")
-    )
+    list_keys = ("list", "data", "devGroups")
