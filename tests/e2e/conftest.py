@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from fleetwave.serving import stop_process_group
 
 PREFECT_QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -46,22 +47,6 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> None:
-    """Ask a process group to stop (SIGINT, then SIGTERM, then SIGKILL)."""
-    if proc.poll() is not None:
-        return
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @dataclass
@@ -126,7 +111,7 @@ def start_prefect_server(home: Path) -> PrefectServer:
                 pass
             time.sleep(0.2)
         last_error = f"exit code {proc.poll()}"
-        _stop(proc)
+        stop_process_group(proc)
     raise RuntimeError(
         f"the Prefect server did not become healthy ({last_error}); log {log}:\n{_tail(log)}"
     )
@@ -172,7 +157,7 @@ def prefect_server_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _stop(server.process)
+        stop_process_group(server.process)
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +176,7 @@ class SimProcess:
     log: Path
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process_group(self.process)
 
 
 def start_simulator_process(workdir: Path, **options: object) -> SimProcess:
@@ -229,7 +214,7 @@ def start_simulator_process(workdir: Path, **options: object) -> SimProcess:
             except httpx.HTTPError:
                 pass
         time.sleep(0.1)
-    _stop(proc)
+    stop_process_group(proc)
     raise RuntimeError(f"the simulator did not start ({' '.join(args)}); log:\n{_tail(log)}")
 
 
