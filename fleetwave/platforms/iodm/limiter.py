@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 AcquireHook = Callable[[], Awaitable[None]]
 
+# a wait for a call slot at least this long is logged at WARNING (the CLI's default level)
+LONG_WAIT_SECONDS = 5.0
+
 
 class RateLimiter:
     """At most ``per_minute`` call starts in any ``window`` seconds of ``clock`` time (0 = off)."""
@@ -48,6 +51,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
         self.acquired = 0
+        self._last_warned: float | None = None
 
     def _reserve(self) -> float:
         """Reserve the next free slot; returns how long to wait for it (0 = now)."""
@@ -73,11 +77,28 @@ class RateLimiter:
         """Wait for a slot in the local budget, then for the shared Prefect limit if any."""
         wait = self._reserve()
         if wait > 0:
-            log.debug("rate limit: waiting %.2f s for a call slot", wait)
+            self._log_wait(wait)
             self.waited_seconds += wait
             await self.clock.sleep(wait)
         if self.hook is not None:
             await self.hook()
+
+    def _log_wait(self, wait: float) -> None:
+        """A long wait is said at WARNING (at most once a window), a short one at DEBUG."""
+        now = self.clock.now().timestamp()
+        level = logging.DEBUG
+        if wait >= LONG_WAIT_SECONDS:
+            with self._lock:
+                if self._last_warned is None or now - self._last_warned >= self.window:
+                    self._last_warned = now
+                    level = logging.WARNING
+        log.log(
+            level,
+            "rate limit: waiting %.1f s for a call slot (at most %d calls a minute for this app, "
+            "IODM_RATE_LIMIT)",
+            wait,
+            self.per_minute,
+        )
 
     def __repr__(self) -> str:
         return f"RateLimiter(per_minute={self.per_minute}, clock={self.clock!r})"
