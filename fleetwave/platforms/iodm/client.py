@@ -2,11 +2,14 @@
 
 Every call passes the app's rate limiter, carries a valid token (see ``auth``), is
 counted per endpoint template ("GET /iodm/northbound/v1.5.0/operations/{operationId}"),
-and is retried with exponential backoff and full jitter when that is safe: GETs, login
-and refresh on connection errors, timeouts, 5xx and unreadable bodies; every call on
-403 1010009 (throttled, nothing was done) and once on 403 1010005 after a re-login. A
-call that is not replay-safe (creating a task) whose request may have reached the
-platform raises :class:`OutcomeUnknown` instead of being sent again.
+and is retried with exponential backoff and full jitter (at least the ``Retry-After``
+asked for) when that is safe: GETs, login and refresh on connection errors, timeouts,
+5xx and unreadable bodies; every call on 403 1010009 (throttled, nothing was done) and
+on 403 1010005 after a fresh login. Retries last for a time budget
+(``max_retry_seconds``, from the call's first try), and each wait is logged at WARNING
+with what failed and what is awaited. A call that is not replay-safe (creating a task)
+whose request may have reached the platform raises :class:`OutcomeUnknown` instead of
+being sent again.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ processes and machines, an optional Prefect global concurrency limit with slot d
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -104,11 +105,14 @@ class RateLimiter:
         return f"RateLimiter(per_minute={self.per_minute}, clock={self.clock!r})"
 
 
-def prefect_rate_limit_hook(name: str, *, timeout_seconds: float = 600.0) -> AcquireHook:
+def prefect_rate_limit_hook(
+    name: str, *, timeout_seconds: float = 600.0, warn_after: float = LONG_WAIT_SECONDS
+) -> AcquireHook:
     """An acquire hook taking one slot of the Prefect global concurrency limit ``name``.
 
     The limit must exist and have a slot decay (see README, Configuration); a missing
-    limit is an error rather than a silently unlimited budget.
+    limit is an error rather than a silently unlimited budget. A wait longer than
+    ``warn_after`` seconds is said at WARNING while it lasts.
     """
 
     async def acquire() -> None:
@@ -117,6 +121,15 @@ def prefect_rate_limit_hook(name: str, *, timeout_seconds: float = 600.0) -> Acq
             rate_limit,
         )
 
+        notice = asyncio.get_running_loop().call_later(
+            warn_after,
+            log.warning,
+            "rate limit: waiting for a slot of the Prefect global concurrency limit %r "
+            "(IODM_PREFECT_RATE_LIMIT; other flows are using this app's budget), "
+            "for up to %.0f s",
+            name,
+            timeout_seconds,
+        )
         try:
             await rate_limit(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
         except ConcurrencySlotAcquisitionError as exc:
@@ -130,6 +143,8 @@ def prefect_rate_limit_hook(name: str, *, timeout_seconds: float = 600.0) -> Acq
                 f"no slot of the Prefect global concurrency limit {name!r} within "
                 f"{timeout_seconds:.0f} s: other flows are using the whole API budget"
             ) from exc
+        finally:
+            notice.cancel()
 
     return acquire
 
