@@ -1,7 +1,9 @@
 """The ``fleetwave`` command line: one Typer app, commands registered per area.
 
 Each area module exposes ``register(app)``; errors a user can fix (``UserError``,
-``PlatformError``) are printed as one line without a traceback.
+``PlatformError``) are printed as one line without a traceback. Log lines go to stderr:
+WARNING and up by default (retries, throttling and other long waits say what they wait
+for), ``-v`` adds INFO, ``-vv`` DEBUG (httpx/httpcore included, secrets redacted).
 """
 
 from __future__ import annotations
@@ -27,8 +29,37 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="More log lines on stderr: -v for INFO (logins, packages, tasks created), "
+        "-vv for DEBUG including every HTTP request.",
+    ),
+) -> None:
     """Firmware campaign orchestration for IoT fleets."""
+    configure_logging(verbose)
+
+
+_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Log to stderr: WARNING by default, INFO with one ``-v``, DEBUG with two or more.
+
+    httpx logs every request at INFO, so it and httpcore stay at WARNING below ``-vv``.
+    """
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format=_LOG_FORMAT)
+    root.setLevel(level)
+    logging.getLogger("fleetwave").setLevel(level)
+    quiet = logging.DEBUG if verbosity >= 2 else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 @app.command()
@@ -45,7 +76,7 @@ for _module in (sim, campaign, db, run, report):
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(0)
     try:
         app(args=argv, prog_name="fleetwave", standalone_mode=True)
     except UserError as exc:

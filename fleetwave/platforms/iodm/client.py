@@ -2,21 +2,28 @@
 
 Every call passes the app's rate limiter, carries a valid token (see ``auth``), is
 counted per endpoint template ("GET /iodm/northbound/v1.5.0/operations/{operationId}"),
-and is retried with exponential backoff and full jitter when that is safe: GETs, login
-and refresh on connection errors, timeouts, 5xx and unreadable bodies; every call on
-403 1010009 (throttled, nothing was done) and once on 403 1010005 after a re-login. A
-call that is not replay-safe (creating a task) whose request may have reached the
-platform raises :class:`OutcomeUnknown` instead of being sent again.
+and is retried with exponential backoff and full jitter (at least the ``Retry-After``
+asked for) when that is safe: GETs, login and refresh on connection errors, timeouts,
+5xx and unreadable bodies; every call on 403 1010009 (throttled, nothing was done) and
+on 403 1010005 after a fresh login. Retries last for a time budget
+(``max_retry_seconds``, from the call's first try), and each wait is logged at WARNING
+with what failed and what is awaited. A call that is not replay-safe (creating a task)
+whose request may have reached the platform raises :class:`OutcomeUnknown` instead of
+being sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import email.utils
 import json
 import logging
 import random
 import ssl
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -101,6 +108,8 @@ class IoDMClient:
             follow_redirects=False,
         )
         self.auth = TokenManager(settings, self.clock, self._unauthenticated)
+        self._own_transport = transport is None
+        self._tls_probe: bool | None = None
         self._counts: Counter[str] = Counter()
         self._statuses: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
@@ -229,19 +238,11 @@ class IoDMClient:
         s = self.settings
         path = _fill(template, path_params)
         label = f"{method} {template}"
-        started: pendulum.DateTime | None = None  # the retry budget starts at the first failure
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        retry = _Retry(self, method, path)
         failures = 0
         throttles = 0
-        relogged = False
-        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
-
-        def budget_left(delay: float) -> bool:
-            nonlocal started
-            now = self.clock.now()
-            if started is None:
-                started = now
-            spent = (now - started).total_seconds()
-            return spent + delay <= s.max_retry_seconds
+        relogins = 0
 
         while True:
             headers = {"app_key": s.app_id}
@@ -251,6 +252,7 @@ class IoDMClient:
                 headers["Authorization"] = f"Bearer {token}"
             await self.limiter.acquire()
             self._counts[label] += 1
+            retry.attempt()
             try:
                 response = await self._http.request(
                     method,
@@ -263,10 +265,20 @@ class IoDMClient:
             except httpx.TransportError as exc:
                 self._statuses[label]["error"] += 1
                 sent = not isinstance(exc, _NOT_SENT)
-                what = type(exc).__name__
+                what, check = self._explain(exc, method, path)
+                if isinstance(exc, httpx.RemoteProtocolError) and await self._speaks_tls():
+                    # a TLS server never reads a plain-text request: nothing was done
+                    raise IoDMConnectionError(
+                        f"{what}: the server at {s.base_url} speaks TLS; use https:// "
+                        "instead of http:// in IODM_BASE_URL",
+                        method=method,
+                        path=path,
+                    ) from exc
                 if sent and not replay_safe:
+                    kind = type(exc).__name__
                     raise OutcomeUnknown(
-                        f"the connection failed ({what}) after the request was sent, so the "
+                        f"{what}{'' if kind in what else f' ({kind})'} after the request was "
+                        "sent, so the "
                         "platform may or may not have done it; it is not sent again: "
                         "reconcile through the task list",
                         method=method,
@@ -282,15 +294,12 @@ class IoDMClient:
                     ) from exc
                 failures += 1
                 delay = self._delay(failures, s.backoff_base, s.backoff_cap)
-                if failures >= s.max_attempts or not budget_left(delay):
+                if not await retry.wait(what, delay, "the platform to answer"):
                     raise IoDMConnectionError(
-                        f"cannot reach the platform at {s.base_url} ({what}: {exc}) after "
-                        f"{failures} attempts; check IODM_BASE_URL, the network and TLS settings",
+                        f"{what}; gave up {retry.spent_text()}; {check}",
                         method=method,
                         path=path,
                     ) from exc
-                log.info("%s %s: %s, retrying in %.2f s", method, path, what, delay)
-                await self.clock.sleep(delay)
                 continue
 
             status = response.status_code
@@ -310,16 +319,16 @@ class IoDMClient:
                         ) from None
                     failures += 1
                     delay = self._delay(failures, s.backoff_base, s.backoff_cap)
-                    if failures >= s.max_attempts or not budget_left(delay):
+                    what = f"HTTP {status} with an unreadable body"
+                    if not await retry.wait(what, delay, "a readable answer"):
                         raise MalformedResponse(
-                            f"the platform kept answering with unreadable JSON ({failures} "
-                            "attempts); check IODM_BASE_URL points at the IoDM northbound API",
+                            f"the platform kept answering with unreadable JSON; gave up "
+                            f"{retry.spent_text()}; check IODM_BASE_URL points at the IoDM "
+                            "northbound API",
                             status_code=status,
                             method=method,
                             path=path,
                         ) from None
-                    log.info("%s %s: unreadable body, retrying in %.2f s", method, path, delay)
-                    await self.clock.sleep(delay)
                     continue
                 if isinstance(body, dict) and "error_code" in body:
                     # some group APIs report errors with HTTP 200
@@ -330,20 +339,40 @@ class IoDMClient:
                 return body
 
             code, desc = _error_fields(_json_or_none(response))
-            if code == TOKEN_INVALID_CODE and authed and token is not None and not relogged:
-                relogged = True
-                log.info("%s %s: token refused (1010005); logging in again", method, path)
+            if code == TOKEN_INVALID_CODE and authed and token is not None:
+                # refused before anything was done, so every call may be replayed; a second
+                # refusal in a row means another client keeps logging in with this appId
+                relogins += 1
+                if relogins > 1:
+                    delay = self._delay(relogins - 1, s.backoff_base, s.backoff_cap)
+                    what = "the access token was refused again (403 1010005)"
+                    if not await retry.wait(
+                        what, delay, "a fresh login (another client may be using this appId)"
+                    ):
+                        raise error_for(
+                            status_code=status,
+                            code=code,
+                            description=desc,
+                            method=method,
+                            path=path,
+                        )
+                else:
+                    log.info("%s %s: token refused (1010005); logging in again", method, path)
                 await self.auth.refused(token)
                 continue
             if code == THROTTLE_CODE:
                 throttles += 1
                 delay = self._delay(throttles, s.throttle_backoff_base, s.throttle_backoff_cap)
-                if throttles > s.max_throttle_retries or not budget_left(delay):
+                delay = max(delay, _retry_after(response) or 0.0)
+                if throttles > s.max_throttle_retries or not await retry.wait(
+                    "throttled by the platform (403 1010009)",
+                    delay,
+                    "the app's call budget on the platform to free up",
+                    capped=False,
+                ):
                     raise error_for(
                         status_code=status, code=code, description=desc, method=method, path=path
                     )
-                log.info("%s %s: throttled (1010009), backing off %.2f s", method, path, delay)
-                await self.clock.sleep(delay)
                 continue
             if status >= 500:
                 if not replay_safe:
@@ -359,20 +388,168 @@ class IoDMClient:
                     )
                 failures += 1
                 delay = self._delay(failures, s.backoff_base, s.backoff_cap)
-                if failures >= s.max_attempts or not budget_left(delay):
-                    raise error_for(
+                delay = max(delay, _retry_after(response) or 0.0)
+                if not await retry.wait(f"HTTP {status}", delay, "the platform to recover"):
+                    error = error_for(
                         status_code=status, code=code, description=desc, method=method, path=path
                     )
-                log.info("%s %s: HTTP %d, retrying in %.2f s", method, path, status, delay)
-                await self.clock.sleep(delay)
+                    error.message += f"; gave up {retry.spent_text()}"
+                    raise error
                 continue
             raise error_for(
                 status_code=status, code=code, description=desc, method=method, path=path
             )
 
+    def _explain(self, exc: httpx.TransportError, method: str, path: str) -> tuple[str, str]:
+        """What went wrong with a request, in words, and what to check."""
+        s = self.settings
+        host = _host(s.base_url)
+        check = "check IODM_BASE_URL, the network and the TLS settings"
+        if isinstance(exc, httpx.ReadTimeout):
+            what = f"no answer from {host} within {s.read_timeout:g} s for {method} {path}"
+            check = (
+                "check that the platform is up and IODM_BASE_URL points at it; "
+                "raise IODM_TIMEOUT if it is just slow"
+            )
+        elif isinstance(exc, httpx.ConnectTimeout):
+            what = f"could not connect to {host} within {s.connect_timeout:g} s"
+            check = (
+                "check IODM_BASE_URL, the network and any firewall on the way; "
+                "raise IODM_CONNECT_TIMEOUT if the link is just slow"
+            )
+        elif isinstance(exc, httpx.WriteTimeout):
+            what = f"could not send {method} {path} to {host} within {s.read_timeout:g} s"
+        elif isinstance(exc, httpx.PoolTimeout):
+            what = f"no free connection to {host} within {s.connect_timeout:g} s"
+        elif isinstance(exc, httpx.ConnectError):
+            what = f"cannot connect to {host} ({_reason(exc)})"
+            check = "check IODM_BASE_URL and that the platform (or `fleetwave sim serve`) is up"
+        elif isinstance(exc, httpx.RemoteProtocolError):
+            what = f"{host} closed the connection without a valid answer ({_reason(exc)})"
+            if s.base_url.startswith("http://"):
+                check = (
+                    "check IODM_BASE_URL: if the platform speaks TLS it needs https://, not http://"
+                )
+        else:
+            what = f"the connection to {host} failed ({_reason(exc)})"
+        return what, check
+
+    async def _speaks_tls(self) -> bool:
+        """Whether an ``http://`` base URL in fact points at a TLS server (probed once)."""
+        if self._tls_probe is None:
+            self._tls_probe = False
+            url = httpx.URL(self.settings.base_url)
+            if url.scheme == "http" and self._own_transport:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.connect_timeout):
+                        self._tls_probe = await _tls_handshake(url.host, url.port or 80)
+        return self._tls_probe
+
     def _delay(self, attempt: int, base: float, cap: float) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
         return self._rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
+
+
+class _Retry:
+    """The retry budget of one call: time from its first attempt, and an optional cap on tries.
+
+    Each wait is logged at WARNING (the CLI's default level) saying what failed, what is
+    awaited, how long, the attempt number and the budget left.
+    """
+
+    def __init__(self, client: IoDMClient, method: str, path: str) -> None:
+        self.client = client
+        self.method = method
+        self.path = path
+        self.started: pendulum.DateTime | None = None
+        self.attempts = 0
+
+    def attempt(self) -> None:
+        if self.started is None:
+            self.started = self.client.clock.now()
+        self.attempts += 1
+
+    def spent(self) -> float:
+        if self.started is None:
+            return 0.0
+        return max(0.0, (self.client.clock.now() - self.started).total_seconds())
+
+    def spent_text(self) -> str:
+        s = self.client.settings
+        n = self.attempts
+        return (
+            f"after {n} attempt{'s' if n != 1 else ''} in {self.spent():.0f} s (retry budget "
+            f"{s.max_retry_seconds:g} s, IODM_MAX_RETRY_SECONDS"
+            + (f"; at most {s.max_attempts} tries, IODM_MAX_ATTEMPTS)" if s.max_attempts else ")")
+        )
+
+    async def wait(self, what: str, delay: float, awaiting: str, *, capped: bool = True) -> bool:
+        """Sleep ``delay`` before the next try; False (no sleep) when the budget is spent.
+
+        ``capped``: the try counts against ``max_attempts`` (throttled tries do not: the
+        platform did nothing, and ``max_throttle_retries`` bounds them).
+        """
+        s = self.client.settings
+        left = s.max_retry_seconds - self.spent()
+        if delay > left:
+            return False
+        if capped and s.max_attempts is not None and self.attempts >= s.max_attempts:
+            return False
+        log.warning(
+            "%s %s: %s (attempt %d); waiting %.1f s for %s; %.0f s of the %g s retry budget left",
+            self.method,
+            self.path,
+            what,
+            self.attempts,
+            delay,
+            awaiting,
+            max(0.0, left - delay),
+            s.max_retry_seconds,
+        )
+        await self.client.clock.sleep(delay)
+        return True
+
+
+def _host(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    return f"{url.host}:{url.port}" if url.port else str(url.host)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the platform asked us to wait (``Retry-After``: seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+async def _tls_handshake(host: str, port: int) -> bool:
+    """True if ``host:port`` completes a TLS handshake (no certificate check, nothing sent)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.open_connection(host, port, ssl=ctx)
+    except (OSError, ssl.SSLError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
 
 
 def _fill(template: str, path_params: Mapping[str, str] | None) -> str:

@@ -11,6 +11,7 @@ processes and machines, an optional Prefect global concurrency limit with slot d
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -24,6 +25,9 @@ __all__ = ["RateLimiter", "get_limiter", "prefect_rate_limit_hook", "reset_limit
 log = logging.getLogger(__name__)
 
 AcquireHook = Callable[[], Awaitable[None]]
+
+# a wait for a call slot at least this long is logged at WARNING (the CLI's default level)
+LONG_WAIT_SECONDS = 5.0
 
 
 class RateLimiter:
@@ -48,6 +52,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
         self.acquired = 0
+        self._last_warned: float | None = None
 
     def _reserve(self) -> float:
         """Reserve the next free slot; returns how long to wait for it (0 = now)."""
@@ -73,21 +78,41 @@ class RateLimiter:
         """Wait for a slot in the local budget, then for the shared Prefect limit if any."""
         wait = self._reserve()
         if wait > 0:
-            log.debug("rate limit: waiting %.2f s for a call slot", wait)
+            self._log_wait(wait)
             self.waited_seconds += wait
             await self.clock.sleep(wait)
         if self.hook is not None:
             await self.hook()
 
+    def _log_wait(self, wait: float) -> None:
+        """A long wait is said at WARNING (at most once a window), a short one at DEBUG."""
+        now = self.clock.now().timestamp()
+        level = logging.DEBUG
+        if wait >= LONG_WAIT_SECONDS:
+            with self._lock:
+                if self._last_warned is None or now - self._last_warned >= self.window:
+                    self._last_warned = now
+                    level = logging.WARNING
+        log.log(
+            level,
+            "rate limit: waiting %.1f s for a call slot (at most %d calls a minute for this app, "
+            "IODM_RATE_LIMIT)",
+            wait,
+            self.per_minute,
+        )
+
     def __repr__(self) -> str:
         return f"RateLimiter(per_minute={self.per_minute}, clock={self.clock!r})"
 
 
-def prefect_rate_limit_hook(name: str, *, timeout_seconds: float = 600.0) -> AcquireHook:
+def prefect_rate_limit_hook(
+    name: str, *, timeout_seconds: float = 600.0, warn_after: float = LONG_WAIT_SECONDS
+) -> AcquireHook:
     """An acquire hook taking one slot of the Prefect global concurrency limit ``name``.
 
     The limit must exist and have a slot decay (see README, Configuration); a missing
-    limit is an error rather than a silently unlimited budget.
+    limit is an error rather than a silently unlimited budget. A wait longer than
+    ``warn_after`` seconds is said at WARNING while it lasts.
     """
 
     async def acquire() -> None:
@@ -96,6 +121,15 @@ def prefect_rate_limit_hook(name: str, *, timeout_seconds: float = 600.0) -> Acq
             rate_limit,
         )
 
+        notice = asyncio.get_running_loop().call_later(
+            warn_after,
+            log.warning,
+            "rate limit: waiting for a slot of the Prefect global concurrency limit %r "
+            "(IODM_PREFECT_RATE_LIMIT; other flows are using this app's budget), "
+            "for up to %.0f s",
+            name,
+            timeout_seconds,
+        )
         try:
             await rate_limit(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
         except ConcurrencySlotAcquisitionError as exc:
@@ -109,6 +143,8 @@ def prefect_rate_limit_hook(name: str, *, timeout_seconds: float = 600.0) -> Acq
                 f"no slot of the Prefect global concurrency limit {name!r} within "
                 f"{timeout_seconds:.0f} s: other flows are using the whole API budget"
             ) from exc
+        finally:
+            notice.cancel()
 
     return acquire
 

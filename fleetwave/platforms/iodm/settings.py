@@ -2,7 +2,10 @@
 
 Profile ``default`` reads ``IODM_BASE_URL``, ``IODM_APP_ID``, ``IODM_SECRET`` ...; profile
 ``NAME`` reads ``IODM_NAME_BASE_URL`` etc. Without ``IODM_BASE_URL`` the default profile
-points at the embedded simulator. The secret is a ``SecretStr`` and never printed.
+points at the embedded simulator, but only with the simulator's own demo credentials (or
+none): real credentials are never sent to whatever listens on the simulator's address.
+A base URL carrying ``user:password@`` is refused. The secret is a ``SecretStr`` and
+never printed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from pydantic import (
 
 from fleetwave.errors import UserError
 
-__all__ = ["SIM_DEFAULT_APP_ID", "SIM_DEFAULT_BASE_URL", "SIM_DEFAULT_SECRET", "IoDMSettings"]
+__all__ = [
+    "SIM_DEFAULT_APP_ID",
+    "SIM_DEFAULT_BASE_URL",
+    "SIM_DEFAULT_SECRET",
+    "IoDMSettings",
+    "without_userinfo",
+]
 
 SIM_DEFAULT_BASE_URL = "http://127.0.0.1:8743"
 SIM_DEFAULT_APP_ID = "fleetwave-demo"
@@ -67,8 +76,17 @@ class IoDMSettings(BaseModel):
     prefect_rate_limit: str | None = Field(
         default=None, description="name of a Prefect global concurrency limit with slot decay"
     )
-    max_attempts: int = Field(default=5, ge=1, description="tries per call for transient errors")
-    max_retry_seconds: float = Field(default=300.0, gt=0, description="retry time budget per call")
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        description="at most this many tries per call on transient errors (None: only the "
+        "time budget limits them)",
+    )
+    max_retry_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long one call keeps retrying transient errors, from its first failure",
+    )
     backoff_base: float = Field(default=0.5, gt=0)
     backoff_cap: float = Field(default=30.0, gt=0)
     throttle_backoff_base: float = Field(default=3.0, gt=0)
@@ -78,14 +96,22 @@ class IoDMSettings(BaseModel):
         default=300.0, ge=0, description="refresh the token this many seconds before it expires"
     )
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _no_credentials(cls, value: Any) -> Any:
+        # Raised as a UserError (not a ValueError) so pydantic does not echo the input.
+        if isinstance(value, str):
+            refuse_userinfo(value, "base_url")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not re.match(r"^https?://[^/\s]+$", value):
+        if not re.match(r"^https?://[^/\s@]+$", value):
             raise ValueError(
-                f"{value!r} is not a base URL: use https://host:port without a path "
-                "(http:// only for the local simulator)"
+                f"{without_userinfo(value)!r} is not a base URL: use https://host:port without "
+                "a path (http:// only for the local simulator)"
             )
         return value
 
@@ -136,12 +162,15 @@ class IoDMSettings(BaseModel):
                     hint="point it at a readable file holding only the secret",
                 ) from None
             names["secret"] = prefix + "SECRET_FILE"
-        if "base_url" not in values:
+        if "base_url" in values:
+            refuse_userinfo(values["base_url"], names["base_url"], prefix)
+        else:
             if profile != "default":
                 raise UserError(
                     f"platform profile {profile!r} is not configured: {prefix}BASE_URL is unset",
                     hint=f"set {prefix}BASE_URL, {prefix}APP_ID and {prefix}SECRET",
                 )
+            _refuse_real_credentials_for_the_simulator(values, names, prefix)
             values["base_url"] = SIM_DEFAULT_BASE_URL
             values.setdefault("app_id", SIM_DEFAULT_APP_ID)
             values.setdefault("secret", SIM_DEFAULT_SECRET)
@@ -159,6 +188,48 @@ class IoDMSettings(BaseModel):
 
     def __repr__(self) -> str:
         return f"IoDMSettings(base_url={self.base_url!r}, app_id={self.app_id!r}, secret='**')"
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with anything before an ``@`` (a user name, a password) replaced by ``***``.
+
+    A base URL has no path, so every ``@`` in it belongs to credentials; cutting at the
+    last one also hides a password that itself holds ``/`` or ``@``.
+    """
+    url = url.strip()
+    if "@" not in url:
+        return url
+    scheme, sep, _ = url.partition("://")
+    head = scheme + sep if sep else ""
+    return head + "***@" + url.rsplit("@", 1)[1]
+
+
+def refuse_userinfo(url: str, where: str, prefix: str = "IODM_") -> None:
+    """Raise a UserError if ``url`` carries credentials; the message never shows them."""
+    if "@" in url:
+        raise UserError(
+            f"{where} carries a user name or password ({without_userinfo(url)}); "
+            "fleetwave does not accept credentials in the platform URL",
+            hint=f"remove 'user:password@' from the URL and give the application's "
+            f"credentials in {prefix}APP_ID and {prefix}SECRET (or {prefix}SECRET_FILE)",
+        )
+
+
+def _refuse_real_credentials_for_the_simulator(
+    values: Mapping[str, Any], names: Mapping[str, str], prefix: str
+) -> None:
+    """Without a base URL only the simulator's demo credentials may go to its address."""
+    demo = {"app_id": SIM_DEFAULT_APP_ID, "secret": SIM_DEFAULT_SECRET}
+    real = [names[f] for f in ("app_id", "secret") if f in values and values[f] != demo[f]]
+    if real:
+        raise UserError(
+            f"{prefix}BASE_URL is unset, so fleetwave would fall back to the local simulator "
+            f"at {SIM_DEFAULT_BASE_URL}, but {' and '.join(real)} "
+            f"{'holds' if len(real) == 1 else 'hold'} credentials other than the simulator's "
+            "demo ones; refusing to send them there",
+            hint=f"set {prefix}BASE_URL to the platform's https:// address, or unset "
+            f"{prefix}APP_ID and {prefix}SECRET to use the simulator",
+        )
 
 
 def _user_error(exc: ValidationError, names: Mapping[str, str], prefix: str) -> UserError:

@@ -232,3 +232,18 @@ async def test_mutual_tls_with_a_client_certificate(mtls_url: str, pki: Pki) -> 
     async with IoDMPlatform(IoDMSettings(**base)) as platform:
         with pytest.raises(PlatformUnavailable):
             await platform.get_device("dev-00000001")
+
+
+async def test_http_to_a_tls_server_says_to_use_https(tls_url: str) -> None:
+    plain = tls_url.replace("https://", "http://")
+    settings = IoDMSettings(
+        base_url=plain, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=0, backoff_cap=0.05
+    )
+    async with IoDMPlatform(settings) as platform:
+        with pytest.raises(PlatformUnavailable) as caught:
+            await platform.get_device("dev-00000000")
+        # the login was not retried: the answer is certain, not transient
+        assert platform.call_counts() == {"POST /iocm/app/sec/v1.1.0/login": 1}
+    text = str(caught.value)
+    assert "speaks TLS" in text and "https://" in text and "IODM_BASE_URL" in text
+    assert DEMO_SECRET not in text

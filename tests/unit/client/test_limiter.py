@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -82,3 +83,52 @@ def test_registry_keeps_clocks_apart() -> None:
         assert on_manual.clock is manual
     finally:
         reset_limiters()
+
+
+class _StillClock(ManualClock):
+    """Time that does not move while callers sleep: every wait is reserved at the same instant."""
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+async def test_a_long_wait_for_a_call_slot_is_said_once_a_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = RateLimiter(3, clock=_StillClock())
+    with caplog.at_level(logging.DEBUG, logger="fleetwave.platforms.iodm.limiter"):
+        await asyncio.gather(*(limiter.acquire() for _ in range(7)))
+    by_level = {
+        level: [r.getMessage() for r in caplog.records if r.levelno == level]
+        for level in (logging.WARNING, logging.DEBUG)
+    }
+    # calls 4-7 all wait; the first long wait is a WARNING, the rest of that window DEBUG
+    assert len(by_level[logging.WARNING]) == 1
+    assert len(by_level[logging.DEBUG]) == 3
+    [warning] = by_level[logging.WARNING]
+    assert "waiting 60.2 s for a call slot" in warning
+    assert "at most 3 calls a minute for this app, IODM_RATE_LIMIT" in warning
+
+
+async def test_a_long_wait_for_the_prefect_limit_is_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import prefect.concurrency.asyncio as pca
+
+    from fleetwave.platforms.iodm.limiter import prefect_rate_limit_hook
+
+    async def busy(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(0.3)  # the slot comes after the notice is due (timers run in order)
+
+    async def free(*args: object, **kwargs: object) -> None:
+        return None
+
+    with caplog.at_level(logging.WARNING, logger="fleetwave.platforms.iodm.limiter"):
+        monkeypatch.setattr(pca, "rate_limit", free)
+        await prefect_rate_limit_hook("iodm-prod", warn_after=0.05)()
+        assert caplog.records == []
+        monkeypatch.setattr(pca, "rate_limit", busy)
+        await prefect_rate_limit_hook("iodm-prod", warn_after=0.05)()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "waiting for a slot of the Prefect global concurrency limit 'iodm-prod'" in line
+    assert "IODM_PREFECT_RATE_LIMIT" in line

@@ -107,3 +107,55 @@ async def test_the_adapter_satisfies_the_platform_protocol() -> None:
 
     async with IoDMPlatform(IoDMSettings(base_url="https://x:1", app_id="a", secret="b")) as p:
         assert isinstance(p, Platform)
+
+
+def test_the_fallback_credentials_are_the_simulators_demo_ones() -> None:
+    from fleetwave.platforms.iodm.settings import SIM_DEFAULT_SECRET
+    from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
+
+    assert (SIM_DEFAULT_APP_ID, SIM_DEFAULT_SECRET) == (DEMO_APP_ID, DEMO_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"IODM_APP_ID": "real-app", "IODM_SECRET": "real-secret-1"},
+            "IODM_APP_ID and IODM_SECRET",
+        ),
+        ({"IODM_APP_ID": "real-app"}, "IODM_APP_ID holds"),
+        ({"IODM_SECRET": "real-secret-1"}, "IODM_SECRET holds"),
+    ],
+)
+def test_no_simulator_fallback_with_real_credentials(env: dict[str, str], named: str) -> None:
+    with pytest.raises(UserError) as caught:
+        IoDMSettings.from_env(environ=env)
+    text = str(caught.value)
+    assert "IODM_BASE_URL is unset" in text and named in text
+    assert "real-secret-1" not in text
+
+
+def test_no_simulator_fallback_with_a_real_secret_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("real-secret-from-file\n")
+    with pytest.raises(UserError, match="IODM_SECRET_FILE holds") as caught:
+        IoDMSettings.from_env(environ={"IODM_SECRET_FILE": str(secret_file)})
+    assert "real-secret-from-file" not in str(caught.value)
+
+
+def test_credentials_in_a_base_url_are_refused_in_code_and_in_a_profile() -> None:
+    with pytest.raises(UserError, match="IODM_PROD_BASE_URL carries a user name") as caught:
+        IoDMSettings.from_env(
+            "prod",
+            environ={
+                "IODM_PROD_BASE_URL": "https://u:hunter2@iot.example.com:8743",
+                "IODM_PROD_APP_ID": "a",
+                "IODM_PROD_SECRET": "b",
+            },
+        )
+    assert "hunter2" not in str(caught.value)
+    assert "https://***@iot.example.com:8743" in str(caught.value)
+    assert "IODM_PROD_APP_ID" in str(caught.value)
+    with pytest.raises(UserError) as direct:
+        IoDMSettings(base_url="http://u:hunter2@127.0.0.1:1", app_id="a", secret="b")
+    assert "hunter2" not in str(direct.value) and "http://***@127.0.0.1:1" in str(direct.value)
