@@ -2,8 +2,8 @@
 
 Unknown fields are ignored; numbers may arrive as strings (``"expiresIn": "3600"``); a
 subtask page may be keyed ``date`` instead of ``data``; ``extendInfo`` stands in for
-``extendPara`` (both are read, also as a JSON string); statuses come in any case (``FAIL``, ``failed``); times use
-``yyyyMMdd'T'HHmmss'Z'`` and become UTC pendulum DateTimes.
+``extendPara`` (both are read, also as a JSON string); statuses come in any case
+(``FAIL``, ``failed``); times use ``yyyyMMdd'T'HHmmss'Z'`` and become UTC pendulum DateTimes.
 """
 
 from __future__ import annotations

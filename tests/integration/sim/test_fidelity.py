@@ -11,8 +11,15 @@ import httpx
 
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings, reset_limiters
 from fleetwave.sim.testing import SimHandle
-from tests.integration.sim.conftest import FW_UPGRADE, IODM, OPERATIONS, SUBSCRIBE, Api, error_of
-from tests.integration.sim.test_notify_clock import Receiver, receiver  # noqa: F401 (fixture)
+from tests.integration.sim.conftest import (
+    FW_UPGRADE,
+    IODM,
+    OPERATIONS,
+    SUBSCRIBE,
+    Api,
+    Receiver,
+    error_of,
+)
 
 STATE, RESULT = "fwUpgradeStateChangeNotify", "fwUpgradeResultNotify"
 

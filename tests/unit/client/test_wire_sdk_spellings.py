@@ -34,7 +34,9 @@ def test_extend_info_as_a_json_string() -> None:
         {
             "deviceId": "d1",
             "status": "success",
-            "extendInfo": '{"curVersion": "V1.1.10", "sourceVersion": "V1.1.9", "upgradeTime": null}',
+            "extendInfo": json.dumps(
+                {"curVersion": "V1.1.10", "sourceVersion": "V1.1.9", "upgradeTime": None}
+            ),
         }
     )
     assert sub.extend_para == {
