@@ -456,10 +456,8 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
             raise IoDMError(400, "100228", "The application input is invalid.")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise IoDMError(400, "100222", "Internal server error.")
-        with state.lock:
-            state.subscriptions[notify_type] = url
         # tasks that already exist push what happens to them from now on
-        await asyncio.to_thread(notifier.subscribed, notify_type)
+        await asyncio.to_thread(notifier.subscribe, notify_type, url)
         return Response(status_code=200)
 
     # admin ----------------------------------------------------------------------------

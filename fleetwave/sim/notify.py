@@ -137,15 +137,18 @@ class Notifier:
                 heapq.heappush(self._heap, (when, next(self._seq), ntype, body))
         self.wake()
 
-    def subscribed(self, notify_type: str) -> None:
-        """Schedule the rest of every unfinished task for a new subscription to ``notify_type``.
+    def subscribe(self, notify_type: str, url: str) -> None:
+        """Record a subscription and schedule the rest of every unfinished task for it.
 
         Events up to the subscription's instant are history and are not pushed; tasks whose
-        every subtask is final by then have nothing left to send.
+        every subtask is final by then have nothing left to send. The subscription and the
+        snapshot of tasks are taken together: a task created afterwards is scheduled whole,
+        at its creation.
         """
         kind = "firmware" if notify_type.startswith("fw") else "software"
         state = self.state
         with state.lock:
+            state.subscriptions[notify_type] = url
             now = state.now()
             tasks = [
                 t
