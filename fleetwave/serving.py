@@ -47,7 +47,8 @@ def bind_socket(
 
 class ThreadedServer:
     """uvicorn serving ``app`` on a socket bound at construction; ``name`` (e.g. "simulator")
-    names it in errors and in its thread's name."""
+    names it in errors and in its thread's name. With ``ssl_certfile``/``ssl_keyfile``
+    (PEM) it serves HTTPS only."""
 
     def __init__(
         self,
@@ -60,8 +61,11 @@ class ThreadedServer:
         inheritable: bool = False,
         lifespan: Literal["auto", "on", "off"] = "on",
         server_header: bool = True,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         self.name = name
+        self.tls = ssl_certfile is not None
         self.sock = bind_socket(
             host, port, backlog=backlog, what=f"the {name}", inheritable=inheritable
         )
@@ -75,6 +79,8 @@ class ThreadedServer:
                 lifespan=lifespan,
                 server_header=server_header,
                 timeout_keep_alive=30,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
             )
         )
         self._thread: threading.Thread | None = None
@@ -82,7 +88,7 @@ class ThreadedServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def alive(self) -> bool:

@@ -29,6 +29,16 @@ def serve_command(
     port_file: Annotated[
         Path | None, typer.Option("--port-file", help="Write the chosen port to this file.")
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", help="PEM certificate (chain): serve HTTPS only. Needs --tls-key."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="Unencrypted PEM private key of --tls-cert."),
+    ] = None,
 ) -> None:
     """Serve the simulated IoDM northbound API and its /sim/ admin API."""
     from fleetwave.sim.config import SimConfig
@@ -41,6 +51,8 @@ def serve_command(
         rate_limit=rate_limit,
         clock=clock,
         failure_rate=failure_rate,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
 
     def announce(server: SimServer) -> None:
@@ -52,6 +64,8 @@ def serve_command(
             f"clock {clock}; rate limit {rate_limit or 'unlimited'}/min"
         )
         typer.echo(f"  admin:  {server.base_url}/sim/info, /sim/clock, /sim/stats")
+        if tls_cert is not None:
+            typer.echo(f"  tls:    HTTPS only, certificate {tls_cert} (clients: IODM_CA_BUNDLE)")
 
     try:
         serve(config, host=host, port=port, port_file=port_file, announce=announce)

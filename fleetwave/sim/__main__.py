@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", default=SimConfig.clock)
     p.add_argument("--failure-rate", type=float, default=SimConfig.failure_rate)
     p.add_argument("--port-file", type=Path, default=None)
+    p.add_argument("--tls-cert", type=Path, default=None)
+    p.add_argument("--tls-key", type=Path, default=None)
     return p
 
 
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit=args.rate_limit,
         clock=args.clock,
         failure_rate=args.failure_rate,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
     def announce(server: SimServer) -> None:

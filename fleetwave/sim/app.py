@@ -2,7 +2,8 @@
 
 :func:`create_app` builds a FastAPI app over one :class:`SimState`. Handlers parse
 queries and bodies by hand (tolerating ``?&`` and unknown fields, as the platform
-does) and answer errors with the platform's ``{"error_code", "error_desc"}`` body.
+does) and answer errors, unknown paths included, with the platform's
+``{"error_code", "error_desc"}`` body.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwave.clock import Clock, ManualClock, parse_clock
 from fleetwave.sim.behaviour import SimPolicy, state_at
@@ -78,6 +80,9 @@ _NO_GROUP = (200, "100603", "The device group is not existed.")  # documented wi
 _NO_DEVICE = (404, "100403", "The device is not existed.")
 _NO_PACKAGE = (404, "123002", "Device or package file not found.")
 _NO_TASK = (404, "123009", "The requested task does not exist.")
+# the reference's generic 404 (subscriptions: "The resource is not found"); it documents no
+# code for an unknown URL, so unknown paths answer this one in the platform's error body
+_NO_RESOURCE = (404, "100225", "The resource is not found")
 
 _V = TypeVar("_V")
 
@@ -104,6 +109,15 @@ def _iodm_list(items: list[Any], page_no: int, size: int, total: int) -> JSONRes
 def _iocm_list(key: str, items: list[Any], page_no: int, size: int, total: int) -> JSONResponse:
     """An IoCM listing page: ``totalCount``, ``pageNo``, ``pageSize``, then the list at ``key``."""
     return JSONResponse({"totalCount": total, "pageNo": page_no, "pageSize": size, key: items})
+
+
+def _callback_url(body: Mapping[str, Any]) -> Any:
+    """The subscribe body's callback URL: the HTTP reference spells it ``callbackUrl``, the
+    official Java, PHP and Python SDKs send ``callbackurl``; both are accepted."""
+    for key in ("callbackUrl", "callbackurl"):
+        if key in body:
+            return body[key]
+    return None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -143,6 +157,18 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
     @app.exception_handler(IoDMError)
     async def _iodm_error(_: Request, exc: IoDMError) -> JSONResponse:
         return _error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_route(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown paths (404) and methods (405): the platform's body, not FastAPI's."""
+        if request.url.path.startswith("/sim/"):
+            return _admin_error(
+                exc.status_code,
+                f"no admin endpoint {request.method} {request.url.path}; "
+                "see /sim/info, /sim/clock, /sim/faults, /sim/devices, /sim/stats",
+            )
+        body = {"error_code": _NO_RESOURCE[1], "error_desc": _NO_RESOURCE[2]}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     def northbound(request: Request) -> None:
         """Throttle, then authenticate: every northbound call except login/refresh."""
@@ -425,13 +451,13 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
     async def subscribe(request: Request) -> Response:
         northbound(request)
         body = await _json_body(request)
-        notify_type, url = body.get("notifyType"), body.get("callbackUrl")
+        notify_type, url = body.get("notifyType"), _callback_url(body)
         if notify_type not in NOTIFY_TYPES:
             raise IoDMError(400, "100228", "The application input is invalid.")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise IoDMError(400, "100222", "Internal server error.")
-        with state.lock:
-            state.subscriptions[notify_type] = url
+        # tasks that already exist push what happens to them from now on
+        await asyncio.to_thread(notifier.subscribe, notify_type, url)
         return Response(status_code=200)
 
     # admin ----------------------------------------------------------------------------

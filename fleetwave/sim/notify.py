@@ -1,9 +1,11 @@
 """Push notifications: the four documented upgrade notifications, POSTed to callback URLs.
 
 When a task is created while a matching subscription exists, every state change and
-result of its subtasks becomes an event in a heap ordered by event time. A background
-pusher moves due events (time <= simulator now) into a bounded queue; one sender
-delivers them in order. With a manual clock, an advance wakes the pusher at once.
+result of its subtasks becomes an event in a heap ordered by event time. A subscription
+made later schedules the events of the tasks that already exist from its own instant on
+(each task remembers which types it has scheduled, so nothing is pushed twice). A
+background pusher moves due events (time <= simulator now) into a bounded queue; one
+sender delivers them in order. With a manual clock, an advance wakes the pusher at once.
 """
 
 from __future__ import annotations
@@ -81,19 +83,35 @@ class Notifier:
 
     # scheduling ---------------------------------------------------------------------
 
-    def schedule(self, task: Task) -> None:
-        """Turn a new task's timelines into timed events for the subscribed types."""
+    def schedule(self, task: Task, *, after: float | None = None) -> None:
+        """Turn ``task``'s timelines into timed events for the subscribed types it lacks.
+
+        ``after`` keeps only the events later than that instant: a subscription made while
+        the task already runs receives what happens from then on, not its past.
+        """
         state = self.state
         prefix = "fw" if task.kind == "firmware" else "sw"
+        state_type, result_type = (
+            f"{prefix}UpgradeStateChangeNotify",
+            f"{prefix}UpgradeResultNotify",
+        )
         with state.lock:
-            subs = set(state.subscriptions)
-        want_state = f"{prefix}UpgradeStateChangeNotify" in subs
-        want_result = f"{prefix}UpgradeResultNotify" in subs
+            new = {
+                t
+                for t in (state_type, result_type)
+                if t in state.subscriptions and t not in task.notify_types
+            }
+            task.notify_types.update(new)  # under the lock: a type is scheduled once per task
+        want_state = state_type in new
+        want_result = result_type in new
         if not (want_state or want_result):
             return
         app_id = state.config.app_id
+        since = float("-inf") if after is None else after
         events: list[tuple[float, str, dict[str, Any]]] = []
         for pos, tl in enumerate(task.timelines):
+            if tl.final_time is not None and tl.final_time <= since:
+                continue  # over before the subscription
             base = {
                 "deviceId": task.device_ids[pos],
                 "appId": app_id,
@@ -108,7 +126,8 @@ class Notifier:
                         (att.downloaded, "updating"),
                         (att.end, "idle"),
                     ):
-                        events.append((when, *self._state_body(prefix, base, name)))
+                        if when > since:
+                            events.append((when, *self._state_body(prefix, base, name)))
             if want_result and tl.final_status is not None and tl.final_time is not None:
                 events.append(
                     (tl.final_time, *self._result_body(prefix, base, task, pos, tl.final_status))
@@ -117,6 +136,27 @@ class Notifier:
             for when, ntype, body in events:
                 heapq.heappush(self._heap, (when, next(self._seq), ntype, body))
         self.wake()
+
+    def subscribe(self, notify_type: str, url: str) -> None:
+        """Record a subscription and schedule the rest of every unfinished task for it.
+
+        Events up to the subscription's instant are history and are not pushed; tasks whose
+        every subtask is final by then have nothing left to send. The subscription and the
+        snapshot of tasks are taken together: a task created afterwards is scheduled whole,
+        at its creation.
+        """
+        kind = "firmware" if notify_type.startswith("fw") else "software"
+        state = self.state
+        with state.lock:
+            state.subscriptions[notify_type] = url
+            now = state.now()
+            tasks = [
+                t
+                for t in state.tasks
+                if t.kind == kind and (t.final_at is None or t.final_at > now)
+            ]
+        for task in tasks:
+            self.schedule(task, after=now)
 
     @staticmethod
     def _state_body(prefix: str, base: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 The listening socket is bound before uvicorn starts, so the chosen port (``--port 0``
 picks a free one) is known, printed and written to ``--port-file`` before anyone connects.
+With ``--tls-cert``/``--tls-key`` it serves HTTPS only (:attr:`SimConfig.tls_cert`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ class SimServer(ThreadedServer):
         config.validate()
         self.config = config
         self.app = create_app(config)
-        super().__init__(self.app, host, port, name="simulator", inheritable=True)
+        super().__init__(
+            self.app,
+            host,
+            port,
+            name="simulator",
+            inheritable=True,
+            ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+            ssl_keyfile=str(config.tls_key) if config.tls_key else None,
+        )
 
     @property
     def base_url(self) -> str:

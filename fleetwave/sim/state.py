@@ -84,6 +84,8 @@ class Task:
     source_versions: list[str]
     final_at: float | None = None  # when every subtask is final (None: some never finish)
     _final_stats: dict[str, int] | None = field(default=None, repr=False)
+    # notification types whose events are scheduled (at creation or by a later subscription)
+    notify_types: set[str] = field(default_factory=set, repr=False)
 
     @property
     def kind(self) -> str:
@@ -454,6 +456,13 @@ class SimState:
         download_time = None
         if tl.attempts and tl.attempts[0].downloaded <= now:
             download_time = fmt_time(tl.attempts[0].downloaded)
+        extend = {
+            "upgradeTime": upgrade_time,
+            "sourceVersion": task.source_versions[pos],
+            "curVersion": cur,
+            "downloadTime": download_time,
+            "targetVersion": task.package.version,
+        }
         return {
             "subOperationId": task.sub_operation_id(pos),
             "createTime": fmt_time(task.created),
@@ -463,13 +472,9 @@ class SimState:
             "deviceId": task.device_ids[pos],
             "status": status,
             "detailInfo": detail,
-            "extendPara": {
-                "upgradeTime": upgrade_time,
-                "sourceVersion": task.source_versions[pos],
-                "curVersion": cur,
-                "downloadTime": download_time,
-                "targetVersion": task.package.version,
-            },
+            # the reference's table names it extendPara, its example and the SDKs extendInfo
+            "extendPara": extend,
+            "extendInfo": extend,
         }
 
     # statistics ---------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 ``with run_simulator(devices=200, clock="manual") as sim:`` gives a :class:`SimHandle`
 with the base URL, the credentials, and thin wrappers over ``/sim/`` (clock, faults,
-device overrides, statistics). Usable from sync and async tests alike.
+device overrides, statistics). Usable from sync and async tests alike. With
+``tls_cert=``/``tls_key=`` it serves HTTPS (``sim.base_url`` starts with ``https://``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,7 +32,11 @@ class SimHandle:
         self.app_id = config.app_id
         self.secret = config.secret
         self.config = config
-        self._http = httpx.Client(base_url=base_url, timeout=30.0)
+        # over HTTPS the admin API trusts the served certificate itself (self-signed in tests)
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(config.tls_cert)) if config.tls_cert else True
+        )
+        self._http = httpx.Client(base_url=base_url, timeout=30.0, verify=verify)
 
     def __repr__(self) -> str:
         return f"SimHandle({self.base_url!r}, app_id={self.app_id!r})"

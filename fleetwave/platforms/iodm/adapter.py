@@ -429,10 +429,14 @@ class IoDMPlatform:
             # name the scheme only: the rest of a callback URL may carry its secret token
             scheme = urlsplit(callback_url).scheme or "no scheme"
             raise RequestRejected(f"the callback URL must start with http(s)://, not {scheme!r}")
-        # subscribing again to the same type replaces the callback: safe to replay
+        # The field is spelled "callbackurl" as Huawei's own Java, PHP and Python SDKs send
+        # it (SubDeviceManagementDataInDTO), not "callbackUrl" as the HTTP chapter prints it:
+        # the SDKs are the code that runs against the platform, and they spell the
+        # neighbouring service-data subscription "callbackUrl", so the lower case is on
+        # purpose. Subscribing again to the same type replaces the callback: safe to replay.
         await self.client.post(
             PATHS["subscribe"],
-            json_body={"notifyType": notify_type, "callbackUrl": callback_url},
+            json_body={"notifyType": notify_type, "callbackurl": callback_url},
             replay_safe=True,
         )
 

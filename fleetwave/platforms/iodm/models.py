@@ -2,12 +2,13 @@
 
 Unknown fields are ignored; numbers may arrive as strings (``"expiresIn": "3600"``); a
 subtask page may be keyed ``date`` instead of ``data``; ``extendInfo`` stands in for
-``extendPara``; statuses come in any case (``FAIL``, ``failed``); times use
-``yyyyMMdd'T'HHmmss'Z'`` and become UTC pendulum DateTimes.
+``extendPara`` (both are read, also as a JSON string); statuses come in any case
+(``FAIL``, ``failed``); times use ``yyyyMMdd'T'HHmmss'Z'`` and become UTC pendulum DateTimes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -100,9 +101,32 @@ def _int_or_zero(value: Any) -> int:
 
 
 def _str_map(value: Any) -> dict[str, str | None]:
+    """A string map from an object, or from a JSON string holding one (the SDKs' JsonString)."""
+    if isinstance(value, str) and value.strip():
+        try:
+            value = json.loads(value)
+        except ValueError:
+            log.warning("IoDM sent an unreadable extension map %r; ignoring it", value[:80])
+            return {}
     if not isinstance(value, dict):
         return {}
     return {str(k): None if v is None else str(v) for k, v in value.items()}
+
+
+def _merge_extend(data: Any) -> Any:
+    """Read ``extendPara`` and ``extendInfo`` as one map when a body carries both.
+
+    The reference's tables name a subtask's map ``extendPara``, its example and the SDKs
+    ``extendInfo``; a value in ``extendPara`` wins, a null there does not hide one in
+    ``extendInfo``.
+    """
+    if not isinstance(data, dict) or "extendPara" not in data or "extendInfo" not in data:
+        return data
+    merged = _str_map(data["extendInfo"])
+    for k, v in _str_map(data["extendPara"]).items():
+        if v is not None or k not in merged:
+            merged[k] = v
+    return {**data, "extendPara": merged}
 
 
 def _list_or_empty(value: Any) -> Any:
@@ -235,6 +259,11 @@ class OperationInfo(_Wire):
         default_factory=dict, validation_alias=AliasChoices("extendPara", "extendInfo")
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _both_extend_maps(cls, data: Any) -> Any:
+        return _merge_extend(data)
+
 
 class SubOperationInfo(_Wire):
     """One device's subtask."""
@@ -250,6 +279,11 @@ class SubOperationInfo(_Wire):
     extend_para: WireMap = Field(
         default_factory=dict, validation_alias=AliasChoices("extendPara", "extendInfo")
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both_extend_maps(cls, data: Any) -> Any:
+        return _merge_extend(data)
 
 
 T = TypeVar("T")

@@ -1,8 +1,13 @@
-"""Fixtures for the simulator conformance tests: a running simulator and a plain httpx client."""
+"""Fixtures for the simulator conformance tests: a running simulator, a plain httpx client and
+a receiver of push notifications."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -110,3 +115,46 @@ def mapi(manual_sim: SimHandle) -> Iterator[Api]:
     a = Api(manual_sim)
     yield a
     a.close()
+
+
+class Receiver:
+    """An http.server on an ephemeral port that keeps every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("content-length", "0"))
+                received.append(json.loads(self.rfile.read(n)))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.received):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; received {len(self.received)}: {self.received[:5]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()

@@ -2,66 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pendulum
-import pytest
 
 from fleetwave.sim.testing import SimHandle, run_simulator
-from tests.integration.sim.conftest import FW_UPGRADE, GROUPS, SUBSCRIBE, SW_UPGRADE, Api, error_of
-
-
-class Receiver:
-    """An http.server on an ephemeral port that keeps every JSON body it is sent."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("content-length", "0"))
-                received.append(json.loads(self.rfile.read(n)))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self.received):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out; received {len(self.received)}: {self.received[:5]}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
+from tests.integration.sim.conftest import (
+    FW_UPGRADE,
+    GROUPS,
+    SUBSCRIBE,
+    SW_UPGRADE,
+    Api,
+    Receiver,
+    error_of,
+)
 
 
 def test_subscribe_validation(mapi: Api) -> None:
