@@ -66,7 +66,7 @@ def test_campaign_create_get_and_spec_hash(engine: Engine) -> None:
         )
         assert d.spec == {"b": 3}
         kinds = [e.kind for e in store.recent_events(s, campaign_id=d.id)]
-        assert kinds[0] == "spec_changed"
+        assert kinds[0] == "spec_change_accepted"
         with pytest.raises(store.NotFoundError):
             store.get_campaign(s, name="nope")
         assert [x.name for x in store.list_campaigns(s)] == ["c"]
