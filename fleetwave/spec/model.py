@@ -1004,7 +1004,7 @@ def spec_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
     content-based) is taken as unchanged: its content at the time is unknown."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[FieldChange] = []
-        for key in [*old, *(k for k in new if k not in old)]:
+        for key in sorted({*old, *new}, key=str):  # stable whatever the store's key order
             sub = _join(path, key)
             a, b = old.get(key), new.get(key)
             if (
