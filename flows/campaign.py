@@ -112,11 +112,14 @@ async def run_campaign(
     approval_timeout: int = 3600,
     approval_poll_interval: int = 10,
     push: bool = False,
+    accept_spec_change: bool = False,
 ) -> dict[str, Any]:
     """Advance the campaign in the YAML file ``campaign`` as far as it can go now.
 
     ``clock``: real | sim (the simulator's clock) | scaled:F. ``push``: serve a push
-    receiver (``FLEETWAVE_NOTIFY_*`` settings) and poll only as a safety net. Returns the outcome
+    receiver (``FLEETWAVE_NOTIFY_*`` settings) and poll only as a safety net.
+    ``accept_spec_change``: accept a change of fields a started campaign may not change
+    (recorded with this flow run as who). Returns the outcome
     (completed, halted, rolled_back, waiting_window, awaiting_approval or failed).
     """
     logger = get_run_logger()
@@ -151,6 +154,8 @@ async def run_campaign(
             sleep_through_windows=sleep_through_windows,
             wait_for_lease=wait_for_lease,
             push=channel,
+            accept_spec_change=accept_spec_change,
+            operator=f"prefect:{flow_run_id}" if flow_run_id else "prefect",
         )
     finally:
         if channel is not None:

@@ -7,6 +7,8 @@ import datetime as dt
 import getpass
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,7 @@ def _run(
     use_prefect: bool,
     max_rounds: int | None,
     display: ProgressDisplay,
+    accept_spec_change: bool = False,
 ) -> dict[str, Any]:
     from fleetwave.sim.linked_clock import clock_from_option
     from fleetwave.spec import load_spec
@@ -126,6 +129,7 @@ def _run(
                     clock=clock,
                     sleep_through_windows=sleep_through_windows,
                     wait_for_lease=wait_lease,
+                    accept_spec_change=accept_spec_change,
                 )
             )
         finally:
@@ -142,9 +146,20 @@ def _run(
             sleep_through_windows=sleep_through_windows,
             wait_for_lease=wait_lease,
             max_rounds=max_rounds,
+            accept_spec_change=accept_spec_change,
+            operator=_operator(),
         )
     )
     return outcome.as_dict()
+
+
+@contextmanager
+def _accept_hint(file: Path) -> Iterator[None]:
+    """A refused spec change names the command with this campaign file."""
+    try:
+        yield
+    except store.SpecChangedError as exc:
+        raise exc.with_command(f"fleetwave run {file} --accept-spec-change") from None
 
 
 def _parse_when(value: str | None, option: str) -> dt.datetime | None:
@@ -185,13 +200,19 @@ def register(app: typer.Typer) -> None:
         max_rounds: int | None = typer.Option(
             None, help="Stop after this many monitoring rounds (engine mode)."
         ),
+        accept_spec_change: bool = typer.Option(
+            False,
+            "--accept-spec-change",
+            help="Accept a change of fields a started campaign may not change (package, "
+            "targets, waves ...); recorded in the event log with who and when.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     ) -> None:
         """Advance a campaign in this process until it completes, halts or must wait."""
         use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
         console = Console(stderr=as_json)
-        with ProgressDisplay(console, enabled=not quiet) as display:
+        with ProgressDisplay(console, enabled=not quiet) as display, _accept_hint(file):
             result = _run(
                 file,
                 clock=clock,
@@ -200,6 +221,7 @@ def register(app: typer.Typer) -> None:
                 use_prefect=use_prefect,
                 max_rounds=max_rounds,
                 display=display,
+                accept_spec_change=accept_spec_change,
             )
         if as_json:
             typer.echo(json.dumps(result, indent=2))

@@ -7,7 +7,7 @@ runner can write it to the event log verbatim and a reader can replay it. No I/O
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "evaluate_failure_threshold",
     "evaluate_wave_gate",
     "in_flight_counts",
+    "screen_targets",
     "select_resubmissions",
     "task_timed_out",
 ]
@@ -374,6 +375,37 @@ def select_resubmissions(
         else f"no device to resubmit ({len(final)} failures final)"
     )
     return again, final, Decision("resubmission", verdict, reason, inputs)
+
+
+#: Why :func:`screen_targets` drops a device.
+DROP_EXCLUDED = "excluded"
+DROP_REMOVED = "removed"
+
+
+def screen_targets(
+    device_ids: Iterable[str],
+    *,
+    excluded: Set[str],
+    targeted: Set[str] | None,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Devices about to be sent, screened against the campaign's targets as they read now:
+    (the ones that may be sent, in order; the dropped ones by reason).
+
+    ``excluded``: listed in ``exclude``/``exclude_file`` (reason :data:`DROP_EXCLUDED`).
+    ``targeted``: the explicit device list (``devices`` + ``devices_file``) when it is the
+    campaign's only source of devices, else None; a device no longer in it is dropped
+    (reason :data:`DROP_REMOVED`). Exclusion wins when both apply.
+    """
+    keep: list[str] = []
+    dropped: dict[str, list[str]] = {}
+    for device_id in device_ids:
+        if device_id in excluded:
+            dropped.setdefault(DROP_EXCLUDED, []).append(device_id)
+        elif targeted is not None and device_id not in targeted:
+            dropped.setdefault(DROP_REMOVED, []).append(device_id)
+        else:
+            keep.append(device_id)
+    return keep, dropped
 
 
 def backoff_seconds(attempt: int, *, base_seconds: float, factor: float = 2.0) -> float:

@@ -53,6 +53,8 @@ class SkipReason(enum.StrEnum):
     """Not found among the inventory's devices of the package's type (other type, or unknown)."""
     CONNECTIVITY = "connectivity"
     """Its status (ONLINE/OFFLINE/...) is not in targets.connectivity."""
+    REMOVED = "removed"
+    """Taken out of targets.devices / devices_file after planning (never sent)."""
 
     @property
     def text(self) -> str:
@@ -65,6 +67,7 @@ _TEXT = {
     SkipReason.INCOMPATIBLE: "model or manufacturer differs from the package",
     SkipReason.NOT_IN_INVENTORY: "not in the inventory as the package's device type",
     SkipReason.CONNECTIVITY: "status not allowed by targets.connectivity",
+    SkipReason.REMOVED: "removed from targets.devices / devices_file after planning",
 }
 
 

@@ -47,24 +47,28 @@ from fleetwave.engine.decide import (
     evaluate_failure_threshold,
     evaluate_wave_gate,
     in_flight_counts,
+    screen_targets,
     select_resubmissions,
 )
 from fleetwave.engine.monitor import monitor_round
 from fleetwave.engine.progress import ProgressSink, null_sink
-from fleetwave.engine.resolve import resolve_targets
+from fleetwave.engine.resolve import SkipReason, resolve_targets
 from fleetwave.engine.submit import create_intents, reconcile_intents, submit_intent, task_policy
+from fleetwave.engine.targeting import SHOWN, Targeting, TargetingReader, explicit_ids
 from fleetwave.engine.verify import verify_packages
 from fleetwave.errors import UserError
 from fleetwave.plan.waves import plan_waves
 from fleetwave.platforms.base import ExecuteType, Platform, TaskPolicy
 from fleetwave.platforms.errors import PlatformError
-from fleetwave.spec import load_spec
+from fleetwave.spec import load_spec, spec_snapshot
 from fleetwave.spec.model import (
     BreachAction,
     CampaignSpec,
     ExecuteMode,
     FailureKind,
     ThresholdScope,
+    spec_change_records,
+    spec_fingerprint,
 )
 from fleetwave.store import (
     ApprovalDecision,
@@ -193,6 +197,8 @@ async def advance(
     lease_ttl: timedelta | None = None,
     max_rounds: int | None = None,
     push: PushHealth | None = None,
+    accept_spec_change: bool = False,
+    operator: str | None = None,
 ) -> Outcome:
     """Advance the campaign (a spec or the path of its YAML file) as far as it can go now.
 
@@ -203,6 +209,8 @@ async def advance(
     of failing at once. ``max_rounds`` bounds the monitoring rounds of this run.
     ``push``: a started push channel (:class:`fleetwave.notify.PushChannel`); the run
     subscribes it for the campaign's kind, and the monitor then polls only as a safety net.
+    A started campaign takes changes of its mutable fields (``MUTABLE_FIELDS``) from the
+    file and refuses others unless ``accept_spec_change`` (recorded as by ``operator``).
     Raises ``UserError`` for problems the operator must fix (spec, package, targets).
     """
     spec = _load(campaign)
@@ -215,8 +223,16 @@ async def advance(
     ttl = lease_ttl or timedelta(seconds=max(600.0, 3 * poll))
     now = clock.now()
     with store.session_scope(engine) as s:
+        snapshot = spec_snapshot(spec)
         row = store.create_or_get_campaign(
-            s, name=spec.name, spec=spec.model_dump(mode="json"), now=now
+            s,
+            name=spec.name,
+            spec=snapshot,
+            now=now,
+            fingerprint=spec_fingerprint(snapshot),
+            compare=spec_change_records,
+            allow_spec_change=accept_spec_change,
+            actor=operator or "engine",
         )
         campaign_id = row.id
         status = row.status
@@ -403,6 +419,7 @@ class _Retries:
     by_kind: dict[str, int] = field(default_factory=dict)
     next_due: pendulum.DateTime | None = None
     decision: Decision | None = None
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> not retried
 
     @property
     def count(self) -> int:
@@ -429,6 +446,9 @@ class _Loop:
         self.poll = ctx.spec.policy.poll_interval.total_seconds()
         self._last_threshold: tuple[str, int] | None = None
         self._span: tuple[pendulum.DateTime, pendulum.DateTime] | None = None
+        self.targets = TargetingReader(ctx.spec)
+        self.targeting: Targeting | None = None
+        self._not_retried: set[str] = set()  # reported in this run
 
     # ------------------------------------------------------------------ helpers
 
@@ -834,6 +854,15 @@ class _Loop:
                 kind = run.failure_kind or FailureKind.FAIL.value
                 cands.append(RetryCandidate(run.device_id, run.attempt, kind))
                 finished_at[run.device_id] = to_pendulum(run.finished_at)
+        if self.targeting is not None:
+            # an excluded (or removed) device is never sent again: its failure is final
+            _, out.dropped = screen_targets(
+                (c.device_id for c in cands),
+                excluded=self.targeting.excluded,
+                targeted=self.targeting.targeted,
+            )
+            gone = {d for ids in out.dropped.values() for d in ids}
+            cands = [c for c in cands if c.device_id not in gone]
         again, _final, decision = select_resubmissions(cands, max_attempts=limits)
         out.decision = decision
         for c in again:
@@ -851,6 +880,128 @@ class _Loop:
                 out.next_due = due
         return out
 
+    # ------------------------------------------------------------------ targets now
+
+    def refresh_targeting(self) -> Targeting:
+        """Re-read the exclusions and explicit device list (before every submission).
+
+        Devices added to ``devices``/``devices_file`` after planning are not added (the
+        device list is fixed at planning); when that list changed (an accepted spec
+        change, or an edit during this run) an event says which were left out.
+        """
+        first = self.targeting is None
+        targeting = self.targets.read()
+        changed = not first and (
+            self.targeting is not None and targeting.explicit_key != self.targeting.explicit_key
+        )
+        self.targeting = targeting
+        if changed or (first and self._explicit_change_accepted()):
+            self.report_not_added(targeting)
+        return targeting
+
+    def _explicit_change_accepted(self) -> bool:
+        last = self._last_event(["spec_change_accepted", "targets_not_added"])
+        if last is None or last.kind != "spec_change_accepted":
+            return False
+        fields = {str(c.get("field")) for c in (last.data or {}).get("changes", [])}
+        return bool(fields & {"targets.devices", "targets.devices_file"})
+
+    def report_not_added(self, targeting: Targeting) -> None:
+        ctx = self.ctx
+        shown: list[str] = []
+        count = 0
+        with ctx.tx() as s:
+            for device_id in store.unknown_device_ids(
+                s, campaign_id=ctx.campaign_id, device_ids=explicit_ids(self.spec)
+            ):
+                count += 1
+                if len(shown) < SHOWN:
+                    shown.append(device_id)
+        ctx.event(
+            "targets_not_added",
+            data={
+                "count": count,
+                "devices": shown,
+                "devices_file": targeting.explicit_key,
+                "why": "added to targets.devices / devices_file after the campaign was "
+                "planned; its devices are fixed at planning: start a new campaign for them",
+            },
+        )
+        if count:
+            log.warning(
+                "%s: %d devices added to the target list after planning are not added",
+                self.spec.name,
+                count,
+            )
+
+    def drop_pending(
+        self, wave_index: int, pending: dict[int, list[str]], targeting: Targeting
+    ) -> dict[int, list[str]]:
+        """Pending devices the target lists no longer allow: SKIPPED (with the reason)
+        and named in a ``devices_dropped`` event; returns the rest."""
+        ctx = self.ctx
+        kept: dict[int, list[str]] = {}
+        dropped: dict[str, list[str]] = {}
+        for attempt, ids in pending.items():
+            keep, gone = screen_targets(
+                ids, excluded=targeting.excluded, targeted=targeting.targeted
+            )
+            if keep:
+                kept[attempt] = keep
+            for reason, dev in gone.items():
+                dropped.setdefault(reason, []).extend(dev)
+        for reason, ids in dropped.items():
+            skip = SkipReason(reason)
+            with ctx.tx() as s:
+                changed = store.skip_pending_devices(
+                    s,
+                    campaign_id=ctx.campaign_id,
+                    device_ids=ids,
+                    reason=f"{skip.value}: {skip.text}",
+                    now=ctx.now(),
+                )
+            if changed:
+                ctx.event(
+                    "devices_dropped",
+                    subject=f"wave {wave_index}",
+                    data={
+                        "reason": skip.value,
+                        "why": _DROP_WHY[skip],
+                        "count": len(changed),
+                        "devices": sorted(changed)[:SHOWN],
+                        "status": D.SKIPPED.value,
+                    },
+                )
+                log.warning(
+                    "%s: wave %d: %d devices dropped (%s)",
+                    self.spec.name,
+                    wave_index,
+                    len(changed),
+                    _DROP_WHY[skip],
+                )
+        return kept
+
+    def report_not_retried(self, wave_index: int, dropped: dict[str, list[str]]) -> None:
+        """Failed devices that will not be resubmitted because the lists dropped them
+        (they keep their failure), once per run."""
+        for reason, ids in dropped.items():
+            new = sorted(set(ids) - self._not_retried)
+            if not new:
+                continue
+            self._not_retried.update(new)
+            skip = SkipReason(reason)
+            self.ctx.event(
+                "devices_dropped",
+                subject=f"wave {wave_index}",
+                data={
+                    "reason": skip.value,
+                    "why": f"{_DROP_WHY[skip]}; not resubmitted, the failure stays",
+                    "count": len(new),
+                    "devices": new[:SHOWN],
+                    "status": "not retried",
+                },
+            )
+
     async def submit(self, wave_index: int, retries: _Retries, now: pendulum.DateTime) -> int:
         """Submit retries (due) then pending devices of the wave, within the in-flight caps."""
         ctx = self.ctx
@@ -859,6 +1010,7 @@ class _Loop:
         if policy is None:
             return 0
         pol = self.spec.policy
+        targeting = self.refresh_targeting()
         with ctx.tx() as s:
             active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
             # A pending device's round is its attempt + 1: one whose retry intent was
@@ -874,9 +1026,20 @@ class _Loop:
                 ctx.chunk_size * pol.max_inflight_tasks,
             ):
                 pending.setdefault(run.attempt, []).append(run.device_id)
+        pending = self.drop_pending(wave_index, pending, targeting)
+        not_retried = {r: list(ids) for r, ids in retries.dropped.items()}
+        for attempt, ids in list(retries.due.items()):
+            keep, dropped = screen_targets(
+                ids, excluded=targeting.excluded, targeted=targeting.targeted
+            )
+            retries.due[attempt] = keep
+            for reason, gone in dropped.items():
+                not_retried.setdefault(reason, []).extend(gone)
+        self.report_not_retried(wave_index, not_retried)
         due: dict[int, list[str]] = {}
         for attempt, ids in [*retries.due.items(), *pending.items()]:
-            due.setdefault(attempt, []).extend(ids)
+            if ids:
+                due.setdefault(attempt, []).extend(ids)
         groups: list[tuple[int, list[list[str]]]] = []
         for attempt in sorted(due, reverse=True):  # retries first
             ids = sorted(due[attempt])
@@ -1209,6 +1372,12 @@ class _Loop:
                 return self.outcome(OutcomeKind.ROLLED_BACK, reason)
             if active:
                 await self.sleep(self.poll)
+
+
+_DROP_WHY = {
+    SkipReason.EXCLUDED: "listed in targets.exclude / exclude_file now",
+    SkipReason.REMOVED: "no longer in targets.devices / devices_file",
+}
 
 
 class _RollBack(Exception):

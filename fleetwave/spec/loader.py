@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import re
 import types
 import typing
@@ -31,8 +32,10 @@ __all__ = [
     "SpecProblem",
     "check_file",
     "check_text",
+    "ids_file_fingerprint",
     "load_spec",
     "load_spec_text",
+    "spec_snapshot",
 ]
 
 Loc = tuple[str | int, ...]
@@ -438,3 +441,46 @@ def load_spec_text(text: str, file: str = "<string>", *, base: Path | None = Non
     if spec is None:
         raise SpecError(problems)
     return spec
+
+
+# --------------------------------------------------------------------------- snapshots
+
+_HASH_MOD = 1 << 256
+
+
+def ids_file_fingerprint(path: str | Path) -> str:
+    """The content fingerprint of a file of device IDs: ``ids:<count>:sha256:<hex>``.
+
+    Only the IDs count (one per line; blank lines, ``#`` comments and surrounding blanks
+    are ignored) and not their order: the digest is the sum of each ID's SHA-256, so the
+    file is streamed in constant memory. Where the file sits does not matter, so a
+    campaign continues from a moved checkout. Raises :class:`SpecError` if unreadable.
+    """
+    total = count = 0
+    try:
+        with Path(path).open(encoding="utf-8") as fh:
+            for line in fh:
+                text = line.split("#", 1)[0].strip()
+                if text:
+                    count += 1
+                    digest = hashlib.sha256(text.encode()).digest()
+                    total = (total + int.from_bytes(digest, "big")) % _HASH_MOD
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise SpecError(
+            [SpecProblem(str(path), 0, 0, f"cannot read the device ID file: {why}")]
+        ) from None
+    return f"ids:{count}:sha256:{total:064x}"
+
+
+def spec_snapshot(spec: CampaignSpec) -> dict[str, Any]:
+    """What the store keeps of a campaign spec: its JSON with each ids file
+    (``devices_file``, ``exclude_file``) replaced by its content fingerprint, so the
+    snapshot (and its ``spec_fingerprint``) depends on what the files list, not on where
+    they sit."""
+    data = spec.model_dump(mode="json")
+    targets = data["targets"]
+    for key in ("devices_file", "exclude_file"):
+        if targets.get(key) is not None:
+            targets[key] = ids_file_fingerprint(targets[key])
+    return data

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import json
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -32,14 +34,17 @@ from fleetwave.plan.windows import WeeklyWindow, WindowSchedule
 from fleetwave.platforms.base import ExecuteType, PackageKind
 
 __all__ = [
+    "IDS_FILE_FIELDS",
     "IODM_MAX_DEVICES_PER_TASK",
     "MIN_WINDOW",
+    "MUTABLE_FIELDS",
     "BlackoutSpec",
     "BreachAction",
     "CampaignSpec",
     "Connectivity",
     "ExecuteMode",
     "FailureKind",
+    "FieldChange",
     "GroupRef",
     "Issue",
     "PackageRef",
@@ -53,7 +58,13 @@ __all__ = [
     "WindowSpec",
     "WindowsSpec",
     "format_duration",
+    "immutable_part",
+    "is_ids_fingerprint",
+    "is_mutable",
     "parse_duration",
+    "spec_change_records",
+    "spec_changes",
+    "spec_fingerprint",
 ]
 
 #: IoDM accepts at most this many devices (or groups) in one upgrade task (error 123024).
@@ -863,3 +874,164 @@ class CampaignSpec(_Model):
         if self.rollback is not None and self.rollback == self.package:
             out.append(Issue(("rollback",), "the rollback package is the package itself"))
         return out
+
+
+# --------------------------------------------------------------------------- changes mid-flight
+
+#: The fields a started campaign may change (dotted paths; ``[*]`` is any list index;
+#: a path covers everything below it). A change to one of them is applied from the
+#: engine's next round and recorded in a ``spec_changed`` event with old and new values.
+#: Everything else (name, platform, kind, seed, package, rollback, targets except the
+#: exclusions, the waves' sizes/names/approval, the task policy) decides what is sent to
+#: which device, so a started campaign refuses a change to it unless the operator accepts
+#: it explicitly (``fleetwave run FILE --accept-spec-change``, a ``spec_change_accepted``
+#: event with who and when).
+MUTABLE_FIELDS: Final[tuple[str, ...]] = (
+    "description",
+    "policy.poll_interval",
+    "policy.max_inflight_tasks",
+    "policy.max_inflight_devices",
+    "thresholds",
+    "waves[*].success_percent",
+    "windows",
+    "targets.exclude",
+    "targets.exclude_file",
+)
+
+#: The fields that name a file of device IDs: a spec snapshot holds their content
+#: fingerprint (see :func:`fleetwave.spec.loader.spec_snapshot`), never their path.
+IDS_FILE_FIELDS: Final[tuple[str, ...]] = ("targets.devices_file", "targets.exclude_file")
+
+_IDS_FINGERPRINT_RE = re.compile(r"^ids:\d+:sha256:[0-9a-f]{64}$")
+_MUTABLE_RE = re.compile(
+    "^(?:"
+    + "|".join(re.escape(p).replace(r"\[\*\]", r"\[\d+\]") for p in MUTABLE_FIELDS)
+    + r")(?:$|[.\[])"
+)
+
+#: List values longer than this are summarised in change records (added/removed, first N).
+_LIST_SHOWN: Final = 20
+
+
+def is_ids_fingerprint(value: object) -> bool:
+    """True for an ids-file content fingerprint (``ids:<count>:sha256:<hex>``)."""
+    return isinstance(value, str) and bool(_IDS_FINGERPRINT_RE.match(value))
+
+
+def is_mutable(field: str) -> bool:
+    """True when a started campaign may change ``field`` (a dotted path, e.g.
+    ``policy.poll_interval`` or ``waves[1].success_percent``); see :data:`MUTABLE_FIELDS`."""
+    return bool(_MUTABLE_RE.match(field))
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def immutable_part(snapshot: Any, path: str = "") -> Any:
+    """The spec snapshot (``model_dump(mode="json")``) without its mutable fields: what a
+    started campaign's fingerprint covers."""
+    if isinstance(snapshot, dict):
+        return {
+            k: immutable_part(v, _join(path, k))
+            for k, v in snapshot.items()
+            if not is_mutable(_join(path, k))
+        }
+    if isinstance(snapshot, list):
+        return [immutable_part(v, _join(path, i)) for i, v in enumerate(snapshot)]
+    return snapshot
+
+
+def spec_fingerprint(snapshot: Any) -> str:
+    """SHA-256 of the canonical JSON of :func:`immutable_part` of a snapshot."""
+    canonical = json.dumps(
+        immutable_part(snapshot), sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class FieldChange:
+    """One changed field of a campaign spec: its dotted path, old and new JSON values, and
+    whether a started campaign may change it."""
+
+    __slots__ = ("field", "mutable", "new", "old")
+
+    def __init__(self, field: str, old: Any, new: Any) -> None:
+        self.field = field
+        self.old = old
+        self.new = new
+        self.mutable = is_mutable(field)
+
+    def __repr__(self) -> str:
+        return f"FieldChange({self.field!r}, {self.old!r}, {self.new!r})"
+
+    def as_event(self) -> dict[str, Any]:
+        """The change for the event log; long lists become what was added and removed."""
+        out: dict[str, Any] = {"field": self.field, "mutable": self.mutable}
+        old, new = self.old, self.new
+        if (isinstance(old, list) or isinstance(new, list)) and (
+            len(old or []) > _LIST_SHOWN or len(new or []) > _LIST_SHOWN
+        ):
+            before = {json_key(v) for v in old or []}
+            after = {json_key(v) for v in new or []}
+            added = sorted(after - before)
+            removed = sorted(before - after)
+            out.update(
+                added=added[:_LIST_SHOWN],
+                added_count=len(added),
+                removed=removed[:_LIST_SHOWN],
+                removed_count=len(removed),
+            )
+        else:
+            out.update(old=old, new=new)
+        return out
+
+
+def json_key(value: Any) -> str:
+    """A list item as a comparable string (device IDs stay as they are)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def spec_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+    """Every field that differs between two spec snapshots, at the deepest level that
+    differs (lists of mappings of the same length item by item; other lists whole).
+
+    An old ids-file field that holds a path (a snapshot stored before fingerprints were
+    content-based) is taken as unchanged: its content at the time is unknown."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[FieldChange] = []
+        for key in sorted({*old, *new}, key=str):  # stable whatever the store's key order
+            sub = _join(path, key)
+            a, b = old.get(key), new.get(key)
+            if (
+                sub in IDS_FILE_FIELDS
+                and isinstance(a, str)
+                and not is_ids_fingerprint(a)
+                and is_ids_fingerprint(b)
+            ):
+                continue
+            out.extend(spec_changes(a, b, sub))
+        return out
+    if (
+        isinstance(old, list)
+        and isinstance(new, list)
+        and len(old) == len(new)
+        and all(isinstance(v, dict) for v in [*old, *new])
+    ):
+        return [
+            c
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for c in spec_changes(a, b, _join(path, i))
+        ]
+    if old == new:
+        return []
+    return [FieldChange(path or "(spec)", old, new)]
+
+
+def spec_change_records(old: Any, new: Any) -> list[dict[str, Any]]:
+    """:func:`spec_changes` as event records (``field``, ``mutable``, ``old``/``new``)."""
+    return [c.as_event() for c in spec_changes(old, new)]

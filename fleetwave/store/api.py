@@ -111,7 +111,9 @@ __all__ = [
     "set_device_status",
     "set_flow_run",
     "set_wave_status",
+    "skip_pending_devices",
     "skip_reason_counts",
+    "unknown_device_ids",
     "wave_status_counts",
 ]
 
@@ -288,15 +290,25 @@ def create_or_get_campaign(
     spec: Mapping[str, Any],
     now: datetime,
     allow_spec_change: bool = False,
+    fingerprint: str | None = None,
+    compare: Callable[[Mapping[str, Any], Mapping[str, Any]], Sequence[Mapping[str, Any]]]
+    | None = None,
+    actor: str | None = None,
 ) -> Campaign:
     """The campaign called ``name``, created PENDING with ``spec`` if it does not exist.
 
-    An existing campaign with a different spec hash: still PENDING, the new spec replaces
-    the old; otherwise :class:`SpecChangedError` (both hashes) unless ``allow_spec_change``,
-    which replaces it and logs a ``spec_changed`` event.
+    ``fingerprint`` (default: the hash of the whole spec) covers what a started campaign
+    may not change; it is stored as ``spec_hash``. ``compare(old, new)`` lists the changed
+    fields as records with ``field`` and ``mutable`` (plus old/new values); without it,
+    any other fingerprint is one immutable change. An existing campaign whose stored spec
+    differs: a change of mutable fields only (or any change while still PENDING) replaces
+    the stored spec with a ``spec_changed`` event holding the changes; a change of
+    immutable fields of a started campaign raises :class:`SpecChangedError` naming them,
+    unless ``allow_spec_change``, which replaces it with a ``spec_change_accepted`` event
+    (``actor`` says who, the event's time when).
     """
     spec_json = json.loads(json.dumps(spec, default=str))
-    new_hash = campaign_spec_hash(spec_json)
+    new_hash = fingerprint or campaign_spec_hash(spec_json)
     existing = find_campaign(session, name=name)
     if existing is None:
         campaign = Campaign(
@@ -318,26 +330,44 @@ def create_or_get_campaign(
             data={"spec_hash": new_hash},
         )
         return campaign
-    if existing.spec_hash == new_hash:
+    if existing.spec_hash == new_hash and existing.spec == spec_json:
         return existing
-    if existing.status is not CampaignStatus.PENDING and not allow_spec_change:
+    if compare is not None:
+        changes = [dict(c) for c in compare(existing.spec or {}, spec_json)]
+    elif existing.spec_hash != new_hash:
+        changes = [
+            {"field": "(spec)", "mutable": False, "old": existing.spec_hash, "new": new_hash}
+        ]
+    else:
+        changes = []
+    fixed = [str(c["field"]) for c in changes if not c.get("mutable")]
+    started = existing.status is not CampaignStatus.PENDING
+    if fixed and started and not allow_spec_change:
         raise SpecChangedError(
             name=name,
             status=existing.status.value,
             stored_hash=existing.spec_hash,
             new_hash=new_hash,
+            fields=fixed if compare is not None else None,
         )
-    append_event(
-        session,
-        campaign_id=existing.id,
-        kind="spec_changed",
-        now=now,
-        data={
-            "old_hash": existing.spec_hash,
-            "new_hash": new_hash,
-            "status": existing.status.value,
-        },
-    )
+    if changes:
+        accepted = bool(fixed and started)
+        append_event(
+            session,
+            campaign_id=existing.id,
+            kind="spec_change_accepted" if accepted else "spec_changed",
+            subject=f"campaign {name}",
+            now=now,
+            actor=actor,
+            data={
+                "changes": changes,
+                "accepted": fixed if accepted else [],
+                "by": actor,
+                "old_hash": existing.spec_hash,
+                "new_hash": new_hash,
+                "status": existing.status.value,
+            },
+        )
     existing.spec, existing.spec_hash, existing.updated_at = spec_json, new_hash, now
     session.add(existing)
     session.flush()
@@ -845,6 +875,78 @@ def release_claims(session: Session, *, campaign_id: int) -> int:
     """Release every device the campaign holds; returns how many."""
     result = session.execute(sa.delete(_claim).where(_claim.c.campaign_id == campaign_id))
     return max(result.rowcount, 0)  # type: ignore[attr-defined]
+
+
+def skip_pending_devices(
+    session: Session,
+    *,
+    campaign_id: int,
+    device_ids: Iterable[str],
+    reason: str,
+    now: datetime,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[str]:
+    """SKIP the listed devices that are still PENDING (``reason`` in ``failure_detail``)
+    and release their claims, so another campaign may take them; returns those changed."""
+    stamp = to_utc(now)
+    changed: list[str] = []
+    for batch in _batches(device_ids, batch_size):
+        pending = (
+            session.execute(
+                sa.select(_dr.c.device_id).where(
+                    _dr.c.campaign_id == campaign_id,
+                    _dr.c.status == DeviceRunStatus.PENDING.value,
+                    _dr.c.device_id.in_(batch),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not pending:
+            continue
+        session.execute(
+            sa.update(_dr)
+            .where(
+                _dr.c.campaign_id == campaign_id,
+                _dr.c.status == DeviceRunStatus.PENDING.value,
+                _dr.c.device_id.in_(pending),
+            )
+            .values(
+                status=DeviceRunStatus.SKIPPED.value,
+                failure_detail=reason,
+                updated_at=stamp,
+                finished_at=stamp,
+            )
+        )
+        session.execute(
+            sa.delete(_claim).where(
+                _claim.c.campaign_id == campaign_id, _claim.c.device_id.in_(pending)
+            )
+        )
+        changed.extend(pending)
+    return changed
+
+
+def unknown_device_ids(
+    session: Session,
+    *,
+    campaign_id: int,
+    device_ids: Iterable[str],
+    batch_size: int = DEFAULT_BATCH,
+) -> Iterator[str]:
+    """The given device IDs the campaign has no row for (never planned nor skipped), in
+    their order; streamed in batches."""
+    for batch in _batches(device_ids, batch_size):
+        known = set(
+            session.execute(
+                sa.select(_dr.c.device_id).where(
+                    _dr.c.campaign_id == campaign_id, _dr.c.device_id.in_(batch)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        yield from (d for d in batch if d not in known)
 
 
 def set_device_status(

@@ -8,7 +8,7 @@
         ├── SchemaOutOfDateError    "schema_out_of_date"  run `fleetwave db upgrade`
         ├── NotFoundError           "not_found"        no such campaign / wave / chunk
         ├── IllegalTransitionError  "illegal_transition"  a status change the state machine forbids
-        ├── SpecChangedError        "spec_changed"     a started campaign's spec changed
+        ├── SpecChangedError        "spec_changed"     a started campaign's immutable fields changed
         ├── DeviceClaimedError      "device_claimed"   a device is active in another campaign
         ├── LeaseLostError          "lease_lost"       another flow run holds the campaign's lease
         └── ConflictError           "conflict"         the stored row disagrees (e.g. operationId)
@@ -83,16 +83,51 @@ class IllegalTransitionError(StoreError):
 
 
 class SpecChangedError(StoreError):
-    """A campaign that already started was given a different spec."""
+    """A campaign that already started was given a spec that changes what it may not."""
 
     code = "spec_changed"
 
-    def __init__(self, *, name: str, status: str, stored_hash: str, new_hash: str) -> None:
-        self.name, self.stored_hash, self.new_hash = name, stored_hash, new_hash
+    #: The command that accepts the change; the CLI puts the real file name in.
+    ACCEPT = "fleetwave run FILE --accept-spec-change"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        status: str,
+        stored_hash: str,
+        new_hash: str,
+        fields: Sequence[str] | None = None,
+        accept: str = ACCEPT,
+    ) -> None:
+        self.name, self.status = name, status
+        self.stored_hash, self.new_hash = stored_hash, new_hash
+        self.fields = list(fields or [])
+        if self.fields:
+            shown = ", ".join(self.fields[:6])
+            more = f" and {len(self.fields) - 6} more" if len(self.fields) > 6 else ""
+            what = (
+                f"the file changes {shown}{more}, which may not change once a campaign has started"
+            )
+        else:
+            what = (
+                f"it was started with spec {stored_hash[:12]}, the file now gives spec "
+                f"{new_hash[:12]}"
+            )
         super().__init__(
-            f"campaign {name!r} ({status}) was started with spec {stored_hash[:12]}, "
-            f"the file now gives spec {new_hash[:12]}",
-            hint="revert the file, give the campaign a new name, or allow the change explicitly",
+            f"campaign {name!r} ({status}): {what}",
+            hint=f"revert the file, give the campaign a new name, or accept it: `{accept}`",
+        )
+
+    def with_command(self, accept: str) -> SpecChangedError:
+        """The same error with the accepting command spelt out (e.g. the real file name)."""
+        return SpecChangedError(
+            name=self.name,
+            status=self.status,
+            stored_hash=self.stored_hash,
+            new_hash=self.new_hash,
+            fields=self.fields,
+            accept=accept,
         )
 
 

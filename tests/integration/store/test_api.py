@@ -66,7 +66,7 @@ def test_campaign_create_get_and_spec_hash(engine: Engine) -> None:
         )
         assert d.spec == {"b": 3}
         kinds = [e.kind for e in store.recent_events(s, campaign_id=d.id)]
-        assert kinds[0] == "spec_changed"
+        assert kinds[0] == "spec_change_accepted"
         with pytest.raises(store.NotFoundError):
             store.get_campaign(s, name="nope")
         assert [x.name for x in store.list_campaigns(s)] == ["c"]
@@ -470,3 +470,107 @@ def test_events_append_only_newest_first(engine: Engine) -> None:
         assert ev[0].data["limit"] == 0.2 and ev[0].data["at"] == str(NOW)
         assert ev[0].at == NOW + timedelta(minutes=4)
         assert len(store.recent_events(s, limit=100)) == 6  # + campaign_created
+
+
+def _snap(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "sc",
+        "description": "one",
+        "package": {"file_id": "fw-1"},
+        "policy": {"poll_interval": "PT5M", "max_devices_per_task": 40},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            base[section] = {**base[section], field: value}  # type: ignore[dict-item]
+        else:
+            base[section] = value
+    return base
+
+
+def test_spec_changes_split_into_mutable_and_immutable(engine: Engine) -> None:
+    from fleetwave.spec import spec_change_records, spec_fingerprint
+
+    def put(spec: dict[str, object], **kw: object) -> store.Campaign:
+        with store.session_scope(engine) as s:
+            return store.create_or_get_campaign(
+                s,
+                name="sc",
+                spec=spec,
+                now=NOW,
+                fingerprint=spec_fingerprint(spec),
+                compare=spec_change_records,
+                **kw,  # type: ignore[arg-type]
+            )
+
+    cid = put(_snap()).id
+    assert cid is not None
+    with store.session_scope(engine) as s:
+        store.set_campaign_status(s, campaign_id=cid, status=CampaignStatus.RUNNING, now=NOW)
+    # mutable: stored, same fingerprint, one event with old and new values
+    c = put(_snap(description="two", policy__poll_interval="PT1M"))
+    assert c.spec["description"] == "two" and c.spec_hash == spec_fingerprint(_snap())
+    # immutable: refused, naming the field; nothing stored
+    with pytest.raises(store.SpecChangedError) as err:
+        put(_snap(description="two", policy__poll_interval="PT1M", package={"file_id": "fw-2"}))
+    assert err.value.fields == ["package.file_id"]
+    assert "package.file_id" in str(err.value) and "--accept-spec-change" in str(err.value)
+    # accepted: stored, recorded with who
+    new = _snap(description="two", policy__poll_interval="PT1M", package={"file_id": "fw-2"})
+    c = put(new, allow_spec_change=True, actor="cli:ops")
+    assert c.spec["package"] == {"file_id": "fw-2"} and c.spec_hash == spec_fingerprint(new)
+    with store.session_scope(engine, read_only=True) as s:
+        evs = list(
+            reversed(
+                store.recent_events(
+                    s, campaign_id=cid, kinds=["spec_changed", "spec_change_accepted"]
+                )
+            )
+        )
+    assert [e.kind for e in evs] == ["spec_changed", "spec_change_accepted"]
+    assert evs[0].data["changes"] == [
+        {"field": "description", "mutable": True, "old": "one", "new": "two"},
+        {"field": "policy.poll_interval", "mutable": True, "old": "PT5M", "new": "PT1M"},
+    ]
+    assert evs[1].actor == "cli:ops" and evs[1].data["by"] == "cli:ops"
+    assert evs[1].data["accepted"] == ["package.file_id"]
+    assert {"field": "package.file_id", "mutable": False, "old": "fw-1", "new": "fw-2"} in evs[
+        1
+    ].data["changes"]
+
+
+def test_skip_pending_devices_releases_claims_and_finds_unknown(engine: Engine) -> None:
+    cid = _campaign(engine, name="sk", n=6)
+    with store.session_scope(engine) as s:
+        store.set_device_status(
+            s,
+            campaign_id=cid,
+            status=D.QUEUED,
+            now=NOW,
+            device_ids=_ids("sk", 0),
+        )
+        changed = store.skip_pending_devices(
+            s,
+            campaign_id=cid,
+            device_ids=_ids("sk", 0, 1, 2, 99),
+            reason="excluded: excluded by the campaign",
+            now=NOW,
+        )
+        assert sorted(changed) == _ids("sk", 1, 2)  # queued and unknown ones untouched
+        unknown = list(
+            store.unknown_device_ids(s, campaign_id=cid, device_ids=_ids("sk", 5, 99, 1, 100))
+        )
+        assert unknown == _ids("sk", 99, 100)
+    with store.session_scope(engine, read_only=True) as s:
+        assert (
+            store.get_device_run(s, campaign_id=cid, device_id=_ids("sk", 1)[0]).status is D.SKIPPED
+        )
+        assert store.skip_reason_counts(s, campaign_id=cid) == {
+            "excluded: excluded by the campaign": 2
+        }
+        claimed = set(
+            s.execute(
+                sa.text("SELECT device_id FROM device_claim WHERE campaign_id = :c"), {"c": cid}
+            ).scalars()
+        )
+    assert claimed.isdisjoint(_ids("sk", 1, 2)) and _ids("sk", 3)[0] in claimed

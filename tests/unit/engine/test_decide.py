@@ -215,3 +215,15 @@ def test_counts_add_and_threshold_records_its_parts() -> None:
         evaluate_failure_threshold(recorded, max_failure_rate=0.2, min_finished=10).verdict
         is Verdict.WAIT
     )
+
+
+def test_screen_targets_drops_excluded_and_removed_devices() -> None:
+    from fleetwave.engine.decide import screen_targets
+
+    keep, dropped = screen_targets(
+        ["a", "b", "c", "d"], excluded={"b", "x"}, targeted={"a", "b", "c"}
+    )
+    assert keep == ["a", "c"]
+    assert dropped == {"excluded": ["b"], "removed": ["d"]}
+    keep, dropped = screen_targets(["a", "d"], excluded=set(), targeted=None)
+    assert (keep, dropped) == (["a", "d"], {})
