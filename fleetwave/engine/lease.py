@@ -183,6 +183,7 @@ async def take_lease(
     """
     limit = patience if patience is not None else ttl * 2
     deadline = time.monotonic() + limit.total_seconds()
+    waited = False
     while True:
         with store.session_scope(engine) as s:
             row = store.get_campaign_by_id(s, campaign_id=campaign_id)
@@ -219,6 +220,14 @@ async def take_lease(
                     "let that run finish (stopping it with SIGTERM or Ctrl-C releases the "
                     "lease), or run again with --wait-lease to wait for it"
                 ),
+            )
+        if not waited:
+            waited = True
+            log.warning(
+                "%s: waiting (--wait-lease, up to %d s) for the lease held by %s",
+                name,
+                int(limit.total_seconds()),
+                _who(other, state, until),
             )
         if time.monotonic() >= deadline:
             raise LeaseHeldError(

@@ -112,6 +112,12 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
+def _first_round(cwd: Path, env: dict[str, str]) -> None:
+    """One round (the campaign is planned and its first task sent), ended by --max-rounds."""
+    first = _fleetwave([*RUN, "--max-rounds", "1"], cwd, env)
+    assert first.returncode == 7, first.stdout + first.stderr
+
+
 def _assert_exactly_once(sim: SimHandle, db: sa.Engine) -> None:
     tasks = sim.stats()["tasks"]
     per_device = check_exactly_once(db, NAME, tasks, {t["fileId"] for t in tasks})
@@ -176,8 +182,7 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = work
-    first = _fleetwave([*RUN, "--max-rounds", "1"], cwd, env)
-    assert first.returncode == 7, first.stdout + first.stderr
+    _first_round(cwd, env)
     db = _db(env)
     # a run that died holding the lease (SIGKILL, OOM): its lease would last 10 minutes
     dead = f"{this_host()}:{_dead_pid()}:0:deadbeef"
@@ -196,7 +201,7 @@ def test_live_holder_is_refused_with_the_wait_lease_hint(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = work
-    assert _fleetwave([*RUN, "--max-rounds", "1"], cwd, env).returncode == 7
+    _first_round(cwd, env)
     db = _db(env)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -218,7 +223,7 @@ def test_wait_lease_never_steals_nor_moves_the_shared_clock(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = work
-    assert _fleetwave([*RUN, "--max-rounds", "1"], cwd, env).returncode == 7
+    _first_round(cwd, env)
     db = _db(env)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     live = f"{this_host()}:{sleeper.pid}:0:cafe0002"
@@ -226,11 +231,13 @@ def test_wait_lease_never_steals_nor_moves_the_shared_clock(
     before = sim.clock()
     waiter = _start([*RUN, "--wait-lease"], cwd, env)
     try:
-        # the waiter is up and looking at the lease: give it a few of its polls
-        time.sleep(6)
-        assert waiter.poll() is None, waiter.communicate()
+        assert waiter.stderr is not None
+        said = waiter.stderr.readline()  # up and saying what it waits for (or ended)
+        time.sleep(3)  # a few of its looks at the lease
+        assert campaign_row(db, NAME).lease_holder == live  # not taken from a live run
         assert sim.clock() == before  # waiting never advances the simulator's clock
-        assert campaign_row(db, NAME).lease_holder == live
+        assert waiter.poll() is None, said + waiter.communicate()[1]
+        assert "waiting (--wait-lease" in said and f"process {sleeper.pid}" in said, said
     finally:
         sleeper.kill()
         sleeper.wait()
