@@ -270,7 +270,9 @@ def register(app: typer.Typer) -> None:
             False, help="Sleep until the next window opens instead of ending the run."
         ),
         wait_lease: bool = typer.Option(
-            False, help="Wait for another run's lease to lapse instead of failing."
+            False,
+            help="Wait (in real time) for the live run holding the campaign's lease to end "
+            "instead of failing with exit 6; a dead holder on this host is replaced at once.",
         ),
         prefect: bool | None = typer.Option(
             None,
