@@ -247,3 +247,41 @@ def test_wait_lease_never_steals_nor_moves_the_shared_clock(
     assert f"{NAME}: completed" in out
     assert [e.data["from"] for e in events(db, NAME, ["lease_taken_over"])] == [live]
     _assert_exactly_once(sim, db)
+
+
+# A Prefect flow-run process (cancellation from the UI, a worker's SIGTERM) runs the engine
+# under Prefect's own SIGTERM bridge, which raises TerminationSignal instead of ours.
+UNDER_PREFECT = """
+import asyncio, sys
+from prefect.utilities.engine import capture_sigterm
+from fleetwave.cli.run import open_store
+from fleetwave.engine.runner import advance
+from fleetwave.sim.linked_clock import clock_from_option
+with capture_sigterm():
+    asyncio.run(advance("c.yaml", db=open_store(), clock=clock_from_option("sim")))
+"""
+
+
+def test_sigterm_under_prefects_signal_bridge_releases_the_lease(
+    sim: SimHandle, work: tuple[Path, dict[str, str]]
+) -> None:
+    cwd, env = work
+    sim.set_faults(latency_ms=400)
+    proc = _start([sys.executable, "-c", UNDER_PREFECT], cwd, env)
+    db = _db(env)
+    _wait_for(
+        lambda: proc.poll() is not None or any(c.operation_id for c in chunks(db, NAME)),
+        "a first task",
+    )
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM  # Prefect re-raises the signal to end
+    row = campaign_row(db, NAME)
+    assert row.lease_holder is None and row.status is store.CampaignStatus.RUNNING
+    assert events(db, NAME, ["run_stopped"])
+
+    sim.clear_faults()
+    again = _fleetwave(RUN, cwd, env)
+    assert again.returncode == 0 and f"{NAME}: completed" in again.stdout, again.stderr
+    _assert_exactly_once(sim, db)
