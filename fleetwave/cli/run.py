@@ -7,10 +7,11 @@ import datetime as dt
 import getpass
 import json
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pendulum
 import typer
@@ -21,18 +22,109 @@ from fleetwave import store
 from fleetwave.engine.progress import ProgressEvent
 from fleetwave.errors import UserError
 
-__all__ = ["EXIT_CODES", "ProgressDisplay", "open_store", "register"]
+__all__ = [
+    "EXIT_CODES",
+    "SIGNAL_EXIT_CODES",
+    "ProgressDisplay",
+    "RunStopped",
+    "open_store",
+    "register",
+    "run_until_signal",
+]
+
+T = TypeVar("T")
 
 #: Exit code of ``fleetwave run`` per outcome: 0 when the campaign is fine (done or
-#: waiting), 4 halted, 5 rolled back, 1 failed.
+#: waiting), 4 halted, 5 rolled back, 7 stopped by ``--max-rounds``, 1 failed. Beside
+#: them (README, "Exit codes"): 2 a user error, 3 a platform error, 6 the lease is held
+#: by another live run, 130/143 stopped by SIGINT/SIGTERM.
 EXIT_CODES = {
     "completed": 0,
     "waiting_window": 0,
     "awaiting_approval": 0,
     "halted": 4,
     "rolled_back": 5,
+    "stopped": 7,
     "failed": 1,
 }
+
+#: Exit code of a run stopped by a signal: 128 + the signal's number, as shells report it.
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class RunStopped(Exception):
+    """A stop signal (SIGINT, SIGTERM) ended the run; the engine released the lease."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signum = signum
+
+
+def run_until_signal(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, where SIGINT and SIGTERM cancel ``main`` and raise RunStopped.
+
+    Cancelling (rather than dying) lets the engine end its step between two awaits, record
+    the stop and release the lease in its ``finally``; SIGTERM is how Prefect cancellation,
+    systemd and Kubernetes stop a process. A second signal cancels again (cutting short
+    whatever cleanup awaits) but never interrupts a database commit.
+    """
+    received: list[signal.Signals] = []
+
+    async def _guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def _on(signum: signal.Signals) -> None:
+            received.append(signum)
+            task.cancel()
+
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, _on, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+        try:
+            return await main
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    try:
+        return asyncio.run(_guarded())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if received:
+            raise RunStopped(received[0]) from None
+        raise
+    except BaseException as exc:
+        # Prefect's flow engine swaps in its own SIGTERM handler (TerminationSignal)
+        signum = getattr(exc, "signal", None)
+        if type(exc).__name__ == "TerminationSignal" and signum is not None:
+            raise RunStopped(signal.Signals(signum)) from None
+        raise
+
+
+def _stop_line(signum: signal.Signals, file: Path, holder: str) -> str:
+    """The one line a stopped run prints, true to what the store says of the lease."""
+    from fleetwave.engine.lease import describe_holder
+    from fleetwave.spec import load_spec
+
+    head = f"stopped by {signum.name}"
+    try:
+        name = load_spec(file).name
+        head = f"{name}: {head}"
+        with store.session_scope(store.get_engine(), read_only=True) as s:
+            row = store.find_campaign(s, name=name)
+            current = row.lease_holder if row is not None else None
+            until = row.lease_expires_at if row is not None else None
+    except Exception:  # the stop must be reported even if the store cannot be read
+        return f"{head}; run again to continue"
+    if current is None:
+        return f"{head}; lease released; run again to continue"
+    who = "this run" if current == holder else describe_holder(current)
+    return f"{head}; the lease is still held by {who} until {until}; run again after that"
 
 
 def open_store() -> Any:
@@ -111,6 +203,7 @@ def _run(
     use_prefect: bool,
     max_rounds: int | None,
     display: ProgressDisplay,
+    holder: str,
     accept_spec_change: bool = False,
 ) -> dict[str, Any]:
     from fleetwave.sim.linked_clock import clock_from_option
@@ -123,7 +216,7 @@ def _run(
 
         token = extra_progress.set(display.sink)
         try:
-            result: dict[str, Any] = asyncio.run(
+            result: dict[str, Any] = run_until_signal(
                 run_campaign(
                     campaign=str(file),
                     clock=clock,
@@ -137,9 +230,10 @@ def _run(
         return result
     from fleetwave.engine.runner import advance
 
-    outcome = asyncio.run(
+    outcome = run_until_signal(
         advance(
             spec,
+            holder=holder,
             db=engine,
             clock=clock_from_option(clock),
             progress=display.sink,
@@ -190,7 +284,9 @@ def register(app: typer.Typer) -> None:
             False, help="Sleep until the next window opens instead of ending the run."
         ),
         wait_lease: bool = typer.Option(
-            False, help="Wait for another run's lease to lapse instead of failing."
+            False,
+            help="Wait (in real time) for the live run holding the campaign's lease to end "
+            "instead of failing with exit 6; a dead holder on this host is replaced at once.",
         ),
         prefect: bool | None = typer.Option(
             None,
@@ -198,7 +294,10 @@ def register(app: typer.Typer) -> None:
             help="Run as a Prefect flow (default: when PREFECT_API_URL is set).",
         ),
         max_rounds: int | None = typer.Option(
-            None, help="Stop after this many monitoring rounds (engine mode)."
+            None,
+            min=1,
+            help="Stop after this many monitoring rounds (engine mode); the run ends "
+            "`stopped` (exit 7) and the next run continues.",
         ),
         accept_spec_change: bool = typer.Option(
             False,
@@ -212,17 +311,25 @@ def register(app: typer.Typer) -> None:
         """Advance a campaign in this process until it completes, halts or must wait."""
         use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
         console = Console(stderr=as_json)
-        with ProgressDisplay(console, enabled=not quiet) as display, _accept_hint(file):
-            result = _run(
-                file,
-                clock=clock,
-                sleep_through_windows=sleep_through_windows,
-                wait_lease=wait_lease,
-                use_prefect=use_prefect,
-                max_rounds=max_rounds,
-                display=display,
-                accept_spec_change=accept_spec_change,
-            )
+        from fleetwave.engine.lease import default_holder
+
+        holder = default_holder()
+        try:
+            with ProgressDisplay(console, enabled=not quiet) as display, _accept_hint(file):
+                result = _run(
+                    file,
+                    clock=clock,
+                    sleep_through_windows=sleep_through_windows,
+                    wait_lease=wait_lease,
+                    use_prefect=use_prefect,
+                    max_rounds=max_rounds,
+                    display=display,
+                    holder=holder,
+                    accept_spec_change=accept_spec_change,
+                )
+        except RunStopped as stop:
+            typer.echo(_stop_line(stop.signum, file, holder), err=True)
+            raise typer.Exit(SIGNAL_EXIT_CODES.get(stop.signum, 128 + stop.signum)) from None
         if as_json:
             typer.echo(json.dumps(result, indent=2))
         else:

@@ -10,12 +10,10 @@ or an approval, or fails. Every decision goes to the event log with its inputs.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import itertools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from fleetwave.engine.decide import (
     screen_targets,
     select_resubmissions,
 )
+from fleetwave.engine.lease import default_holder, take_lease
 from fleetwave.engine.monitor import monitor_round
 from fleetwave.engine.progress import ProgressSink, null_sink
 from fleetwave.engine.resolve import SkipReason, resolve_targets
@@ -103,8 +102,10 @@ class OutcomeKind(enum.StrEnum):
     or an operator halted it; ``fleetwave resume`` continues. ROLLED_BACK: the rollback
     finished. WAITING_WINDOW: nothing may be submitted before ``next_open`` (a window, an
     appointment, a soak period or a retry backoff); the next run continues.
-    AWAITING_APPROVAL: wave ``wave`` needs an operator's decision. FAILED: an error the
-    run cannot get past (``reason`` says which); the campaign's state is kept.
+    AWAITING_APPROVAL: wave ``wave`` needs an operator's decision. STOPPED: the run stopped
+    before the campaign had to (``max_rounds`` reached); nothing went wrong, the state is
+    kept and the next run continues. FAILED: an error the run cannot get past (``reason``
+    says which); the campaign's state is kept.
     """
 
     COMPLETED = "completed"
@@ -112,6 +113,7 @@ class OutcomeKind(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     WAITING_WINDOW = "waiting_window"
     AWAITING_APPROVAL = "awaiting_approval"
+    STOPPED = "stopped"
     FAILED = "failed"
 
 
@@ -157,11 +159,6 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-def default_holder() -> str:
-    """A lease holder name unique to this process and run."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _load(campaign: CampaignSpec | str | Path) -> CampaignSpec:
     if isinstance(campaign, CampaignSpec):
         return campaign
@@ -205,14 +202,24 @@ async def advance(
     ``db`` defaults to ``FLEETWAVE_DB_URL``'s engine (schema must be current), ``platform``
     to the spec's connection profile, ``clock`` to real time. ``sleep_through_windows``
     sleeps on the clock until a window opens instead of ending the run.
-    ``wait_for_lease`` waits (on the clock) for another holder's lease to lapse instead
-    of failing at once. ``max_rounds`` bounds the monitoring rounds of this run.
+    ``wait_for_lease`` waits (in real time, never on ``clock``) for another run's lease
+    instead of failing at once; a live holder keeps it, a dead one on this host loses it
+    at once (see :mod:`fleetwave.engine.lease`). ``max_rounds`` (>= 1) bounds the
+    monitoring rounds of this run; reaching it ends the run ``stopped``.
+    Cancelling the run (a stop signal) ends the current step where it stands: a task
+    intent whose create call was in flight stays an intent, reconciled by the next run;
+    the lease is released and a ``run_stopped`` event recorded.
     ``push``: a started push channel (:class:`fleetwave.notify.PushChannel`); the run
     subscribes it for the campaign's kind, and the monitor then polls only as a safety net.
     A started campaign takes changes of its mutable fields (``MUTABLE_FIELDS``) from the
     file and refuses others unless ``accept_spec_change`` (recorded as by ``operator``).
     Raises ``UserError`` for problems the operator must fix (spec, package, targets).
     """
+    if max_rounds is not None and max_rounds < 1:
+        raise UserError(
+            f"max_rounds must be at least 1, not {max_rounds}",
+            hint="pass --max-rounds 1 or more, or leave it out to run until the campaign waits",
+        )
     spec = _load(campaign)
     clock = clock or RealClock()
     engine = db if db is not None else store.get_engine()
@@ -240,7 +247,15 @@ async def advance(
     early = _early_outcome(spec.name, status, row.status_reason)
     if early is not None:
         return early
-    await _take_lease(engine, campaign_id, spec.name, holder, ttl, clock, wait_for_lease)
+    await take_lease(
+        engine,
+        campaign_id=campaign_id,
+        name=spec.name,
+        holder=holder,
+        ttl=ttl,
+        now=clock.now,
+        wait=wait_for_lease,
+    )
     try:
         with store.session_scope(engine) as s:
             store.set_flow_run(s, campaign_id=campaign_id, flow_run_id=flow_run_id, now=clock.now())
@@ -276,6 +291,12 @@ async def advance(
                 outcome = loop.outcome(OutcomeKind.FAILED, f"platform error: {exc}")
             except store.LeaseLostError as exc:
                 outcome = loop.outcome(OutcomeKind.FAILED, str(exc))
+            except asyncio.CancelledError:
+                # SIGTERM/SIGINT (or the caller) stopped the run between two awaits: every
+                # commit so far stands; an intent whose create call was cut off is
+                # reconciled by the next run. The lease is released below.
+                ctx.event("run_stopped", data={"why": "cancelled (stop signal or caller)"})
+                raise
             ctx.event("run_ended", data=outcome.as_dict())
             ctx.emit(
                 "outcome", message=str(outcome), waves=ctx.wave_progress(), detail=outcome.as_dict()
@@ -302,39 +323,6 @@ def _early_outcome(name: str, status: CampaignStatus, reason: str | None) -> Out
     if status in (CampaignStatus.FAILED, CampaignStatus.CANCELLED):
         return Outcome(OutcomeKind.FAILED, name, f"campaign is {status.value}: {reason or ''}")
     return None
-
-
-async def _take_lease(
-    engine: sa.Engine,
-    campaign_id: int,
-    name: str,
-    holder: str,
-    ttl: timedelta,
-    clock: Clock,
-    wait: bool,
-) -> None:
-    deadline = clock.now() + ttl * 2
-    while True:
-        with store.session_scope(engine) as s:
-            if store.acquire_lease(
-                s, campaign_id=campaign_id, holder=holder, ttl=ttl, now=clock.now()
-            ):
-                return
-            row = store.get_campaign_by_id(s, campaign_id=campaign_id)
-            other, until = row.lease_holder, to_pendulum(row.lease_expires_at)
-        if not wait or clock.now() >= deadline:
-            raise UserError(
-                f"campaign {name!r} is being advanced by {other} (lease until "
-                f"{until.to_iso8601_string() if until else '?'})",
-                hint="wait for that run to end, or for its lease to lapse if it died",
-            )
-        step = max(
-            1.0,
-            min(
-                ttl.total_seconds() / 4, ((until or clock.now()) - clock.now()).total_seconds() + 1
-            ),
-        )
-        await clock.sleep(step)
 
 
 def campaign_counts(
@@ -545,7 +533,15 @@ class _Loop:
         return status
 
     async def sleep(self, seconds: float) -> None:
-        await self.ctx.clock.sleep(max(0.0, seconds))
+        """Sleep on the campaign clock, renewing the lease every half lease: a live run
+        never lets it lapse, however long it sleeps (windows, soaks, backoffs)."""
+        left = max(0.0, seconds)
+        step = self.ttl.total_seconds() / 2
+        while left > step:
+            await self.ctx.clock.sleep(step)
+            left -= step
+            self.renew()
+        await self.ctx.clock.sleep(left)
 
     def progress(self, message: str = "") -> None:
         self.ctx.emit("round", message=message, waves=self.ctx.wave_progress())
@@ -553,7 +549,12 @@ class _Loop:
     def tick(self) -> None:
         self.ctx.rounds += 1
         if self.max_rounds is not None and self.ctx.rounds > self.max_rounds:
-            raise _Stop(self.outcome(OutcomeKind.FAILED, f"stopped after {self.max_rounds} rounds"))
+            raise _Stop(
+                self.outcome(
+                    OutcomeKind.STOPPED,
+                    f"stopped after {self.max_rounds} rounds (--max-rounds); run again to continue",
+                )
+            )
 
     # ------------------------------------------------------------------ events
 

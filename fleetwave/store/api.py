@@ -113,6 +113,7 @@ __all__ = [
     "set_wave_status",
     "skip_pending_devices",
     "skip_reason_counts",
+    "take_over_lease",
     "unknown_device_ids",
     "wave_status_counts",
 ]
@@ -521,6 +522,28 @@ def renew_lease(
             f"campaign {current.name!r}: lease of {holder!r} was taken by {current.lease_holder!r}",
             hint="another flow run advances this campaign; stop this one",
         )
+
+
+def take_over_lease(
+    session: Session,
+    *,
+    campaign_id: int,
+    holder: str,
+    previous: str,
+    ttl: timedelta,
+    now: datetime,
+) -> bool:
+    """Take the lease from ``previous`` (a holder known to be dead), whatever its expiry.
+
+    Conditional on ``previous`` still holding it, so when two runs see the same dead
+    holder only one wins. The caller decides that ``previous`` is dead.
+    """
+    result = session.execute(
+        sa.update(_camp)
+        .where(_camp.c.id == campaign_id, _camp.c.lease_holder == previous)
+        .values(lease_holder=holder, lease_expires_at=to_utc(now + ttl))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def release_lease(session: Session, *, campaign_id: int, holder: str) -> bool:

@@ -1,0 +1,85 @@
+"""Lease holder names and whether their process lives (real processes, no mocks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from fleetwave.engine.lease import (
+    Holder,
+    Liveness,
+    default_holder,
+    describe_holder,
+    holder_liveness,
+    process_start,
+    this_host,
+)
+
+
+@pytest.fixture()
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_default_holder_names_this_process() -> None:
+    raw = default_holder()
+    holder = Holder.parse(raw)
+    assert holder is not None
+    assert (holder.host, holder.pid, holder.start) == (
+        this_host(),
+        os.getpid(),
+        process_start(os.getpid()),
+    )
+    assert default_holder() != raw  # each run its own name
+    assert describe_holder(raw).startswith(f"process {os.getpid()} on ")
+    assert holder_liveness(raw) is Liveness.ALIVE
+
+
+def test_a_finished_process_is_dead() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert holder_liveness(f"{this_host()}:{proc.pid}:0:abcd") is Liveness.DEAD
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_zombie_is_dead() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while _state(proc.pid) != "Z":  # exited, not reaped: os.kill(pid, 0) still works
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, 0)
+        assert holder_liveness(f"{this_host()}:{proc.pid}:0:abcd") is Liveness.DEAD
+    finally:
+        proc.wait()
+
+
+def test_a_live_process_is_alive_and_a_reused_pid_is_not(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    start = process_start(sleeper.pid)
+    assert holder_liveness(f"{this_host()}:{sleeper.pid}:{start}:abcd") is Liveness.ALIVE
+    assert holder_liveness(f"{this_host()}:{sleeper.pid}:0:abcd") is Liveness.ALIVE
+    # the same PID with another start time: the holder died and its PID was reused
+    assert holder_liveness(f"{this_host()}:{sleeper.pid}:{int(start) + 1}:abcd") is Liveness.DEAD
+
+
+def test_other_hosts_and_foreign_names_are_unknown(sleeper: subprocess.Popen[bytes]) -> None:
+    assert holder_liveness(f"elsewhere/1:{sleeper.pid}:0:abcd") is Liveness.UNKNOWN
+    assert holder_liveness("run-a") is Liveness.UNKNOWN
+    assert describe_holder("run-a") == "'run-a'"
