@@ -1718,14 +1718,15 @@ def chunk_refs_by_operation_id(
     """``{operationId: ChunkRef}`` for the ids some chunk carries (others are absent).
 
     OperationIds are unique per platform connection: ``connection_keys`` limits the lookup
-    to chunks of those connections, and an id that several chunks carry (one per connection)
-    is absent, as it cannot be placed. Batches the lookup (one query per 500 ids) and never
+    to chunks of those connections (and to chunks written before keys existed, whose key is
+    empty), and an id that several chunks carry (one per connection) is absent, as it
+    cannot be placed. Batches the lookup (one query per 500 ids) and never
     loads the chunks' device lists; for one id with the whole row, see
     :func:`get_chunk_by_operation_id`.
     """
     found: dict[str, ChunkRef] = {}
     ambiguous: set[str] = set()
-    keys = sorted(set(connection_keys)) if connection_keys is not None else None
+    keys = sorted({"", *connection_keys}) if connection_keys is not None else None
     for part in _batches(operation_ids, _IN_CLAUSE):
         stmt = sa.select(_chunk.c.operation_id, *_REF_COLUMNS).where(
             _chunk.c.operation_id.in_(part)
