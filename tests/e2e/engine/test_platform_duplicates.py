@@ -57,7 +57,9 @@ def _spec(name: str, group: str = "meters-berlin") -> Any:
     return spec_of(SPEC.format(name=name, group=group))
 
 
-async def _advance(sim: SimHandle, db: sa.Engine, spec: Any, **kw: Any) -> tuple[Any, dict[str, int]]:
+async def _advance(
+    sim: SimHandle, db: sa.Engine, spec: Any, **kw: Any
+) -> tuple[Any, dict[str, int]]:
     """One run; returns (the outcome or the error it raised, the platform calls it made)."""
     with linked(sim.base_url, sim.app_id, sim.secret) as (clock, settings):
         platform = IoDMPlatform(settings, clock=clock)
