@@ -16,7 +16,6 @@ run plans afresh and skips the devices those tasks brought to the target version
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -29,8 +28,6 @@ from fleetwave.platforms.base import PackageKind, Platform, TaskStatus
 from fleetwave.store import DeviceRunStatus, allowed_sources
 
 __all__ = ["DevicesInLiveTasks", "LiveTaskCheck", "check_live_tasks", "find_devices_in_live_tasks"]
-
-log = logging.getLogger(__name__)
 
 #: Statuses a platform task is live in (listed one filter at a time).
 LIVE_STATUSES = (TaskStatus.WAIT, TaskStatus.PROCESSING)
@@ -82,10 +79,10 @@ class DevicesInLiveTasks(UserError):
             f"{len(ops)} live task(s) of version {version} on {connection_key}: devices "
             f"{_first(devices)}; tasks {_first(ops)}",
             hint=(
-                "another store or tool sent them (is this the store the campaign ran with? "
-                "`fleetwave db current` shows it). Wait for those tasks to finish: the next "
-                "run plans afresh and skips devices then on the target version; or exclude "
-                "the devices"
+                "another store or tool sent them; check that this is the store the campaign "
+                "ran with (`fleetwave db current`). Wait for those tasks to finish (the next "
+                "run plans afresh and skips the devices then on the target version), or "
+                "exclude the devices"
             ),
         )
 
@@ -178,6 +175,4 @@ async def check_live_tasks(ctx: RunContext) -> LiveTaskCheck | None:
         except store.ConflictError:
             data["plan_discarded_devices"] = 0  # tasks on another connection: keep the plan
     ctx.event("live_task_check", data={"result": "refused", **data})
-    error = DevicesInLiveTasks(campaign=ctx.name, connection_key=key, version=version, check=check)
-    log.error("%s", error)
-    raise error
+    raise DevicesInLiveTasks(campaign=ctx.name, connection_key=key, version=version, check=check)

@@ -202,7 +202,6 @@ def _record(ctx: RunContext, chunk: Chunk, operation_id: str, *, reconciled: boo
                 reconciled=reconciled,
             )
     except store.OperationIdCollisionError as exc:
-        log.error("%s: %s", ctx.name, exc)
         if chunk.collided_operation_id != operation_id:
             with ctx.tx() as s:
                 store.mark_operation_id_collision(
