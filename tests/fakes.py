@@ -71,11 +71,34 @@ class FakePlatform:
     inventory: list[DeviceInfo] = field(default_factory=list)
     name: str = "fake"
     max_devices_per_task: int = 256
+    connection_key: str = "fake:local"
     calls: Counter[str] = field(default_factory=Counter)
     tasks: list[tuple[str, tuple[str, ...], TaskPolicy]] = field(default_factory=list)
+    task_list: dict[str, PlatformTask] = field(default_factory=dict)  # operationId -> task
+    task_page: int = 100  # tasks per list page (IoDM: 100)
 
     def add_group(self, group_id: str, name: str, device_ids: Iterable[str]) -> None:
         self.groups[group_id] = (name, list(device_ids))
+
+    def add_task(
+        self,
+        operation_id: str,
+        device_ids: Iterable[str],
+        *,
+        version: str | None,
+        kind: PackageKind = PackageKind.FIRMWARE,
+        status: TaskStatus = TaskStatus.PROCESSING,
+    ) -> PlatformTask:
+        """Put a task on the platform (as another tool or an earlier run would have)."""
+        task = PlatformTask(
+            operation_id=operation_id,
+            kind=kind,
+            status=status,
+            device_ids=tuple(device_ids),
+            file_version=version,
+        )
+        self.task_list[operation_id] = task
+        return task
 
     async def get_package(self, file_id: str) -> PackageInfo:
         self.calls["GET /category/{fileId}"] += 1
@@ -151,10 +174,15 @@ class FakePlatform:
     ) -> str:
         self.calls["POST /operations"] += 1
         self.tasks.append((file_id, tuple(device_ids), policy))
-        return f"op-{len(self.tasks)}"
+        operation_id = f"op-{len(self.tasks)}"
+        version = next((p.version for p in self.packages if p.file_id == file_id), None)
+        self.add_task(operation_id, device_ids, version=version, kind=kind, status=TaskStatus.WAIT)
+        return operation_id
 
     async def get_task(self, operation_id: str) -> PlatformTask:
         self.calls["GET /operations/{operationId}"] += 1
+        if operation_id in self.task_list:
+            return self.task_list[operation_id]
         raise TaskNotFound(f"no task {operation_id}", status_code=404)
 
     async def list_tasks(
@@ -164,9 +192,17 @@ class FakePlatform:
         status: TaskStatus | None = None,
         device_id: str | None = None,
     ) -> AsyncIterator[PlatformTask]:
-        self.calls["GET /operations"] += 1
-        for _ in ():
-            yield _
+        matching = [
+            t
+            for t in self.task_list.values()
+            if (kind is None or t.kind is kind)
+            and (status is None or t.status is status)
+            and (device_id is None or device_id in t.device_ids)
+        ]
+        for start in range(0, max(1, len(matching)), self.task_page):
+            self.calls["GET /operations"] += 1
+            for t in matching[start : start + self.task_page]:
+                yield t
 
     async def subtasks(
         self, operation_id: str, *, status: TaskStatus | None = None

@@ -49,6 +49,7 @@ from fleetwave.engine.decide import (
     select_resubmissions,
 )
 from fleetwave.engine.lease import default_holder, take_lease
+from fleetwave.engine.live_tasks import check_live_tasks
 from fleetwave.engine.monitor import monitor_round
 from fleetwave.engine.progress import ProgressSink, null_sink
 from fleetwave.engine.resolve import SkipReason, resolve_targets
@@ -592,6 +593,8 @@ class _Loop:
         status = self.check_halt()
         if status is CampaignStatus.ROLLING_BACK:
             return await self.rollback_loop()
+        # a store that never sent a task here asks the platform first (raises on overlap)
+        await ctx.stage("check live platform tasks", lambda: check_live_tasks(ctx))
         if status is not CampaignStatus.RUNNING:
             self.set_status(CampaignStatus.RUNNING, "advancing")
         while True:

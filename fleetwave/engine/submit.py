@@ -6,6 +6,12 @@ before anything is resubmitted: a task for exactly the chunk's devices and packa
 created after the intent and not already known, is adopted; when there is none the intent
 is abandoned (its devices go back to the pool) and a later round submits them afresh.
 Never two tasks for one chunk.
+
+OperationIds are unique per platform connection (``Platform.connection_key``), and every
+lookup by id is scoped to the run's connection. When the platform hands out an id another
+chunk of the connection already holds, the intent is kept (marked, devices still queued
+on it, never abandoned or resubmitted) and the run stops with
+:class:`fleetwave.store.OperationIdCollisionError`; every later run stops on it again.
 """
 
 from __future__ import annotations
@@ -146,6 +152,7 @@ def create_intents(
                     policy=policy_to_json(policy),
                     device_ids=list(batch),
                     now=now,
+                    connection_key=ctx.platform.connection_key,
                 )
             )
             seq += 1
@@ -177,10 +184,34 @@ async def submit_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
             f"(wave {chunk.wave_index}, {chunk.device_count} devices): {exc}",
             hint="check the package against the devices' type/model/manufacturer",
         ) from exc
-    with ctx.tx() as s:
-        store.record_operation_id(s, chunk_id=chunk.id, operation_id=operation_id, now=ctx.now())
+    _record(ctx, chunk, operation_id)
     ctx.submitted_tasks += 1
     return SubmitResult.SUBMITTED
+
+
+def _record(ctx: RunContext, chunk: Chunk, operation_id: str, *, reconciled: bool = False) -> None:
+    """Store the chunk's operationId; on a collision keep the intent, mark it, and raise."""
+    assert chunk.id is not None
+    try:
+        with ctx.tx() as s:
+            store.record_operation_id(
+                s,
+                chunk_id=chunk.id,
+                operation_id=operation_id,
+                now=ctx.now(),
+                reconciled=reconciled,
+            )
+    except store.OperationIdCollisionError as exc:
+        if chunk.collided_operation_id != operation_id:
+            with ctx.tx() as s:
+                store.mark_operation_id_collision(
+                    s,
+                    chunk_id=chunk.id,
+                    operation_id=operation_id,
+                    other_chunk_id=exc.other_chunk_id,
+                    now=ctx.now(),
+                )
+        raise
 
 
 def _abandon(ctx: RunContext, chunk: Chunk, reason: str) -> None:
@@ -194,9 +225,23 @@ async def reconcile_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
 
     Lists the tasks of the chunk's first device (sorted) and operation type; a match has
     exactly the chunk's devices, the package's version, was created after the intent
-    (minus :data:`RECONCILE_SLACK`) and is not the operationId of another chunk.
+    (minus :data:`RECONCILE_SLACK`) and is not the operationId of another chunk of the same
+    platform connection with the same devices (an earlier round's task). A match whose id
+    another chunk with other devices holds is an operationId collision: the intent is kept
+    and :class:`~fleetwave.store.OperationIdCollisionError` raised, as it is for an intent
+    already marked with a collision (unless its id has been freed meanwhile: then it is
+    recorded).
     """
     assert chunk.id is not None
+    if chunk.collided_operation_id is not None:
+        _record(ctx, chunk, chunk.collided_operation_id, reconciled=True)
+        ctx.event(
+            "chunk_reconciled",
+            subject=f"chunk {chunk.id}",
+            data={"operation_id": chunk.collided_operation_id, "after_collision": True},
+        )
+        ctx.submitted_tasks += 1
+        return SubmitResult.ADOPTED
     devices = set(chunk.device_ids)
     probe = min(devices)
     version = ctx.version_of(chunk.file_id)
@@ -215,15 +260,12 @@ async def reconcile_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
         if version is not None and task.file_version not in (None, version):
             continue
         with ctx.tx() as s:
-            if store.get_chunk_by_operation_id(s, operation_id=task.operation_id) is not None:
-                continue
-            store.record_operation_id(
-                s,
-                chunk_id=chunk.id,
-                operation_id=task.operation_id,
-                now=ctx.now(),
-                reconciled=True,
+            holder = store.get_chunk_by_operation_id(
+                s, operation_id=task.operation_id, connection_key=chunk.connection_key
             )
+        if holder is not None and holder.id != chunk.id and set(holder.device_ids) == devices:
+            continue  # an earlier round's task for the same devices
+        _record(ctx, chunk, task.operation_id, reconciled=True)
         ctx.event(
             "chunk_reconciled",
             subject=f"chunk {chunk.id}",
@@ -236,9 +278,24 @@ async def reconcile_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
 
 
 async def reconcile_intents(ctx: RunContext) -> dict[str, int]:
-    """Reconcile every intent of the campaign that has no operationId (start of every run)."""
+    """Reconcile every intent of the campaign that has no operationId (start of every run).
+
+    First gives the campaign's chunks written before connection keys existed the run's
+    platform connection, so lookups by operationId find them.
+    """
     with ctx.tx() as s:
+        keyed = store.assign_unkeyed_chunks(
+            s,
+            campaign_id=ctx.campaign_id,
+            connection_key=ctx.platform.connection_key,
+            now=ctx.now(),
+        )
         intents = store.list_intents(s, campaign_id=ctx.campaign_id)
+    if keyed:
+        ctx.event(
+            "chunks_keyed",
+            data={"chunks": keyed, "connection_key": ctx.platform.connection_key},
+        )
     results: dict[str, int] = {}
     for chunk in intents:
         r = await reconcile_intent(ctx, chunk)

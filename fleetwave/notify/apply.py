@@ -9,7 +9,7 @@ state change that arrives after the result never moves a device backwards.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,8 +66,18 @@ def to_device_result(event: PushEvent, chunk_kind: ChunkKind) -> DeviceResult | 
     )
 
 
-def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime) -> ApplyOutcome:
+def apply_events(
+    session: Session,
+    events: Sequence[PushEvent],
+    *,
+    now: datetime,
+    connection_keys: Collection[str] | None = None,
+) -> ApplyOutcome:
     """Apply a batch of events in the caller's transaction; see the module docstring.
+
+    ``connection_keys``: the platform connections the events can come from (those the
+    receiver subscribed); an operationId is looked up only among their chunks, as ids are
+    unique per connection only. None looks in every connection.
 
     Events whose operationId no chunk carries yet come back in ``unknown_operation`` (the
     task may have been created a moment before its operationId was recorded), so the
@@ -77,7 +87,9 @@ def apply_events(session: Session, events: Sequence[PushEvent], *, now: datetime
     if not events:
         return out
     ops = sorted({e.operation_id for e in events if e.operation_id})
-    by_op = store.chunk_refs_by_operation_id(session, operation_ids=ops)
+    by_op = store.chunk_refs_by_operation_id(
+        session, operation_ids=ops, connection_keys=connection_keys
+    )
     anonymous = sorted({e.device_id for e in events if not e.operation_id})
     by_device = (
         store.active_chunk_refs_by_device(session, device_ids=anonymous) if anonymous else {}

@@ -161,8 +161,13 @@ class PushChannel:
     async def subscribe_all(
         self, platform: Platform, kinds: Iterable[PackageKind] = tuple(PackageKind)
     ) -> None:
-        """Subscribe the state-change and result notifications of ``kinds`` (4 calls for both)."""
+        """Subscribe the state-change and result notifications of ``kinds`` (4 calls for both).
+
+        From then on pushed events are placed only on chunks of the platform connections
+        subscribed (operationIds are unique per connection, not across them).
+        """
         url = self.callback_url
+        self._writer.add_connection(platform.connection_key)
         for kind in kinds:
             for notify_type in _TYPES_OF[kind]:
                 assert notify_type in NOTIFY_TYPES

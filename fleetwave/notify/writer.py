@@ -72,6 +72,13 @@ class BatchWriter:
         self._offered = 0
         self._processed = 0
         self._thread: threading.Thread | None = None
+        # the platform connections whose tasks pushed events may belong to (None: any);
+        # operationIds are unique per connection only
+        self.connection_keys: frozenset[str] | None = None
+
+    def add_connection(self, connection_key: str) -> None:
+        """Place events only on chunks of the connections added (thread-safe: replaced whole)."""
+        self.connection_keys = (self.connection_keys or frozenset()) | {connection_key}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -177,7 +184,12 @@ class BatchWriter:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 with store.session_scope(self._engine) as session:
-                    return apply_events(session, events, now=self._clock.now())
+                    return apply_events(
+                        session,
+                        events,
+                        now=self._clock.now(),
+                        connection_keys=self.connection_keys,
+                    )
             except Exception as exc:  # the receiver must outlive any database trouble
                 first_line = (str(exc).splitlines() or [""])[0][:300]
                 log.warning(

@@ -158,10 +158,16 @@ class SubtaskResult:
 
 @runtime_checkable
 class Platform(Protocol):
-    """What the engine may ask of any platform. All listings are async iterators over pages."""
+    """What the engine may ask of any platform. All listings are async iterators over pages.
+
+    ``connection_key`` names the platform connection stably and without secrets (IoDM:
+    ``iodm:HOST:PORT/APP_ID``): operationIds are unique per connection, not globally, so the
+    store keys every task by (connection_key, operation_id).
+    """
 
     name: str
     max_devices_per_task: int
+    connection_key: str
 
     async def get_package(self, file_id: str) -> PackageInfo: ...
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
@@ -28,6 +28,7 @@ from fleetwave.store.errors import (
     IllegalTransitionError,
     LeaseLostError,
     NotFoundError,
+    OperationIdCollisionError,
     SpecChangedError,
 )
 from fleetwave.store.models import (
@@ -68,6 +69,8 @@ __all__ = [
     "add_device_runs",
     "add_skipped_device_runs",
     "append_event",
+    "assign_unkeyed_chunks",
+    "campaign_devices_among",
     "campaign_spec_hash",
     "cancel_unsent_devices",
     "chunk_counts_by_wave",
@@ -81,6 +84,7 @@ __all__ = [
     "create_waves",
     "device_status_counts",
     "device_status_counts_by_wave",
+    "discard_unsent_plan",
     "failure_kind_counts",
     "find_campaign",
     "finish_chunk",
@@ -91,6 +95,7 @@ __all__ = [
     "get_device_run",
     "get_wave",
     "get_waves",
+    "has_chunks_on_connection",
     "iter_device_ids",
     "iter_device_runs",
     "iter_finished_devices",
@@ -99,6 +104,7 @@ __all__ = [
     "list_campaigns",
     "list_chunks",
     "list_intents",
+    "mark_operation_id_collision",
     "recent_events",
     "record_approval",
     "record_chunk_poll",
@@ -1379,15 +1385,17 @@ def create_chunk_intent(
     policy: Mapping[str, Any],
     device_ids: Sequence[str],
     now: datetime,
+    connection_key: str = "",
 ) -> Chunk:
     """Write the intent to create one platform task, and queue its devices on it.
 
-    Commit this BEFORE calling the platform. The slot ``(campaign, kind, wave_index, round,
-    seq)`` is unique: writing the same intent again returns the stored chunk (same
-    devices) or raises :class:`ConflictError` (different devices). Each device must be in a
-    status that may be queued (PENDING, FAILED, TIMED_OUT for an upgrade; SUCCEEDED,
-    ROLLBACK_FAILED for a rollback) or the whole call raises
-    :class:`IllegalTransitionError`; its ``attempt`` goes up by one.
+    ``connection_key`` names the platform connection the task will live on (operationIds
+    are unique per connection). Commit this BEFORE calling the platform. The slot
+    ``(campaign, kind, wave_index, round, seq)`` is unique: writing the same intent again
+    returns the stored chunk (same devices) or raises :class:`ConflictError` (different
+    devices). Each device must be in a status that may be queued (PENDING, FAILED,
+    TIMED_OUT for an upgrade; SUCCEEDED, ROLLBACK_FAILED for a rollback) or the whole call
+    raises :class:`IllegalTransitionError`; its ``attempt`` goes up by one.
     """
     existing = _read(
         session,
@@ -1422,6 +1430,7 @@ def create_chunk_intent(
         device_ids=ids,
         device_count=len(ids),
         status=ChunkStatus.INTENT,
+        connection_key=connection_key,
         created_at=now,
         updated_at=now,
     )
@@ -1471,7 +1480,9 @@ def record_operation_id(
     """The platform created the chunk's task: store its operationId; devices -> SUBMITTED.
 
     ``reconciled`` marks an id found by searching the platform after a crash. Recording
-    the same id twice is a no-op; a different one raises :class:`ConflictError`.
+    the same id twice is a no-op; a different one raises :class:`ConflictError`. An id
+    another chunk of the same platform connection holds raises
+    :class:`OperationIdCollisionError` (nothing is written; the intent stays an intent).
     """
     chunk = get_chunk(session, chunk_id=chunk_id)
     if chunk.operation_id is not None:
@@ -1481,10 +1492,25 @@ def record_operation_id(
             f"chunk {chunk_id} already has operationId {chunk.operation_id}, not {operation_id}"
         )
     check_transition(chunk.status, ChunkStatus.SUBMITTED, subject=f"chunk {chunk_id}")
-    chunk.operation_id, chunk.status = operation_id, ChunkStatus.SUBMITTED
-    chunk.reconciled, chunk.submitted_at, chunk.updated_at = reconciled, now, now
-    session.add(chunk)
-    session.flush()
+    holder = get_chunk_by_operation_id(
+        session, operation_id=operation_id, connection_key=chunk.connection_key
+    )
+    if holder is not None:
+        raise _collision(session, chunk, holder, operation_id)
+    try:
+        with session.begin_nested():
+            chunk.operation_id, chunk.status = operation_id, ChunkStatus.SUBMITTED
+            chunk.reconciled, chunk.submitted_at, chunk.updated_at = reconciled, now, now
+            session.add(chunk)
+            session.flush()
+    except sa.exc.IntegrityError as exc:  # another process recorded the same id meanwhile
+        chunk = get_chunk(session, chunk_id=chunk_id)
+        holder = get_chunk_by_operation_id(
+            session, operation_id=operation_id, connection_key=chunk.connection_key
+        )
+        if holder is None or holder.id == chunk_id:
+            raise
+        raise _collision(session, chunk, holder, operation_id) from exc
     if chunk.kind is ChunkKind.UPGRADE:
         session.execute(
             sa.update(_dr)
@@ -1579,9 +1605,148 @@ def get_chunk(session: Session, *, chunk_id: int) -> Chunk:
     return chunk
 
 
-def get_chunk_by_operation_id(session: Session, *, operation_id: str) -> Chunk | None:
-    """The chunk whose platform task has this operationId, or None."""
-    return _read(session, select(Chunk).where(Chunk.operation_id == operation_id)).first()
+def get_chunk_by_operation_id(
+    session: Session, *, operation_id: str, connection_key: str | None = None
+) -> Chunk | None:
+    """The chunk whose platform task has this operationId on ``connection_key``, or None.
+
+    OperationIds are unique per platform connection only: without ``connection_key`` the
+    first of possibly several chunks (one per connection) is returned.
+    """
+    stmt = select(Chunk).where(Chunk.operation_id == operation_id)
+    if connection_key is not None:
+        stmt = stmt.where(Chunk.connection_key == connection_key)
+    return _read(session, stmt.order_by(col(Chunk.id))).first()
+
+
+def _collision(
+    session: Session, chunk: Chunk, holder: Chunk, operation_id: str
+) -> OperationIdCollisionError:
+    assert chunk.id is not None and holder.id is not None
+    names = dict(
+        session.execute(
+            sa.select(_camp.c.id, _camp.c.name).where(
+                _camp.c.id.in_({chunk.campaign_id, holder.campaign_id})
+            )
+        ).all()
+    )
+    return OperationIdCollisionError(
+        operation_id=operation_id,
+        connection_key=chunk.connection_key,
+        chunk_id=chunk.id,
+        campaign=names.get(chunk.campaign_id, str(chunk.campaign_id)),
+        devices=chunk.device_count,
+        other_chunk_id=holder.id,
+        other_campaign=names.get(holder.campaign_id, str(holder.campaign_id)),
+    )
+
+
+@_atomic
+def mark_operation_id_collision(
+    session: Session, *, chunk_id: int, operation_id: str, other_chunk_id: int, now: datetime
+) -> Chunk:
+    """Keep an intent whose new task got an operationId another chunk holds, and say so.
+
+    The chunk stays an INTENT with its devices QUEUED on it (so no round resubmits them);
+    ``collided_operation_id`` makes every later reconciliation stop on it instead of
+    abandoning it. Appends an ``operation_id_collision`` event.
+    """
+    chunk = get_chunk(session, chunk_id=chunk_id)
+    chunk.collided_operation_id, chunk.updated_at = operation_id, now
+    chunk.note = f"operationId {operation_id} is held by chunk {other_chunk_id}"
+    session.add(chunk)
+    session.flush()
+    append_event(
+        session,
+        campaign_id=chunk.campaign_id,
+        kind="operation_id_collision",
+        subject=f"chunk {chunk_id}",
+        now=now,
+        actor="engine",
+        data={
+            "operation_id": operation_id,
+            "connection_key": chunk.connection_key,
+            "other_chunk": other_chunk_id,
+            "devices": chunk.device_count,
+        },
+    )
+    return chunk
+
+
+def has_chunks_on_connection(session: Session, *, campaign_id: int, connection_key: str) -> bool:
+    """Whether the campaign wrote any chunk (intent or task) for this platform connection."""
+    stmt = (
+        sa.select(_chunk.c.id)
+        .where(_chunk.c.campaign_id == campaign_id, _chunk.c.connection_key == connection_key)
+        .limit(1)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def assign_unkeyed_chunks(
+    session: Session, *, campaign_id: int, connection_key: str, now: datetime
+) -> int:
+    """Give the campaign's chunks written before connection keys existed (empty key) this one.
+
+    Skips a chunk whose operationId the connection already holds (it would collide). Returns
+    how many chunks got the key.
+    """
+    held = (
+        sa.select(_chunk.c.operation_id)
+        .where(_chunk.c.connection_key == connection_key, _chunk.c.operation_id.is_not(None))
+        .scalar_subquery()
+    )
+    result = session.execute(
+        sa.update(_chunk)
+        .where(
+            _chunk.c.campaign_id == campaign_id,
+            _chunk.c.connection_key == "",
+            sa.or_(_chunk.c.operation_id.is_(None), _chunk.c.operation_id.not_in(held)),
+        )
+        .values(connection_key=connection_key, updated_at=to_utc(now))
+    )
+    return max(result.rowcount, 0)  # type: ignore[attr-defined]
+
+
+def discard_unsent_plan(session: Session, *, campaign_id: int) -> int:
+    """Forget the plan (waves, device rows, claims) of a campaign that never wrote a chunk.
+
+    The next run resolves and plans afresh (skipping devices already on the target
+    version then). Raises :class:`ConflictError` once any chunk exists. Returns the
+    number of device rows removed.
+    """
+    if session.execute(
+        sa.select(_chunk.c.id).where(_chunk.c.campaign_id == campaign_id).limit(1)
+    ).first():
+        raise ConflictError(f"campaign {campaign_id} has sent tasks: its plan is kept")
+    _wave = Wave.__table__  # type: ignore[attr-defined]
+    removed = session.execute(sa.delete(_dr).where(_dr.c.campaign_id == campaign_id))
+    session.execute(sa.delete(_claim).where(_claim.c.campaign_id == campaign_id))
+    session.execute(sa.delete(_wave).where(_wave.c.campaign_id == campaign_id))
+    return max(removed.rowcount, 0)  # type: ignore[attr-defined]
+
+
+def campaign_devices_among(
+    session: Session,
+    *,
+    campaign_id: int,
+    device_ids: Iterable[str],
+    statuses: Iterable[DeviceRunStatus] | None = None,
+) -> set[str]:
+    """Which of ``device_ids`` the campaign holds (in ``statuses``, if given).
+
+    Looks up only the given IDs, 500 per query, so the answer is bounded by the input and
+    the campaign's device rows are never loaded.
+    """
+    found: set[str] = set()
+    for part in _batches(dict.fromkeys(device_ids), _IN_CLAUSE):
+        stmt = sa.select(_dr.c.device_id).where(
+            _dr.c.campaign_id == campaign_id, _dr.c.device_id.in_(part)
+        )
+        if statuses is not None:
+            stmt = stmt.where(_status_in(_dr.c.status, statuses))
+        found.update(str(d) for (d,) in session.execute(stmt))
+    return found
 
 
 def chunk_device_ids(session: Session, *, chunk_id: int) -> list[str]:
@@ -1670,20 +1835,35 @@ def _chunk_ref(cid: int, campaign_id: int, kind: Any, status: Any, package_kind:
 
 
 def chunk_refs_by_operation_id(
-    session: Session, *, operation_ids: Iterable[str]
+    session: Session,
+    *,
+    operation_ids: Iterable[str],
+    connection_keys: Collection[str] | None = None,
 ) -> dict[str, ChunkRef]:
     """``{operationId: ChunkRef}`` for the ids some chunk carries (others are absent).
 
-    Batches the lookup (one query per 500 ids) and never loads the chunks' device lists;
-    for one id with the whole row, see :func:`get_chunk_by_operation_id`.
+    OperationIds are unique per platform connection: ``connection_keys`` limits the lookup
+    to chunks of those connections (and to chunks written before keys existed, whose key is
+    empty), and an id that several chunks carry (one per connection) is absent, as it
+    cannot be placed. Batches the lookup (one query per 500 ids) and never
+    loads the chunks' device lists; for one id with the whole row, see
+    :func:`get_chunk_by_operation_id`.
     """
     found: dict[str, ChunkRef] = {}
+    ambiguous: set[str] = set()
+    keys = sorted({"", *connection_keys}) if connection_keys is not None else None
     for part in _batches(operation_ids, _IN_CLAUSE):
-        rows = session.execute(
-            sa.select(_chunk.c.operation_id, *_REF_COLUMNS).where(_chunk.c.operation_id.in_(part))
+        stmt = sa.select(_chunk.c.operation_id, *_REF_COLUMNS).where(
+            _chunk.c.operation_id.in_(part)
         )
-        for op, *ref in rows:
+        if keys is not None:
+            stmt = stmt.where(_chunk.c.connection_key.in_(keys))
+        for op, *ref in session.execute(stmt):
+            if op in found:
+                ambiguous.add(op)
             found[op] = _chunk_ref(*ref)
+    for op in ambiguous:
+        del found[op]
     return found
 
 

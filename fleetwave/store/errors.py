@@ -12,6 +12,7 @@
         ├── DeviceClaimedError      "device_claimed"   a device is active in another campaign
         ├── LeaseLostError          "lease_lost"       another flow run holds the campaign's lease
         └── ConflictError           "conflict"         the stored row disagrees (e.g. operationId)
+            └── OperationIdCollisionError "operation_id_collision"  a platform reused an id
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "IllegalTransitionError",
     "LeaseLostError",
     "NotFoundError",
+    "OperationIdCollisionError",
     "SchemaOutOfDateError",
     "SpecChangedError",
     "StoreError",
@@ -161,3 +163,40 @@ class ConflictError(StoreError):
     """The stored row contradicts the request (e.g. a chunk already has another operationId)."""
 
     code = "conflict"
+
+
+class OperationIdCollisionError(ConflictError):
+    """The platform gave a new task an operationId another chunk of the same connection holds.
+
+    The new task's intent is kept (never abandoned, its devices never resubmitted): the
+    operator must look at the platform before the campaign goes on.
+    """
+
+    code = "operation_id_collision"
+
+    def __init__(
+        self,
+        *,
+        operation_id: str,
+        connection_key: str,
+        chunk_id: int,
+        campaign: str,
+        devices: int,
+        other_chunk_id: int,
+        other_campaign: str,
+    ) -> None:
+        self.operation_id, self.connection_key = operation_id, connection_key
+        self.chunk_id, self.campaign = chunk_id, campaign
+        self.other_chunk_id, self.other_campaign = other_chunk_id, other_campaign
+        super().__init__(
+            f"the platform {connection_key or '(unnamed connection)'} gave operationId "
+            f"{operation_id} to the task of chunk {chunk_id} (campaign {campaign!r}, "
+            f"{devices} devices), but the store already holds {operation_id} for chunk "
+            f"{other_chunk_id} (campaign {other_campaign!r})",
+            hint=(
+                "operationIds must be unique per platform connection: was the platform reset "
+                f"or replaced? Check task {operation_id} on the platform; fleetwave keeps "
+                f"chunk {chunk_id}'s devices out of new tasks and stops each run here "
+                f"(`fleetwave halt {campaign}` stops the campaign)"
+            ),
+        )

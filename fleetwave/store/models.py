@@ -416,6 +416,13 @@ class Chunk(SQLModel, table=True):
     ``(campaign_id, kind, wave_index, round, seq)`` is unique, so writing the same intent
     twice returns the first one. ``device_ids`` is the exact list the task was (or is about
     to be) created for; the device-run rows point back through ``chunk_id``.
+
+    ``connection_key`` names the platform connection the task lives on (``Platform.
+    connection_key``; empty for chunks written before it existed): operationIds are unique
+    per connection, so ``(connection_key, operation_id)`` is unique, not the id alone.
+    ``collided_operation_id`` is set on an intent whose new task got an operationId another
+    chunk of the same connection already holds: the intent is kept (its devices are never
+    resubmitted) and every run stops on it until an operator acts.
     """
 
     __tablename__: ClassVar[str] = "chunk"  # type: ignore[misc]
@@ -423,7 +430,9 @@ class Chunk(SQLModel, table=True):
         sa.UniqueConstraint(
             "campaign_id", "kind", "wave_index", "round", "seq", name="uq_chunk_slot"
         ),
+        sa.UniqueConstraint("connection_key", "operation_id", name="uq_chunk_connection_operation"),
         sa.Index("ix_chunk_campaign_status", "campaign_id", "status"),
+        sa.Index("ix_chunk_operation_id", "operation_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -440,9 +449,13 @@ class Chunk(SQLModel, table=True):
     device_ids: list[str] = Field(sa_column=sa.Column(JSONType, nullable=False))
     device_count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     status: ChunkStatus = Field(sa_column=_enum_column(ChunkStatus))
-    operation_id: str | None = Field(
-        default=None, sa_column=sa.Column(sa.String(200), unique=True, nullable=True)
+    connection_key: str = Field(
+        default="", sa_column=sa.Column(sa.String(200), nullable=False, server_default="")
     )
+    operation_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(200), nullable=True)
+    )
+    collided_operation_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
     reconciled: bool = Field(
         default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
     )

@@ -7,6 +7,7 @@ uses the largest page each listing allows.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -53,7 +54,7 @@ from .models import (
 from .settings import IoDMSettings
 from .timefmt import format_iodm_time
 
-__all__ = ["PAGE_SIZES", "PATHS", "IoDMPlatform"]
+__all__ = ["PAGE_SIZES", "PATHS", "IoDMPlatform", "connection_key_of"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,25 @@ def _kind_of_operation(value: str | None) -> PackageKind:
         if (value or "").lower().startswith("software")
         else (PackageKind.FIRMWARE)
     )
+
+
+_KEY_MAX = 200  # the store's column width
+
+
+def connection_key_of(settings: IoDMSettings) -> str:
+    """``iodm:HOST:PORT/APP_ID``: the stable, secret-free identity of one IoDM connection.
+
+    Host and port only (never user info, never the secret); the port defaults by scheme.
+    A key longer than the store's column keeps its start and ends in a hash of the whole.
+    """
+    parts = urlsplit(settings.base_url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    key = f"iodm:{host}:{port}/{settings.app_id}"
+    if len(key) > _KEY_MAX:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        key = f"{key[: _KEY_MAX - 17]}#{digest}"
+    return key
 
 
 def package_info(c: CategoryInfo) -> PackageInfo:
@@ -263,6 +283,7 @@ class IoDMPlatform:
             client = IoDMClient(settings, clock=clock, transport=transport)
         self.client = client
         self.settings = client.settings
+        self.connection_key = connection_key_of(self.settings)
 
     async def __aenter__(self) -> IoDMPlatform:
         return self

@@ -95,3 +95,53 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
 def test_tables_exist(db: TestDB) -> None:
     names = set(sa.inspect(db.engine).get_table_names())
     assert {"campaign", "wave", "chunk", "device_run", "device_claim", "event"} <= names
+
+
+def test_migration_0002_keys_operation_ids_by_connection(db: TestDB) -> None:
+    """A store at 0001 with a submitted chunk upgrades in place: the chunk keeps its id with
+    an empty connection key, and the same id may then exist once per connection."""
+    from alembic import command
+
+    with db.engine.begin() as conn:
+        command.downgrade(store.db._alembic_config(conn), "0001_initial")
+    assert store.current_revision(db.engine) == "0001_initial"
+    ts = "2026-01-05 00:00:00"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO campaign (id, name, spec, spec_hash, status, created_at, updated_at)"
+                " VALUES (1, 'old', '{}', 'h', 'running', :ts, :ts)"
+            ),
+            {"ts": ts},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO chunk (id, campaign_id, wave_index, round, seq, kind, package_kind,"
+                " file_id, policy, device_ids, device_count, status, operation_id, created_at,"
+                " updated_at) VALUES (1, 1, 0, 1, 0, 'upgrade', 'firmware', 'f', '{}', '[\"d1\"]',"
+                " 1, 'submitted', 'op-1', :ts, :ts)"
+            ),
+            {"ts": ts},
+        )
+    store.upgrade_schema(db.engine)
+    store.ensure_schema_current(db.engine)
+    with store.session_scope(db.engine) as s:
+        old = store.get_chunk(s, chunk_id=1)
+        assert (old.connection_key, old.operation_id, old.collided_operation_id) == (
+            "",
+            "op-1",
+            None,
+        )
+    insert = sa.text(
+        "INSERT INTO chunk (id, campaign_id, wave_index, round, seq, kind, package_kind, file_id,"
+        " policy, device_ids, device_count, status, operation_id, connection_key, created_at,"
+        " updated_at) VALUES (:seq + 1, 1, 0, 1, :seq, 'upgrade', 'firmware', 'f', '{}', '[]', 0,"
+        " 'submitted', 'op-1', :key, :ts, :ts)"
+    )
+    with db.engine.begin() as conn:  # the same id on another connection: allowed now
+        conn.execute(insert, {"seq": 1, "key": "iodm:h:443/app", "ts": ts})
+    with (
+        pytest.raises(sa.exc.IntegrityError, match=r"connection_key|uq_chunk_connection_operation"),
+        db.engine.begin() as conn,
+    ):
+        conn.execute(insert, {"seq": 2, "key": "iodm:h:443/app", "ts": ts})
