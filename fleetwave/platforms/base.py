@@ -1,8 +1,10 @@
 """The Platform protocol: everything the engine may ask of a device-management platform.
 
-Platform-neutral value types live here too, so the engine never sees a platform's wire
-format. Adapters (``fleetwave.platforms.iodm``) translate to and from it; every call they
-make passes one rate limiter per platform application.
+Platform-neutral value types live here too, in fleetwave's own words (capabilities, task
+states, device outcomes, upgrade events), so the engine never sees a platform's wire
+format or vocabulary. Each adapter (``fleetwave.platforms.<name>``) maps its platform's
+statuses, page sizes, error codes and notification bodies onto these; every call it makes
+passes one rate limiter per platform application.
 """
 
 from __future__ import annotations
@@ -10,22 +12,33 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 import pendulum
 
 __all__ = [
+    "Capabilities",
     "DeviceGroup",
     "DeviceInfo",
+    "DeviceOutcome",
     "ExecuteType",
+    "OutcomeCounts",
     "PackageInfo",
     "PackageKind",
     "Platform",
     "PlatformTask",
+    "PushParseError",
     "SubtaskResult",
     "TaskPolicy",
+    "TaskProgress",
+    "TaskRef",
+    "TaskState",
     "TaskStats",
     "TaskStatus",
+    "UpgradeEvent",
+    "UpgradeEventKind",
+    "UpgradeStep",
 ]
 
 
@@ -57,6 +70,171 @@ class TaskStatus(enum.StrEnum):
     @property
     def is_final(self) -> bool:
         return self not in (TaskStatus.WAIT, TaskStatus.PROCESSING)
+
+
+class DeviceOutcome(enum.StrEnum):
+    """Where one device's part of an upgrade task stands (each adapter maps its statuses)."""
+
+    PENDING = "pending"
+    """Accepted by the platform, not started on the device yet."""
+    RUNNING = "running"
+    """Being downloaded or installed."""
+    SUCCEEDED = "succeeded"
+    """The device runs the target version."""
+    FAILED = "failed"
+    """The upgrade ended without success (download, install or verification failed)."""
+    CANCELLED = "cancelled"
+    """Stopped before it finished (cancelled by an operator, the platform or the user)."""
+    TIMED_OUT = "timed_out"
+    """No final answer before the platform's own deadline (or the engine's task timeout)."""
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (DeviceOutcome.PENDING, DeviceOutcome.RUNNING)
+
+
+class TaskState(enum.StrEnum):
+    """Where a platform task stands as a whole."""
+
+    PENDING = "pending"
+    """Accepted; no device has started (e.g. waiting for its window or for approval)."""
+    RUNNING = "running"
+    """At least one device has started and not every device is final."""
+    FINISHED = "finished"
+    """Every device has a final outcome, or the platform ended the task (cancelled, failed)."""
+
+    @property
+    def is_final(self) -> bool:
+        return self is TaskState.FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCounts:
+    """Devices of a task per :class:`DeviceOutcome` (what a progress read reports)."""
+
+    total: int = 0
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled + self.timed_out
+
+    def as_dict(self) -> dict[str, int]:
+        """Counts keyed by :class:`DeviceOutcome` value, plus ``total``."""
+        return {
+            "total": self.total,
+            DeviceOutcome.PENDING.value: self.pending,
+            DeviceOutcome.RUNNING.value: self.running,
+            DeviceOutcome.SUCCEEDED.value: self.succeeded,
+            DeviceOutcome.FAILED.value: self.failed,
+            DeviceOutcome.CANCELLED.value: self.cancelled,
+            DeviceOutcome.TIMED_OUT.value: self.timed_out,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a platform can do and what it costs; the engine, spec checks and planner read
+    these instead of any platform's constants."""
+
+    platform: str
+    """The platform type, as in the spec's ``platform: {type: ...}``."""
+    max_devices_per_task: int
+    """The largest task (devices per create call)."""
+    package_kinds: frozenset[PackageKind]
+    """Which kinds of package the platform upgrades."""
+    execute_types: frozenset[ExecuteType]
+    """Which execution policies a task may carry."""
+    min_window: timedelta | None
+    """The shortest custom execution window accepted; None when tasks take no window."""
+    window_granularity: timedelta
+    """Window bounds are sent rounded to this (start up, end down)."""
+    page_sizes: Mapping[str, int]
+    """Items per list call: ``tasks``, ``task_devices``, ``group_members``, ``devices``."""
+    rate_limit_per_minute: int | None
+    """Calls a minute this connection may spend (None: no limit known)."""
+    can_cancel_tasks: bool
+    has_groups: bool
+    """Whether targets may name device groups."""
+    push: bool
+    """Whether the platform can post upgrade events to a callback URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """A task the engine tracks, as it asks for progress.
+
+    ``memo`` is what the adapter said about the task at its last progress read
+    (:attr:`TaskProgress.memo`), stored by the engine and handed back unread, so an
+    adapter can choose the cheapest read for the next round (e.g. which lists to page).
+    """
+
+    operation_id: str
+    kind: PackageKind
+    submitted_at: pendulum.DateTime | None = None
+    memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProgress:
+    """One task's progress as a progress read saw it."""
+
+    operation_id: str
+    state: TaskState
+    counts: OutcomeCounts = field(default_factory=OutcomeCounts)
+    memo: str | None = None
+
+
+class UpgradeEventKind(enum.StrEnum):
+    """A device's upgrade moved a step, or ended."""
+
+    STEP = "step"
+    RESULT = "result"
+
+
+class UpgradeStep(enum.StrEnum):
+    """The steps a device's upgrade reports on its way (push events)."""
+
+    DOWNLOADING = "downloading"
+    DOWNLOADED = "downloaded"
+    INSTALLING = "installing"
+    IDLE = "idle"
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeEvent:
+    """One device's upgrade step or result, as a platform pushed it, in fleetwave's words.
+
+    ``outcome`` is set (final) for a result, ``step`` for a step. ``source`` is the
+    platform's own name of the notification, kept for the event log only.
+    """
+
+    kind: UpgradeEventKind
+    package_kind: PackageKind
+    device_id: str
+    operation_id: str | None
+    received_at: pendulum.DateTime
+    source: str = ""
+    step: UpgradeStep | None = None
+    outcome: DeviceOutcome | None = None
+    current_version: str | None = None
+    target_version: str | None = None
+    source_version: str | None = None
+    detail: str | None = None
+    reported_at: pendulum.DateTime | None = None
+
+    @property
+    def is_result(self) -> bool:
+        return self.kind is UpgradeEventKind.RESULT
+
+
+class PushParseError(ValueError):
+    """A pushed body the platform's parser cannot understand (the message names the field)."""
 
 
 @dataclass(frozen=True, slots=True)
