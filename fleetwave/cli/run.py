@@ -33,13 +33,10 @@ EXIT_CODES = {
 }
 
 
-def open_store() -> Any:
-    """The store's engine; an empty database gets its schema, an old one is refused."""
-    engine = store.get_engine()
-    if store.current_revision(engine) is None:
-        store.upgrade_schema(engine)
-    store.ensure_schema_current(engine)
-    return engine
+def open_store(*, new_store: bool = False) -> Any:
+    """The store's engine (see :func:`fleetwave.store.open_store_for_run`): a missing, empty
+    or in-memory database is refused unless ``new_store``; an old schema is refused."""
+    return store.open_store_for_run(new_store=new_store)
 
 
 def _operator() -> str:
@@ -109,12 +106,13 @@ def _run(
     use_prefect: bool,
     max_rounds: int | None,
     display: ProgressDisplay,
+    new_store: bool = False,
 ) -> dict[str, Any]:
     from fleetwave.sim.linked_clock import clock_from_option
     from fleetwave.spec import load_spec
 
     spec = load_spec(file)
-    engine = open_store()
+    engine = open_store(new_store=new_store)
     if use_prefect:
         from flows.campaign import extra_progress, run_campaign
 
@@ -126,9 +124,11 @@ def _run(
                     clock=clock,
                     sleep_through_windows=sleep_through_windows,
                     wait_for_lease=wait_lease,
+                    new_store=new_store,
                 )
             )
         finally:
+            engine.dispose()
             extra_progress.reset(token)
         return result
     from fleetwave.engine.runner import advance
@@ -187,6 +187,12 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        new_store: bool = typer.Option(
+            False,
+            "--new-store",
+            help="Accept a store without fleetwave's schema (a new file, an empty or "
+            "in-memory database) and create the schema; without it such a store is refused.",
+        ),
     ) -> None:
         """Advance a campaign in this process until it completes, halts or must wait."""
         use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
@@ -200,6 +206,7 @@ def register(app: typer.Typer) -> None:
                 use_prefect=use_prefect,
                 max_rounds=max_rounds,
                 display=display,
+                new_store=new_store,
             )
         if as_json:
             typer.echo(json.dumps(result, indent=2))
