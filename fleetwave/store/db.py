@@ -374,16 +374,16 @@ def open_store_for_run(url: str | None = None, *, new_store: bool = False) -> En
     """
     location = store_location(url)
     fix = (
-        "run `fleetwave db upgrade` to create it, pass `--new-store` if you mean to start a new "
-        f"store, or set {DB_URL_ENV} or {HOME_ENV} to the store you used before"
+        "run `fleetwave db upgrade` to create it, or `fleetwave run FILE --new-store` to start "
+        f"a new store there; or set {DB_URL_ENV} or {HOME_ENV} to the store you used before"
     )
     path = sqlite_path(location.url)  # a malformed or relative SQLite URL: a clear error first
     if is_memory_url(location.url) and not new_store:
         raise NoStoreError(
             f"{location.describe()} is an in-memory database: what a run records there is lost "
             "when it ends, and the next run would send its in-flight devices a second task",
-            hint=f"point {DB_URL_ENV} at a file (`fleetwave db upgrade` creates it), or pass "
-            "`--new-store` for a throw-away store",
+            hint=f"point {DB_URL_ENV} at a file (`fleetwave db upgrade` creates it), or use "
+            "`fleetwave run FILE --new-store` for a throw-away store",
         )
     if path is not None and not path.exists() and not new_store:
         raise NoStoreError(f"no fleetwave store at {path} ({location.source})", hint=fix)
@@ -442,7 +442,7 @@ def translate_error(engine: Engine, exc: DatabaseError) -> Exception:
         if "file is not a database" in low or "malformed" in low:
             return DatabaseConfigError(
                 f"{path} is not a fleetwave store: {first}",
-                hint=f"point {DB_URL_ENV} (or --db) at a fleetwave store, or move the file "
+                hint=f"point {DB_URL_ENV} or --db at a fleetwave store, or move the file "
                 "away and run `fleetwave db upgrade`",
             )
         if "readonly" in low or "read-only" in low or "unable to open" in low:
