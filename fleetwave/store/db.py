@@ -43,7 +43,6 @@ from sqlalchemy.exc import (
     DatabaseError,
     IntegrityError,
     NoSuchModuleError,
-    OperationalError,
 )
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -419,9 +418,12 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         yield session
         if not read_only:
             session.commit()
-    except (OperationalError, DatabaseError) as exc:
+    except DatabaseError as exc:
         session.rollback()
-        raise translate_error(engine, exc) from exc
+        mapped = translate_error(engine, exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
     except BaseException:
         session.rollback()
         raise
@@ -439,7 +441,12 @@ def translate_error(engine: Engine, exc: DatabaseError) -> Exception:
     low = first.lower()
     if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, ""):
         path = Path(engine.url.database or "")
-        if "file is not a database" in low or "malformed" in low:
+        if "malformed" in low:
+            return DatabaseConfigError(
+                f"the SQLite database {path} is damaged: {first}",
+                hint="restore it from a backup (sqlite3 .recover may save its rows)",
+            )
+        if "file is not a database" in low:
             return DatabaseConfigError(
                 f"{path} is not a fleetwave store: {first}",
                 hint=f"point {DB_URL_ENV} or --db at a fleetwave store, or move the file "
@@ -529,8 +536,11 @@ def current_revision(engine: Engine) -> str | None:
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
-    except (OperationalError, DatabaseError) as exc:
-        raise translate_error(engine, exc) from exc
+    except DatabaseError as exc:
+        mapped = translate_error(engine, exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> str:
@@ -540,8 +550,11 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> str:
     try:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), revision)
-    except (OperationalError, DatabaseError) as exc:
-        raise translate_error(engine, exc) from exc
+    except DatabaseError as exc:
+        mapped = translate_error(engine, exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
     reached = current_revision(engine)
     log.info("database %s is at schema revision %s", safe_url(engine), reached)
     return reached or ""
