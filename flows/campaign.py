@@ -113,13 +113,16 @@ async def run_campaign(
     approval_poll_interval: int = 10,
     push: bool = False,
     accept_spec_change: bool = False,
+    new_store: bool = False,
 ) -> dict[str, Any]:
     """Advance the campaign in the YAML file ``campaign`` as far as it can go now.
 
     ``clock``: real | sim (the simulator's clock) | scaled:F. ``push``: serve a push
     receiver (``FLEETWAVE_NOTIFY_*`` settings) and poll only as a safety net.
     ``accept_spec_change``: accept a change of fields a started campaign may not change
-    (recorded with this flow run as who). Returns the outcome
+    (recorded with this flow run as who). ``new_store``: accept a store without fleetwave's
+    schema (new, empty or in-memory) and create it; without it such a store is refused (a new
+    store would re-send in-flight devices). Returns the outcome
     (completed, halted, rolled_back, waiting_window, awaiting_approval or failed).
     """
     logger = get_run_logger()
@@ -132,8 +135,7 @@ async def run_campaign(
         if event.kind in ("decision", "outcome", "submitted", "stage"):
             logger.info("%s", event.message or event.stage or event.kind)
 
-    engine = store.get_engine()
-    store.ensure_schema_current(engine)
+    engine = store.open_store_for_run(new_store=new_store)
     run_clock = clock_from_option(clock)
     channel = None
     if push:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import typer
-
-from fleetwave.errors import UserError
 
 __all__ = ["open_engine", "register", "status_document"]
 
@@ -24,31 +21,26 @@ db_app = typer.Typer(
 )
 
 _DB_OPTION = typer.Option(
-    None, "--db", help="Database URL (default: $FLEETWAVE_DB_URL or .fleetwave/fleetwave.db)."
+    None,
+    "--db",
+    help="Database URL (default: $FLEETWAVE_DB_URL, else fleetwave.db under $FLEETWAVE_HOME, "
+    "else under ~/.local/share/fleetwave; `fleetwave db current` shows which).",
 )
 
 
-def open_engine(db: str | None, *, must_exist: bool) -> Any:
-    """An engine on ``db`` (default: ``FLEETWAVE_DB_URL``); with ``must_exist``, a missing
-    SQLite file is a :class:`UserError` (instead of a new empty database)."""
-    from sqlalchemy.engine import make_url
+def open_engine(db: str | None, *, must_exist: bool, read_only: bool = False) -> Any:
+    """An engine on ``db`` (default: :func:`fleetwave.store.store_location`).
 
+    With ``must_exist``, a missing SQLite file or an in-memory URL is a
+    :class:`~fleetwave.store.NoStoreError` (instead of a new empty database); ``read_only``
+    opens it without writing or creating anything (``status``, ``report``, ``db current``).
+    """
     from fleetwave import store
 
-    url = db or store.default_db_url()
+    location = store.store_location(db)
     if must_exist:
-        try:
-            parsed = make_url(url)
-        except Exception:
-            parsed = None
-        if parsed is not None and parsed.get_backend_name() == "sqlite":
-            path = parsed.database or ""
-            if path and path != ":memory:" and not Path(path).exists():
-                raise UserError(
-                    f"no fleetwave database at {path}",
-                    hint="run `fleetwave db upgrade` first, or set FLEETWAVE_DB_URL",
-                )
-    return store.get_engine(url)
+        store.require_existing_store(location)
+    return store.get_engine(location.url, read_only=read_only)
 
 
 @db_app.command("upgrade")
@@ -56,13 +48,14 @@ def upgrade(db: str | None = _DB_OPTION) -> None:
     """Create the database or migrate it to this fleetwave's schema."""
     from fleetwave import store
 
+    location = store.store_location(db)
     engine = open_engine(db, must_exist=False)
     try:
         before = store.current_revision(engine)
         after = store.upgrade_schema(engine)
     finally:
         engine.dispose()
-    where = store.safe_url(engine)
+    where = location.describe()
     if before == after:
         typer.echo(f"{where}: already at schema revision {after}")
     else:
@@ -71,10 +64,11 @@ def upgrade(db: str | None = _DB_OPTION) -> None:
 
 @db_app.command("current")
 def current(db: str | None = _DB_OPTION) -> None:
-    """Print the database's schema revision and whether it is up to date."""
+    """Print where the database is, its schema revision and whether it is up to date."""
     from fleetwave import store
 
-    engine = open_engine(db, must_exist=True)
+    location = store.store_location(db)
+    engine = open_engine(db, must_exist=True, read_only=True)
     try:
         rev, head = store.current_revision(engine), store.head_revision()
     finally:
@@ -82,7 +76,7 @@ def current(db: str | None = _DB_OPTION) -> None:
     state = (
         "up to date" if rev == head else f"out of date (head {head}; run `fleetwave db upgrade`)"
     )
-    typer.echo(f"{store.safe_url(engine)}: revision {rev or 'none'}, {state}")
+    typer.echo(f"{location.describe()}: revision {rev or 'none'}, {state}")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -208,7 +202,7 @@ def status(
     """Campaigns with their status, per-wave device counts and the last events."""
     from fleetwave import store
 
-    engine = open_engine(db, must_exist=True)
+    engine = open_engine(db, must_exist=True, read_only=True)
     try:
         store.ensure_schema_current(engine)
         with store.session_scope(engine, read_only=True) as session:

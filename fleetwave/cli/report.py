@@ -22,7 +22,9 @@ def report(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", help="Store URL (default: FLEETWAVE_DB_URL, else .fleetwave/fleetwave.db)."
+            "--db",
+            help="Store URL (default: FLEETWAVE_DB_URL, else fleetwave.db under FLEETWAVE_HOME, "
+            "else under ~/.local/share/fleetwave; `fleetwave db current` shows which).",
         ),
     ] = None,
 ) -> None:
@@ -32,7 +34,7 @@ def report(
     from fleetwave.report import render_chart, render_markdown
     from fleetwave.report.store import load_report
 
-    engine = open_engine(db, must_exist=True)
+    engine = open_engine(db, must_exist=True, read_only=True)
     try:
         store.ensure_schema_current(engine)
         with store.session_scope(engine, read_only=True) as session:

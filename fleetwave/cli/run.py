@@ -127,13 +127,10 @@ def _stop_line(signum: signal.Signals, file: Path, holder: str) -> str:
     return f"{head}; the lease is still held by {who} until {until}; run again after that"
 
 
-def open_store() -> Any:
-    """The store's engine; an empty database gets its schema, an old one is refused."""
-    engine = store.get_engine()
-    if store.current_revision(engine) is None:
-        store.upgrade_schema(engine)
-    store.ensure_schema_current(engine)
-    return engine
+def open_store(*, new_store: bool = False) -> Any:
+    """The store's engine (see :func:`fleetwave.store.open_store_for_run`): a missing, empty
+    or in-memory database is refused unless ``new_store``; an old schema is refused."""
+    return store.open_store_for_run(new_store=new_store)
 
 
 def _operator() -> str:
@@ -205,12 +202,13 @@ def _run(
     display: ProgressDisplay,
     holder: str,
     accept_spec_change: bool = False,
+    new_store: bool = False,
 ) -> dict[str, Any]:
     from fleetwave.sim.linked_clock import clock_from_option
     from fleetwave.spec import load_spec
 
     spec = load_spec(file)
-    engine = open_store()
+    engine = open_store(new_store=new_store)
     if use_prefect:
         from flows.campaign import extra_progress, run_campaign
 
@@ -223,9 +221,11 @@ def _run(
                     sleep_through_windows=sleep_through_windows,
                     wait_for_lease=wait_lease,
                     accept_spec_change=accept_spec_change,
+                    new_store=new_store,
                 )
             )
         finally:
+            engine.dispose()
             extra_progress.reset(token)
         return result
     from fleetwave.engine.runner import advance
@@ -307,6 +307,12 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        new_store: bool = typer.Option(
+            False,
+            "--new-store",
+            help="Accept a store without fleetwave's schema (a new file, an empty or "
+            "in-memory database) and create the schema; without it such a store is refused.",
+        ),
     ) -> None:
         """Advance a campaign in this process until it completes, halts or must wait."""
         use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
@@ -326,6 +332,7 @@ def register(app: typer.Typer) -> None:
                     display=display,
                     holder=holder,
                     accept_spec_change=accept_spec_change,
+                    new_store=new_store,
                 )
         except RunStopped as stop:
             typer.echo(_stop_line(stop.signum, file, holder), err=True)

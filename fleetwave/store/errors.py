@@ -4,7 +4,9 @@
 
     UserError
     └── StoreError                  code "store"
-        ├── DatabaseConfigError     "db_config"        bad FLEETWAVE_DB_URL / unreachable database
+        ├── DatabaseConfigError     "db_config"        bad URL / unreachable / not a database
+        ├── DatabaseReadOnlyError   "db_read_only"     the database file or directory is read-only
+        ├── NoStoreError            "no_store"         no store there (missing, empty, in-memory)
         ├── SchemaOutOfDateError    "schema_out_of_date"  run `fleetwave db upgrade`
         ├── NotFoundError           "not_found"        no such campaign / wave / chunk
         ├── IllegalTransitionError  "illegal_transition"  a status change the state machine forbids
@@ -24,9 +26,11 @@ from fleetwave.errors import UserError
 __all__ = [
     "ConflictError",
     "DatabaseConfigError",
+    "DatabaseReadOnlyError",
     "DeviceClaimedError",
     "IllegalTransitionError",
     "LeaseLostError",
+    "NoStoreError",
     "NotFoundError",
     "OperationIdCollisionError",
     "SchemaOutOfDateError",
@@ -45,6 +49,19 @@ class DatabaseConfigError(StoreError):
     """The database URL is malformed, its driver missing, or the database unreachable."""
 
     code = "db_config"
+
+
+class DatabaseReadOnlyError(StoreError):
+    """The database (a SQLite file or its directory) cannot be written by this user."""
+
+    code = "db_read_only"
+
+
+class NoStoreError(StoreError):
+    """No fleetwave store where one was expected: a missing file, an empty database, or an
+    in-memory one whose state a run would lose (``fleetwave db upgrade`` or ``--new-store``)."""
+
+    code = "no_store"
 
 
 class SchemaOutOfDateError(StoreError):

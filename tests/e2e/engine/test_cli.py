@@ -56,6 +56,8 @@ def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(CAMPAIGN)
     run = ["run", "c.yaml", "--clock", "sim"]
 
+    created = fleetwave(["db", "upgrade"], env, tmp_path)  # a run never creates a store
+    assert created.returncode == 0, created.stderr
     first = fleetwave(run, env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "cli-trackers: awaiting_approval" in first.stdout

@@ -179,6 +179,7 @@ def run_trial(sim: SimProcess, admin: Admin, root: Path, trial: int, devices: li
     ]
     log = work / "runs.log"
     db = store.get_engine(db_url)
+    store.upgrade_schema(db)  # as `fleetwave db upgrade` does: a run never creates a store
     kills = rng.randint(1, 2)
     killed_at: list[int] = []
     for _ in range(kills):

@@ -56,21 +56,59 @@ def test_empty_database_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert (tmp_path / "sub").is_dir()  # the parent directory is created
 
 
-def test_default_url_is_under_cwd_and_env_wins(
+def test_default_url_never_depends_on_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(store.DB_URL_ENV, raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert store.default_db_url() == f"sqlite:///{tmp_path}/.fleetwave/fleetwave.db"
+    for name in (store.DB_URL_ENV, store.HOME_ENV, "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    seen = set()
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        seen.add(store.default_db_url())
+    assert seen == {f"sqlite:///{tmp_path}/user/.local/share/fleetwave/fleetwave.db"}
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert store.default_db_url() == f"sqlite:///{tmp_path}/xdg/fleetwave/fleetwave.db"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/xdg")  # ignored, as the XDG spec says
+    assert store.default_db_url().endswith("/user/.local/share/fleetwave/fleetwave.db")
+    monkeypatch.setenv(store.HOME_ENV, str(tmp_path / "fw-home"))
+    location = store.store_location()
+    assert location.url == f"sqlite:///{tmp_path}/fw-home/fleetwave.db"
+    assert location.source == store.HOME_ENV
     monkeypatch.setenv(store.DB_URL_ENV, "postgresql+psycopg://u:s3cret@h:5432/d")
     assert store.default_db_url() == "postgresql+psycopg://u:s3cret@h:5432/d"
     assert "s3cret" not in store.safe_url(store.default_db_url())
+    assert "s3cret" not in store.store_location().describe()
+
+
+def test_relative_store_paths_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(store.HOME_ENV, "rel-home")
+    with pytest.raises(store.DatabaseConfigError, match="FLEETWAVE_HOME=rel-home is a relative"):
+        store.default_db_url()
+    for url in ("sqlite:///rel.db", "sqlite:///file:rel.db?mode=ro&uri=true"):
+        with pytest.raises(store.DatabaseConfigError, match="is relative") as err:
+            store.get_engine(url)
+        assert f"sqlite:///{tmp_path}/rel.db" in str(err.value)  # the absolute form to write
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_home_in_a_sqlite_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    engine = store.get_engine("sqlite:///~/stores/x.db")
+    try:
+        store.upgrade_schema(engine)
+    finally:
+        engine.dispose()
+    assert (tmp_path / "stores" / "x.db").is_file()
 
 
 @pytest.mark.parametrize(
     "url, match",
     [
         ("not a url", "not a database URL"),
+        ("sqlite://x.db", "not a valid SQLite URL: 'x.db' is where the host goes"),
         ("mysql://u@h/d", "unsupported database 'mysql'"),
         ("postgresql+nosuchdriver://u:pw@h/d", "no driver"),
     ],
