@@ -10,7 +10,6 @@ or an approval, or fails. Every decision goes to the event log with its inputs.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import itertools
 import logging
@@ -292,17 +291,28 @@ async def advance(
                 outcome = loop.outcome(OutcomeKind.FAILED, f"platform error: {exc}")
             except store.LeaseLostError as exc:
                 outcome = loop.outcome(OutcomeKind.FAILED, str(exc))
-            except asyncio.CancelledError:
-                # SIGTERM/SIGINT (or the caller) stopped the run between two awaits: every
-                # commit so far stands; an intent whose create call was cut off is
-                # reconciled by the next run. The lease is released below.
-                ctx.event("run_stopped", data={"why": "cancelled (stop signal or caller)"})
-                raise
             ctx.event("run_ended", data=outcome.as_dict())
             ctx.emit(
                 "outcome", message=str(outcome), waves=ctx.wave_progress(), detail=outcome.as_dict()
             )
             return outcome
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # SIGTERM/SIGINT (a cancellation, KeyboardInterrupt or Prefect's
+            # TerminationSignal) stopped the run between two awaits, at any stage: every
+            # commit so far stands; an intent whose create call was cut off is reconciled
+            # by the next run. The lease is released below.
+            with store.session_scope(engine) as s:
+                store.append_event(
+                    s,
+                    campaign_id=campaign_id,
+                    kind="run_stopped",
+                    now=clock.now(),
+                    actor="engine",
+                    flow_run_id=flow_run_id,
+                    data={"why": f"stopped ({type(exc).__name__}: a stop signal or the caller)"},
+                )
+        raise
     finally:
         with store.session_scope(engine) as s:
             store.release_lease(s, campaign_id=campaign_id, holder=holder)

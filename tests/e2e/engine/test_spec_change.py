@@ -70,6 +70,9 @@ def _env(sim: SimHandle, db: Path) -> dict[str, str]:
         FLEETWAVE_DB_URL=f"sqlite:///{db}",
     )
     env.pop("PREFECT_API_URL", None)
+    engine = store.get_engine(env["FLEETWAVE_DB_URL"])
+    store.upgrade_schema(engine)  # `run` never creates a store by itself
+    engine.dispose()
     return env
 
 

@@ -60,6 +60,9 @@ def work(tmp_path: Path, sim: SimHandle) -> tuple[Path, dict[str, str]]:
         FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'stop.db'}",
     )
     env.pop("PREFECT_API_URL", None)
+    engine = store.get_engine(env["FLEETWAVE_DB_URL"])
+    store.upgrade_schema(engine)  # `run` never creates a store by itself
+    engine.dispose()
     return tmp_path, env
 
 
