@@ -112,7 +112,11 @@ class DeviceClaimedError(StoreError):
         super().__init__(
             f"campaign {campaign!r}: {total} device(s) are active in another campaign: "
             + "; ".join(parts),
-            hint="wait for, halt or cancel that campaign, or exclude the devices",
+            hint=(
+                "wait for that campaign to end, halt it (`fleetwave halt "
+                f"{next(iter(self.conflicts), 'NAME')}` releases its devices), or exclude "
+                "the devices (targets.exclude / exclude_file)"
+            ),
         )
 
 
