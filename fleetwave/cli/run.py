@@ -236,7 +236,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("resume")
     def resume_cmd(name: str = typer.Argument(..., help="Campaign name.")) -> None:
-        """Resume a halted campaign (the next run continues it)."""
+        """Resume a halted campaign (the next run continues it); not one whose wave was rejected."""
         from fleetwave.engine.control import resume_campaign
 
         typer.echo(
