@@ -39,7 +39,7 @@ MIN_APPOINTMENT = timedelta(hours=1)
 #: good (``fleetwave resume`` refuses it; its devices are released).
 REJECTED_HINT = (
     "a rejected campaign cannot be resumed; to try again, give the campaign file a new "
-    "`name:` and run it as a new campaign (this one's devices are free)"
+    "`name:` and run it as a new campaign, this one's devices are free"
 )
 
 
@@ -52,6 +52,9 @@ class DecisionError(UserError):
 
 
 def _window_listing(schedule: WindowSchedule, after: pendulum.DateTime) -> str:
+    """The next few windows in local time ("" when the schedule has no weekly windows)."""
+    if not schedule.windows:
+        return ""
     tz = schedule.timezone
     return ", ".join(
         f"{x.in_tz(tz).format('ddd YYYY-MM-DD HH:mm')}-{y.in_tz(tz).format('HH:mm')}"
@@ -89,7 +92,7 @@ def check_appointment(
             f"{int((b - a).total_seconds() // 60)} minutes",
             hint="an appointment must last at least one hour",
         )
-    current = utc_instant(now)
+    current = utc_instant(now).replace(microsecond=0)
     if a <= current:
         listing = _window_listing(schedule, current)
         raise AppointmentError(
@@ -122,7 +125,11 @@ class StandingDecision:
     appointment_at: datetime | None = None
 
     def describe(self) -> str:
-        when = f" at {utc_instant(self.at).to_iso8601_string()}" if self.at else ""
+        when = (
+            f" at {utc_instant(self.at).replace(microsecond=0).to_iso8601_string()}"
+            if self.at
+            else ""
+        )
         booked = (
             f" (appointment {utc_instant(self.appointment_at).to_iso8601_string()})"
             if self.appointment_at
@@ -168,7 +175,7 @@ def check_wave_decision(
     if not replace:
         raise DecisionError(
             f"wave {wave} of {campaign} was already {standing.describe()}",
-            hint="add --replace to replace that decision (or --wave N for another wave)",
+            hint="add --replace to replace that decision, or --wave N to decide on another wave",
         )
     return f"replaces the decision {standing.describe()}"
 

@@ -291,6 +291,6 @@ def no_eligible_devices(spec: CampaignSpec, resolution: Resolution) -> NoEligibl
     detail = "; ".join(parts) or "no devices named"
     return NoEligibleDevices(
         f"campaign {spec.name!r}: the targets give no eligible device ({detail})",
-        hint="fix targets in the campaign file (groups of the package's model, the ID file) "
-        "and check with `fleetwave plan FILE`; nothing was started, the name stays free",
+        hint="fix the targets in the campaign file, e.g. groups of the package's model or the "
+        "ID file, and check with `fleetwave plan FILE`; nothing was started, the name stays free",
     )

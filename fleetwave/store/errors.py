@@ -113,9 +113,9 @@ class DeviceClaimedError(StoreError):
             f"campaign {campaign!r}: {total} device(s) are active in another campaign: "
             + "; ".join(parts),
             hint=(
-                "wait for that campaign to end, halt it (`fleetwave halt "
-                f"{next(iter(self.conflicts), 'NAME')}` releases its devices), or exclude "
-                "the devices (targets.exclude / exclude_file)"
+                "wait for that campaign to end, halt it with `fleetwave halt "
+                f"{next(iter(self.conflicts), 'NAME')}` to release its devices, or exclude "
+                "them in targets.exclude or targets.exclude_file"
             ),
         )
 

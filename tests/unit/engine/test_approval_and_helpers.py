@@ -80,6 +80,7 @@ def test_appointment_must_lie_in_the_future() -> None:
             always, pendulum.datetime(2020, 1, 1), pendulum.datetime(2020, 1, 1, 2), now=NOW
         )
     assert "2020-01-01T00:00:00Z" in str(err.value) and "now 2026-01-05T12:00:00Z" in str(err.value)
+    assert "inside" not in str(err.value)  # no weekly windows: none to suggest
     # inside last night's window: a real window, but past
     with pytest.raises(AppointmentError, match="not in the future") as err:
         check_appointment(
