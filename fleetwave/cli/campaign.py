@@ -18,7 +18,13 @@ import pendulum
 import typer
 
 from fleetwave.errors import UserError
-from fleetwave.spec import SpecProblem, campaign_json_schema, check_file, format_duration
+from fleetwave.spec import (
+    SpecProblem,
+    campaign_json_schema,
+    check_file,
+    format_duration,
+    key_position,
+)
 from fleetwave.spec.model import CampaignSpec
 
 __all__ = ["preview_campaign", "register"]
@@ -46,17 +52,27 @@ def validate_command(
     ],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
 ) -> None:
-    """Check campaign files; one line per error (FILE:LINE:COL: message); exit 2 on any error."""
+    """Check campaign files; one line per error (FILE:LINE:COL: message); exit 2 on any error.
+
+    Files checked together must have distinct campaign names (the store knows a campaign
+    by its name): a name used twice is an error in each file, naming the other."""
     problems: list[SpecProblem] = []
-    targets = _expand(files)
+    targets: list[Path] = []
+    seen: set[Path] = set()
+    for path in _expand(files):
+        if path.resolve() not in seen:  # the same file given twice is checked once
+            seen.add(path.resolve())
+            targets.append(path)
     if not targets:
         raise UserError("no campaign files found", hint="pass FILE.yaml or a directory of them")
-    for path in targets:
-        spec, found = check_file(path)
+    results = [(path, *check_file(path)) for path in targets]
+    duplicates = _duplicate_names([(path, spec) for path, spec, _ in results])
+    for path, spec, found in results:
+        found = [*found, *duplicates.get(path, [])]
         problems.extend(found)
         for problem in found:
             typer.echo(str(problem))
-        if spec is not None and not quiet:
+        if spec is not None and not found and not quiet:
             typer.echo(f"{path}: ok ({spec.name}, {spec.kind.value}, {len(spec.waves)} waves)")
     if problems:
         n = len({p.file for p in problems})
@@ -64,6 +80,32 @@ def validate_command(
             f"{len(problems)} error(s) in {n} of {len(targets)} file(s)", err=True, fg="red"
         )
         raise typer.Exit(2)
+
+
+def _duplicate_names(
+    specs: list[tuple[Path, CampaignSpec | None]],
+) -> dict[Path, list[SpecProblem]]:
+    """An error per file whose campaign name another of ``specs`` also uses."""
+    by_name: dict[str, list[tuple[Path, int, int]]] = {}
+    for path, spec in specs:
+        if spec is not None:
+            by_name.setdefault(spec.name, []).append((path, *key_position(path, ("name",))))
+    out: dict[Path, list[SpecProblem]] = {}
+    for name, places in by_name.items():
+        if len(places) < 2:
+            continue
+        for path, line, col in places:
+            others = ", ".join(f"{p}:{ln}" for p, ln, _ in places if p != path)
+            out.setdefault(path, []).append(
+                SpecProblem(
+                    str(path),
+                    line,
+                    col,
+                    f"campaign name {name!r} is also used by {others}; each campaign file "
+                    "needs its own name (the store knows campaigns by name)",
+                )
+            )
+    return out
 
 
 def schema_command(
@@ -114,12 +156,16 @@ async def preview_campaign(
     """Run stages 1-3 read-only and describe the result as JSON-ready data.
 
     ``platform`` implements :class:`fleetwave.platforms.base.Platform`."""
-    from fleetwave.engine.resolve import resolve_targets
+    from fleetwave.engine.resolve import no_eligible_devices, resolve_targets
     from fleetwave.engine.verify import verify_packages
     from fleetwave.plan import estimate_calls, plan_waves
 
     packages = await verify_packages(platform, spec)
     resolution = await resolve_targets(platform, spec, packages.package)
+    empty = no_eligible_devices(spec, resolution)
+    warnings = (
+        [f"{empty.message}; `fleetwave run` refuses such a campaign (exit 2)"] if empty else []
+    )
     limit = min(spec.policy.max_devices_per_task, platform.max_devices_per_task)
     plan = plan_waves(
         resolution.device_ids,
@@ -209,6 +255,7 @@ async def preview_campaign(
             "soak_seconds": int(sum(w.soak.total_seconds() for w in spec.waves)),
         },
         "calls_made": dict(platform.call_counts()),
+        "warnings": warnings,
     }
 
 
@@ -344,7 +391,10 @@ def plan_command(
         typer.Option("--at", help="Evaluate windows at this ISO 8601 instant instead of now."),
     ] = None,
 ) -> None:
-    """Show what a campaign would do, read-only: package, devices, waves, windows, API cost."""
+    """Show what a campaign would do, read-only: package, devices, waves, windows, API cost.
+
+    Exit 2 (after the preview, with a WARNING line on stderr) when the targets give no
+    eligible device: ``run`` would refuse that campaign."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_TELEMETRY_ENABLED", "false")
     spec = _load(file)
@@ -362,6 +412,11 @@ def plan_command(
         typer.echo(json.dumps(data, indent=2))
     else:
         _render(data)
+    for warning in data["warnings"]:
+        typer.secho(f"WARNING: {warning}", err=True, fg=typer.colors.RED, bold=True)
+    if data["warnings"]:
+        # the same file would be refused by `run`: a plan that targets nothing is bad input
+        raise typer.Exit(2)
 
 
 def _parse_at(at: str | None) -> pendulum.DateTime:

@@ -187,7 +187,7 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
         if c["events"]:
             console.print("  last events:")
             for e in c["events"]:
-                data = json.dumps(e["data"], sort_keys=True, default=str)
+                data = json.dumps(e["data"], sort_keys=True, default=str, ensure_ascii=False)
                 if len(data) > 120:
                     data = data[:117] + "..."
                 console.print(f"  {e['at']}  {e['kind']}  {e['subject'] or ''}  {data}")
@@ -210,7 +210,7 @@ def status(
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str, ensure_ascii=False))
     else:
         _render(doc, detailed=name is not None)
 

@@ -372,7 +372,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("resume")
     def resume_cmd(name: str = typer.Argument(..., help="Campaign name.")) -> None:
-        """Resume a halted campaign (the next run continues it)."""
+        """Resume a halted campaign (the next run continues it); not one whose wave was rejected."""
         from fleetwave.engine.control import resume_campaign
 
         typer.echo(
@@ -391,19 +391,31 @@ def register(app: typer.Typer) -> None:
             None, help="Appointment start (ISO 8601), inside a window of the campaign."
         ),
         end: str | None = typer.Option(None, help="Appointment end, at least 1 h after start."),
+        replace: bool = typer.Option(
+            False, "--replace", help="Replace a decision the wave already has."
+        ),
+        clock: str = typer.Option(
+            "real",
+            help="The campaign's clock, to check that an appointment lies in the future: "
+            "real | sim (the simulator's clock, as for run --clock sim).",
+        ),
     ) -> None:
         """Approve (or reject) a wave; resumes the campaign's paused flow run if there is one."""
         from fleetwave.engine.control import approve_campaign
+        from fleetwave.sim.linked_clock import clock_from_option
 
+        when_start = _parse_when(start, "--start")
+        when_end = _parse_when(end, "--end")
         result = approve_campaign(
             open_store(),
             name=name,
             by=_operator(),
-            now=pendulum.now("UTC"),
+            now=clock_from_option(clock).now().in_tz("UTC"),
             wave=wave,
             approve=not reject,
             comment=comment,
-            start=_parse_when(start, "--start"),
-            end=_parse_when(end, "--end"),
+            start=when_start,
+            end=when_end,
+            replace=replace,
         )
         typer.echo(result.message)

@@ -16,7 +16,13 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from fleetwave import store
-from fleetwave.engine.approval import check_appointment, record_decision
+from fleetwave.engine.approval import (
+    REJECTED_HINT,
+    StandingDecision,
+    check_appointment,
+    check_wave_decision,
+    record_decision,
+)
 from fleetwave.engine.runner import threshold_counts
 from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowSchedule
@@ -102,7 +108,7 @@ def resume_campaign(db: sa.Engine, *, name: str, by: str, now: dt.datetime) -> s
         if rejected:
             raise UserError(
                 f"campaign {name!r}: wave {rejected[0]} was rejected at its approval gate",
-                hint="a rejected campaign stays halted; start a new campaign (new name)",
+                hint=REJECTED_HINT,
             )
         recorded, in_flight = threshold_counts(s, spec=_counting_spec(c.spec), campaign_id=c.id)
         counts = recorded + in_flight
@@ -135,6 +141,25 @@ class ApprovalResult:
     wave: int
     message: str
     resumed_flow_run: str | None = None
+
+
+def _standing_decision(s: Any, campaign_id: int, wave: store.Wave) -> StandingDecision | None:
+    """The wave's recorded decision if it still counts: no threshold breach of the wave
+    came after it (the engine's gate asks again after a breach)."""
+    if wave.approval_decision is None:
+        return None
+    events = store.recent_events(
+        s, campaign_id=campaign_id, limit=500, kinds=["threshold_breach", "wave_approval"]
+    )
+    for e in events:  # newest first
+        subject = e.subject or ""
+        if e.kind == "threshold_breach" and subject == f"wave {wave.index}":
+            return None
+        if e.kind == "wave_approval" and subject.startswith(f"wave {wave.index} "):
+            break
+    return StandingDecision(
+        wave.approval_decision, wave.approval_by or "?", wave.approval_at, wave.appointment_at
+    )
 
 
 def _pick_wave(waves: list[store.Wave], spec: dict[str, Any], wave: int | None) -> int:
@@ -171,21 +196,35 @@ def approve_campaign(
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     resume_flow: bool = True,
+    replace: bool = False,
 ) -> ApprovalResult:
-    """Record an approval decision for a wave and resume a flow run paused waiting for it."""
+    """Record an approval decision for a wave and resume a flow run paused waiting for it.
+
+    ``now`` is the campaign's clock: an appointment must start after it. A wave that
+    started or finished takes no decision; one that already has a decision standing
+    takes a new one only with ``replace`` (the message then says which it replaced).
+    """
     with store.session_scope(db) as s:
         c = store.get_campaign(s, name=name)
         assert c.id is not None
         waves = store.get_waves(s, campaign_id=c.id)
         snapshot, flow_run_id, status = dict(c.spec), c.flow_run_id, c.status
+        index = _pick_wave(waves, snapshot, wave) if waves and not status.is_terminal else -1
+        chosen = next((w for w in waves if w.index == index), None)
+        standing = _standing_decision(s, c.id, chosen) if chosen is not None else None
     if status.is_terminal:
-        raise UserError(f"campaign {name!r} is {status.value}; there is nothing to approve")
-    if not waves:
+        raise UserError(
+            f"campaign {name!r} is {status.value}; there is nothing to approve",
+            hint=f"`fleetwave status {name}` shows it",
+        )
+    if chosen is None:
         raise UserError(
             f"campaign {name!r} is not planned yet", hint="run it once; it plans itself"
         )
-    index = _pick_wave(waves, snapshot, wave)
-    appointment = check_appointment(schedule_from_snapshot(snapshot), start, end)
+    note = check_wave_decision(
+        campaign=name, wave=index, status=chosen.status, standing=standing, replace=replace
+    )
+    appointment = check_appointment(schedule_from_snapshot(snapshot), start, end, now=now)
     record_decision(
         db,
         campaign=name,
@@ -198,6 +237,12 @@ def approve_campaign(
     )
     verb = "approved" if approve else "rejected"
     message = f"wave {index} of {name} {verb} by {by}"
+    if appointment is not None:
+        message += (
+            f" for {appointment[0].to_iso8601_string()} .. {appointment[1].to_iso8601_string()}"
+        )
+    if note:
+        message += f" ({note})"
     resumed = None
     if resume_flow and flow_run_id:
         resumed = _resume_paused_flow_run(

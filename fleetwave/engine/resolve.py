@@ -23,9 +23,11 @@ from fleetwave.spec.model import CampaignSpec, GroupRef
 
 __all__ = [
     "GroupCount",
+    "NoEligibleDevices",
     "Resolution",
     "SkipReason",
     "TargetProblem",
+    "no_eligible_devices",
     "read_id_file",
     "resolve_targets",
 ]
@@ -38,6 +40,11 @@ EXPLICIT = "(explicit)"
 
 class TargetProblem(UserError):
     """A target named in the campaign file does not exist or cannot be read."""
+
+
+class NoEligibleDevices(TargetProblem):
+    """The targets resolve to no eligible device (a group of another model, an empty ID
+    file, every device excluded or already on the target version)."""
 
 
 class SkipReason(enum.StrEnum):
@@ -265,4 +272,28 @@ async def resolve_targets(
         skipped={r: ids for r, ids in skipped.items() if ids},
         inventory_seen=inventory_seen,
         inventory_scanned=inventory_scanned,
+    )
+
+
+def no_eligible_devices(spec: CampaignSpec, resolution: Resolution) -> NoEligibleDevices | None:
+    """The error for targets that resolve to no eligible device, else None.
+
+    Such a campaign must not be planned (it would "complete" without touching a device
+    and keep its name); the message says what the targets gave and why devices were left
+    out."""
+    if resolution.device_ids:
+        return None
+    parts = [
+        f"group {g.label}: {g.members} members, {g.eligible} eligible" for g in resolution.groups
+    ]
+    if spec.targets.devices or spec.targets.devices_file:
+        parts.append(f"{resolution.explicit} device IDs named")
+    for reason, ids in resolution.skipped.items():
+        if ids:
+            parts.append(f"{len(ids)} skipped: {reason.text}")
+    detail = "; ".join(parts) or "no devices named"
+    return NoEligibleDevices(
+        f"campaign {spec.name!r}: the targets give no eligible device ({detail})",
+        hint="fix the targets in the campaign file, e.g. groups of the package's model or the "
+        "ID file, and check with `fleetwave plan FILE`; nothing was started, the name stays free",
     )

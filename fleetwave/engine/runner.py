@@ -25,7 +25,12 @@ import sqlalchemy as sa
 
 from fleetwave import store
 from fleetwave.clock import Clock, RealClock
-from fleetwave.engine.approval import AppointmentError, check_appointment, record_decision
+from fleetwave.engine.approval import (
+    REJECTED_HINT,
+    AppointmentError,
+    check_appointment,
+    record_decision,
+)
 from fleetwave.engine.context import (
     ApprovalRequest,
     Approver,
@@ -51,7 +56,7 @@ from fleetwave.engine.lease import default_holder, take_lease
 from fleetwave.engine.live_tasks import check_live_tasks
 from fleetwave.engine.monitor import monitor_round
 from fleetwave.engine.progress import ProgressSink, null_sink
-from fleetwave.engine.resolve import SkipReason, resolve_targets
+from fleetwave.engine.resolve import SkipReason, no_eligible_devices, resolve_targets
 from fleetwave.engine.submit import create_intents, reconcile_intents, submit_intent, task_policy
 from fleetwave.engine.targeting import SHOWN, Targeting, TargetingReader, explicit_ids
 from fleetwave.engine.verify import verify_packages
@@ -99,7 +104,8 @@ class OutcomeKind(enum.StrEnum):
     """How a run of :func:`advance` ended.
 
     COMPLETED: every wave finished. HALTED: a threshold tripped, an approval was rejected
-    or an operator halted it; ``fleetwave resume`` continues. ROLLED_BACK: the rollback
+    or an operator halted it; ``fleetwave resume`` continues (not after a rejection: that
+    campaign stays halted, start a new one). ROLLED_BACK: the rollback
     finished. WAITING_WINDOW: nothing may be submitted before ``next_open`` (a window, an
     appointment, a soak period or a retry backoff); the next run continues.
     AWAITING_APPROVAL: wave ``wave`` needs an operator's decision. STOPPED: the run stopped
@@ -243,8 +249,12 @@ async def advance(
         )
         campaign_id = row.id
         status = row.status
+        rejected = None  # a rejected wave halts its campaign for good
+        if status is CampaignStatus.HALTED and campaign_id is not None:
+            waves = store.get_waves(s, campaign_id=campaign_id)
+            rejected = next((w.index for w in waves if w.status is WaveStatus.REJECTED), None)
     assert campaign_id is not None
-    early = _early_outcome(spec.name, status, row.status_reason)
+    early = _early_outcome(spec.name, status, row.status_reason, rejected_wave=rejected)
     if early is not None:
         return early
     await take_lease(
@@ -315,16 +325,31 @@ async def advance(
         raise
     finally:
         with store.session_scope(engine) as s:
-            store.release_lease(s, campaign_id=campaign_id, holder=holder)
-            store.set_flow_run(s, campaign_id=campaign_id, flow_run_id=None, now=clock.now())
+            # a run that ends before planning (bad secret, no package, no eligible device)
+            # leaves no campaign row behind: nothing was sent, the name stays free
+            if store.forget_unplanned_campaign(s, campaign_id=campaign_id, holder=holder):
+                log.info("%s: never planned; its campaign row was removed", spec.name)
+            else:
+                store.release_lease(s, campaign_id=campaign_id, holder=holder)
+                store.set_flow_run(s, campaign_id=campaign_id, flow_run_id=None, now=clock.now())
 
 
-def _early_outcome(name: str, status: CampaignStatus, reason: str | None) -> Outcome | None:
-    """Terminal or halted campaigns: nothing to advance."""
+def _early_outcome(
+    name: str, status: CampaignStatus, reason: str | None, *, rejected_wave: int | None = None
+) -> Outcome | None:
+    """Terminal or halted campaigns: nothing to advance. A campaign halted by a rejected
+    wave is halted for good (``resume`` refuses it), and the reason says so."""
     if status is CampaignStatus.COMPLETED:
         return Outcome(OutcomeKind.COMPLETED, name, "already completed")
     if status is CampaignStatus.ROLLED_BACK:
         return Outcome(OutcomeKind.ROLLED_BACK, name, "already rolled back")
+    if status is CampaignStatus.HALTED and rejected_wave is not None:
+        return Outcome(
+            OutcomeKind.HALTED,
+            name,
+            f"{reason or f'wave {rejected_wave} was rejected'}; {REJECTED_HINT}",
+            wave=rejected_wave,
+        )
     if status is CampaignStatus.HALTED:
         return Outcome(
             OutcomeKind.HALTED,
@@ -632,6 +657,9 @@ class _Loop:
         ctx = self.ctx
         ctx.emit("stage", stage="resolve targets")
         res = await resolve_targets(ctx.platform, self.spec, ctx.package)
+        empty = no_eligible_devices(self.spec, res)
+        if empty is not None:  # never plan (and so "complete") a campaign that targets nothing
+            raise empty
         plan = plan_waves(
             res.device_ids,
             self.spec.wave_targets(),
@@ -791,7 +819,9 @@ class _Loop:
             )
             if reply is not None:
                 try:
-                    appointment = check_appointment(self.schedule, reply.start, reply.end)
+                    appointment = check_appointment(
+                        self.schedule, reply.start, reply.end, now=ctx.now()
+                    )
                 except AppointmentError as exc:
                     ctx.event(
                         "approval_invalid",
@@ -819,10 +849,12 @@ class _Loop:
             self.set_status(CampaignStatus.PAUSED, reason)
             raise _Stop(self.outcome(OutcomeKind.AWAITING_APPROVAL, reason, wave=idx))
         if wave.approval_decision is ApprovalDecision.REJECTED:
-            reason = f"wave {idx} rejected by {wave.approval_by}: {wave.approval_comment or ''}"
+            reason = f"wave {idx} rejected by {wave.approval_by}" + (
+                f": {wave.approval_comment}" if wave.approval_comment else ""
+            )
             self.set_wave(idx, WaveStatus.REJECTED, reason)
             self.set_status(CampaignStatus.HALTED, reason)
-            raise _Stop(self.outcome(OutcomeKind.HALTED, reason, wave=idx))
+            raise _Stop(self.outcome(OutcomeKind.HALTED, f"{reason}; {REJECTED_HINT}", wave=idx))
         if breach is not None:
             self.record_override(f"approved by {wave.approval_by}")
         booked = to_pendulum(wave.appointment_at)

@@ -23,6 +23,12 @@ from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    ScalarEvent,
+)
 
 from fleetwave.errors import UserError
 from fleetwave.spec.model import DEFER_CHECKS, CampaignSpec, Issue, iter_issues
@@ -33,6 +39,7 @@ __all__ = [
     "check_file",
     "check_text",
     "ids_file_fingerprint",
+    "key_position",
     "load_spec",
     "load_spec_text",
     "spec_snapshot",
@@ -382,9 +389,66 @@ def _sorted(problems: list[SpecProblem]) -> list[SpecProblem]:
     return out
 
 
+#: Most aliases (``*name``) a campaign file may use.
+MAX_ALIASES = 500
+#: Most values aliases may add to a campaign file once expanded (each alias adds the size
+#: of what its anchor holds). Caps "billion laughs" documents, whose nested aliases
+#: expand exponentially, before anything is built from them.
+MAX_ALIAS_EXPANSION = 10_000
+
+
+def _alias_problem(text: str, file: str) -> SpecProblem | None:
+    """A problem if the YAML's aliases are too many or expand too far, else None.
+
+    Reads the event stream once (linear in the text) and sizes each anchored node as its
+    expanded value count, so nothing exponential is ever built."""
+    sizes: dict[str, int] = {}  # anchor -> values it expands to
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, values so far) per collection
+    aliases = added = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, AliasEvent):
+            aliases += 1
+            size = sizes.get(event.anchor or "", 1)
+            added += size
+            mark = event.start_mark
+            if aliases > MAX_ALIASES or added > MAX_ALIAS_EXPANSION:
+                what = (
+                    f"more than {MAX_ALIASES} aliases"
+                    if aliases > MAX_ALIASES
+                    else f"aliases that expand to more than {MAX_ALIAS_EXPANSION} values"
+                )
+                return SpecProblem(
+                    file,
+                    mark.line + 1 if mark else 0,
+                    mark.column + 1 if mark else 0,
+                    f"YAML error: {what} (at *{event.anchor}); a campaign file needs no such "
+                    "repetition: write the values out, or use anchors sparingly",
+                )
+        elif isinstance(event, ScalarEvent):
+            size = 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, CollectionStartEvent):
+            open_nodes.append((event.anchor, 1))
+            continue
+        elif isinstance(event, CollectionEndEvent) and open_nodes:
+            anchor, size = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = size
+        else:
+            continue
+        if open_nodes:
+            anchor, count = open_nodes[-1]
+            open_nodes[-1] = (anchor, count + size)
+    return None
+
+
 def _parse(text: str, file: str) -> tuple[Any, list[SpecProblem]]:
     yaml = YAML(typ="rt")
     try:
+        bomb = _alias_problem(text, file)
+        if bomb is not None:
+            return None, [bomb]
         return yaml.load(text), []
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -425,6 +489,19 @@ def check_file(path: str | Path) -> tuple[CampaignSpec | None, list[SpecProblem]
     except OSError as exc:
         return None, [SpecProblem(file, 0, 0, f"cannot read: {exc.strerror or exc}")]
     return check_text(text, file, base=p.parent.resolve())
+
+
+def key_position(path: str | Path, loc: Loc) -> tuple[int, int]:
+    """1-based (line, col) of the key ``loc`` (e.g. ``("name",)``) in a campaign file;
+    (0, 0) when the file cannot be read or parsed."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return 0, 0
+    data, problems = _parse(text, str(path))
+    if problems or not isinstance(data, CommentedMap):
+        return 0, 0
+    return _position(data, loc, key=True)
 
 
 def load_spec(path: str | Path) -> CampaignSpec:

@@ -88,6 +88,7 @@ __all__ = [
     "failure_kind_counts",
     "find_campaign",
     "finish_chunk",
+    "forget_unplanned_campaign",
     "get_campaign",
     "get_campaign_by_id",
     "get_chunk",
@@ -550,6 +551,27 @@ def take_over_lease(
         .values(lease_holder=holder, lease_expires_at=to_utc(now + ttl))
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_unplanned_campaign(session: Session, *, campaign_id: int, holder: str) -> bool:
+    """Delete a campaign that never got planned (PENDING, no waves), with its events, if
+    ``holder`` holds its lease; True if it was deleted.
+
+    A run that fails before planning (bad secret, package not found, no eligible device,
+    platform unreachable) calls this so it leaves no row behind: nothing was sent, and the
+    name stays free for the corrected file."""
+    campaign = get_campaign_by_id(session, campaign_id=campaign_id, for_update=True)
+    if campaign.status is not CampaignStatus.PENDING or campaign.lease_holder != holder:
+        return False
+    has_waves = _read(session, select(Wave.id).where(Wave.campaign_id == campaign_id)).first()
+    if has_waves is not None:
+        return False
+    events = Event.__table__  # type: ignore[attr-defined]
+    session.execute(sa.delete(events).where(events.c.campaign_id == campaign_id))
+    session.execute(sa.delete(_claim).where(_claim.c.campaign_id == campaign_id))
+    session.execute(sa.delete(_camp).where(_camp.c.id == campaign_id))
+    session.expunge(campaign)
+    return True
 
 
 def release_lease(session: Session, *, campaign_id: int, holder: str) -> bool:

@@ -166,7 +166,11 @@ class DeviceClaimedError(StoreError):
         super().__init__(
             f"campaign {campaign!r}: {total} device(s) are active in another campaign: "
             + "; ".join(parts),
-            hint="wait for, halt or cancel that campaign, or exclude the devices",
+            hint=(
+                "wait for that campaign to end, halt it with `fleetwave halt "
+                f"{next(iter(self.conflicts), 'NAME')}` to release its devices, or exclude "
+                "them in targets.exclude or targets.exclude_file"
+            ),
         )
 
 

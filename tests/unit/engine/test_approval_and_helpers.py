@@ -8,13 +8,20 @@ import pendulum
 import pytest
 from pydantic import ValidationError
 
-from fleetwave.engine.approval import AppointmentError, check_appointment
+from fleetwave.engine.approval import (
+    AppointmentError,
+    DecisionError,
+    StandingDecision,
+    check_appointment,
+    check_wave_decision,
+)
 from fleetwave.engine.control import schedule_from_snapshot
 from fleetwave.engine.submit import policy_from_json, policy_to_json
 from fleetwave.plan.windows import WeeklyWindow, WindowSchedule
 from fleetwave.platforms.base import ExecuteType, TaskPolicy
 from fleetwave.sim.linked_clock import clock_from_option, parse_sim_time
 from fleetwave.spec import load_spec_text
+from fleetwave.store import ApprovalDecision, WaveStatus
 from flows.approval import ApprovalInput
 
 NIGHTLY = WindowSchedule(
@@ -35,24 +42,107 @@ def test_approval_input_validates_appointments() -> None:
         ApprovalInput(decision="maybe")  # type: ignore[arg-type]
 
 
+#: The campaign clock in the appointment tests (a Monday noon, before the windows below).
+NOW = pendulum.datetime(2026, 1, 5, 12)
+
+
 def test_check_appointment() -> None:
-    assert check_appointment(NIGHTLY, None, None) is None
+    assert check_appointment(NIGHTLY, None, None, now=NOW) is None
     # 22:30-01:30 Berlin in winter = 21:30-00:30 UTC, inside one window
     a, b = check_appointment(
-        NIGHTLY, pendulum.datetime(2026, 1, 5, 21, 30), pendulum.datetime(2026, 1, 6, 0, 30)
+        NIGHTLY,
+        pendulum.datetime(2026, 1, 5, 21, 30),
+        pendulum.datetime(2026, 1, 6, 0, 30),
+        now=NOW,
     ) or (None, None)
     assert a == pendulum.datetime(2026, 1, 5, 21, 30) and b is not None
     with pytest.raises(AppointmentError, match="at least one hour"):
         check_appointment(
-            NIGHTLY, pendulum.datetime(2026, 1, 5, 21, 30), pendulum.datetime(2026, 1, 5, 22)
+            NIGHTLY,
+            pendulum.datetime(2026, 1, 5, 21, 30),
+            pendulum.datetime(2026, 1, 5, 22),
+            now=NOW,
         )
     with pytest.raises(AppointmentError, match="not inside one allowed window") as err:
         check_appointment(
-            NIGHTLY, pendulum.datetime(2026, 1, 5, 12), pendulum.datetime(2026, 1, 5, 14)
+            NIGHTLY, pendulum.datetime(2026, 1, 5, 13), pendulum.datetime(2026, 1, 5, 15), now=NOW
         )
     assert "22:00" in str(err.value)  # suggests real windows
     with pytest.raises(AppointmentError, match="both"):
-        check_appointment(NIGHTLY, pendulum.datetime(2026, 1, 5, 12), None)
+        check_appointment(NIGHTLY, pendulum.datetime(2026, 1, 5, 12), None, now=NOW)
+
+
+def test_appointment_must_lie_in_the_future() -> None:
+    always = WindowSchedule()
+    # the case: a 2020 appointment, on any schedule, is refused
+    with pytest.raises(AppointmentError, match="not in the future") as err:
+        check_appointment(
+            always, pendulum.datetime(2020, 1, 1), pendulum.datetime(2020, 1, 1, 2), now=NOW
+        )
+    assert "2020-01-01T00:00:00Z" in str(err.value) and "now 2026-01-05T12:00:00Z" in str(err.value)
+    assert "inside" not in str(err.value)  # no weekly windows: none to suggest
+    # inside last night's window: a real window, but past
+    with pytest.raises(AppointmentError, match="not in the future") as err:
+        check_appointment(
+            NIGHTLY, pendulum.datetime(2026, 1, 4, 22), pendulum.datetime(2026, 1, 5, 1), now=NOW
+        )
+    assert "22:00" in str(err.value)  # names the next windows to pick from
+    # starting exactly now is not in the future; one that started and runs on is refused too
+    with pytest.raises(AppointmentError, match="not in the future"):
+        check_appointment(always, NOW, NOW.add(hours=2), now=NOW)
+    with pytest.raises(AppointmentError, match="not in the future"):
+        check_appointment(always, NOW.subtract(minutes=5), NOW.add(hours=2), now=NOW)
+    assert check_appointment(always, NOW.add(minutes=1), NOW.add(hours=2), now=NOW) == (
+        NOW.add(minutes=1),
+        NOW.add(hours=2),
+    )
+
+
+def test_appointment_ending_before_it_starts_says_so() -> None:
+    with pytest.raises(AppointmentError) as err:
+        check_appointment(
+            WindowSchedule(),
+            pendulum.datetime(2026, 1, 6, 3),
+            pendulum.datetime(2026, 1, 6, 0),
+            now=NOW,
+        )
+    text = str(err.value)
+    assert "ends (2026-01-06T00:00:00Z) before it starts (2026-01-06T03:00:00Z)" in text
+    assert "-180" not in text and "minutes" not in text
+    with pytest.raises(AppointmentError, match="before it starts"):  # zero length too
+        check_appointment(WindowSchedule(), NOW.add(hours=1), NOW.add(hours=1), now=NOW)
+
+
+def test_check_wave_decision() -> None:
+    standing = StandingDecision(
+        ApprovalDecision.APPROVED, "cli:ann", pendulum.datetime(2026, 1, 5, 9), None
+    )
+    for status in (WaveStatus.PENDING, WaveStatus.WAITING_APPROVAL):
+        assert (
+            check_wave_decision(campaign="c", wave=1, status=status, standing=None, replace=False)
+            is None
+        )
+    for status in (WaveStatus.SUCCEEDED, WaveStatus.SKIPPED, WaveStatus.FAILED):
+        with pytest.raises(DecisionError, match=f"has finished \\({status.value}\\)"):
+            check_wave_decision(campaign="c", wave=1, status=status, standing=None, replace=True)
+    with pytest.raises(DecisionError, match="already running"):
+        check_wave_decision(
+            campaign="c", wave=0, status=WaveStatus.RUNNING, standing=None, replace=False
+        )
+    with pytest.raises(DecisionError, match="fleetwave resume c"):
+        check_wave_decision(
+            campaign="c", wave=0, status=WaveStatus.HALTED, standing=None, replace=False
+        )
+    # a second decision is refused unless it replaces the first, and then it says so
+    with pytest.raises(DecisionError, match="already approved by cli:ann") as err:
+        check_wave_decision(
+            campaign="c", wave=1, status=WaveStatus.PENDING, standing=standing, replace=False
+        )
+    assert "--replace" in str(err.value)
+    note = check_wave_decision(
+        campaign="c", wave=1, status=WaveStatus.WAITING_APPROVAL, standing=standing, replace=True
+    )
+    assert note == "replaces the decision approved by cli:ann at 2026-01-05T09:00:00Z"
 
 
 def test_schedule_from_stored_snapshot_matches_the_spec() -> None:

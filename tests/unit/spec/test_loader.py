@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleetwave.cli import main
-from fleetwave.spec import SpecError, check_file, load_spec, load_spec_text
+from fleetwave.spec import SpecError, check_file, check_text, load_spec, load_spec_text
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "campaigns").glob("*.yaml"))
@@ -139,3 +139,100 @@ def test_documented_example_is_valid() -> None:
     assert spec.name == "nightly-meters-fw-1.5.0"
     assert spec.rollback is not None and spec.rollback.version == "1.4.2"
     assert len(spec.waves) == 4 and spec.waves[2].success_percent == 98
+
+
+BILLION_LAUGHS = "\n".join(
+    [
+        "name: laughs",
+        "kind: firmware",
+        "package: {file_id: abc}",
+        'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+        *(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 10)),
+        "targets: {devices: *l9}",
+        "waves: [{percent: 100}]",
+    ]
+)
+
+
+def test_yaml_alias_bomb_is_refused_before_expansion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10^10 values once expanded: refused from the event stream, never built
+    spec, problems = check_text(BILLION_LAUGHS)
+    assert spec is None and len(problems) == 1
+    assert str(problems[0]) == (
+        "<string>:7:45: YAML error: aliases that expand to more than 10000 values (at *l2); "
+        "a campaign file needs no such repetition: write the values out, or use anchors "
+        "sparingly"
+    )
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS)
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(bomb)])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{bomb}:7:45: YAML error: aliases that expand")
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_yaml_alias_count_is_capped_and_modest_anchors_still_work() -> None:
+    many = "\n".join(
+        [
+            "name: many",
+            "kind: firmware",
+            "package: {file_id: abc}",
+            "x: &x d1",
+            f"y: [{', '.join(['*x'] * 501)}]",
+            "targets: {devices: [d1]}",
+            "waves: [{percent: 100}]",
+        ]
+    )
+    _, problems = check_text(many)
+    assert [p.message.split(" (at")[0] for p in problems] == ["YAML error: more than 500 aliases"]
+    # anchors and merge keys as people use them (a shared window, a shared device list)
+    spec = load_spec_text(
+        """
+name: anchors
+kind: firmware
+package: {file_id: abc}
+targets: {devices: &ids [d1, d2, d3], exclude: *ids}
+waves: [{percent: 100}]
+windows:
+  timezone: Europe/Berlin
+  allowed:
+    - &night {days: weekdays, start: "22:00", end: "04:00"}
+    - {<<: *night, days: weekends}
+"""
+    )
+    assert spec.targets.exclude == ["d1", "d2", "d3"]
+    assert spec.windows is not None and len(spec.windows.allowed) == 2
+
+
+def test_validate_reports_a_campaign_name_used_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = (
+        "kind: firmware\npackage: {file_id: abc}\ntargets: {devices: [d1]}\n"
+        "waves: [{percent: 100}]\n"
+    )
+    (tmp_path / "a.yaml").write_text(f"name: same-name\n{body}")
+    (tmp_path / "b.yaml").write_text(f"# the copy\n\nname: same-name\n{body}")
+    (tmp_path / "c.yaml").write_text(f"name: other-name\n{body}")
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(tmp_path)])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    lines = captured.out.splitlines()
+    assert f"{a}:1:1: campaign name 'same-name' is also used by {b}:3; each campaign file " in (
+        captured.out
+    )
+    assert f"{b}:3:1: campaign name 'same-name' is also used by {a}:1; " in captured.out
+    assert [line for line in lines if ": ok (" in line] == [
+        f"{tmp_path / 'c.yaml'}: ok (other-name, firmware, 1 waves)"
+    ]
+    assert "2 error(s) in 2 of 3 file(s)" in captured.err
+    # the same file named twice is one file, not a duplicate
+    with pytest.raises(SystemExit) as again:
+        main(["validate", str(a), str(a)])
+    assert again.value.code == 0
