@@ -182,6 +182,8 @@ class MemoryPlatform:
         self.clock: Clock = clock or RealClock()
         self._capabilities = capabilities
         self.connection_key = self.config.connection_key
+        # legacy member: the engine reads ``capabilities`` once the seam lands
+        self.max_devices_per_task = capabilities.max_devices_per_task
         self.fleet = Fleet.generate(self.config)
         self.tasks: dict[str, MemoryTask] = {}
         self.faults = MemoryFaults()
@@ -216,11 +218,6 @@ class MemoryPlatform:
     @property
     def capabilities(self) -> Capabilities:
         return self._capabilities
-
-    @property
-    def max_devices_per_task(self) -> int:
-        """Legacy member (the engine reads ``capabilities`` once the seam lands)."""
-        return self._capabilities.max_devices_per_task
 
     # -- bookkeeping ---------------------------------------------------------------------
 
