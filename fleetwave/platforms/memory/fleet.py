@@ -140,11 +140,12 @@ class Fleet:
                 (PackageKind.FIRMWARE, m.fw_current, m.fw_new),
                 (PackageKind.SOFTWARE, m.sw_current, m.sw_new),
             ):
+                short = "fw" if kind is PackageKind.FIRMWARE else "sw"
                 for version in (old, new):
                     fleet.packages.append(
                         PackageInfo(
-                            file_id=f"pkg-{m.key}-{kind.value[:2]}-{version}",
-                            name=f"{m.model}-{kind.value[:2]}-{version}",
+                            file_id=f"pkg-{m.key}-{short}-{version}",
+                            name=f"{m.model}-{short}-{version}",
                             version=version,
                             kind=kind,
                             device_type=m.device_type,
