@@ -18,6 +18,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,7 +36,12 @@ from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
 from tests.e2e.conftest import SimProcess, start_simulator_process
 from tests.e2e.engine.helpers import check_exactly_once, device_rows, events
 
+# the trials fixture runs all 20 trials (four at a time); on a loaded 2-core machine that
+# can take longer than the default per-test timeout
+pytestmark = pytest.mark.timeout(900)
+
 TRIALS = 20
+_MIGRATE = threading.Lock()
 
 CAMPAIGN = """
 name: crash-{trial}
@@ -179,7 +185,8 @@ def run_trial(sim: SimProcess, admin: Admin, root: Path, trial: int, devices: li
     ]
     log = work / "runs.log"
     db = store.get_engine(db_url)
-    store.upgrade_schema(db)  # as `fleetwave db upgrade` does: a run never creates a store
+    with _MIGRATE:  # Alembic's context is process-global: one migration at a time
+        store.upgrade_schema(db)  # as `fleetwave db upgrade` does: a run never creates a store
     kills = rng.randint(1, 2)
     killed_at: list[int] = []
     for _ in range(kills):
