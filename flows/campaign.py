@@ -134,7 +134,7 @@ async def run_campaign(
 
     engine = store.get_engine()
     store.ensure_schema_current(engine)
-    run_clock = clock_from_option(clock)
+    run_clock = clock_from_option(clock, platform=spec.platform)
     channel = None
     if push:
         from fleetwave.notify import PushChannel
@@ -142,7 +142,7 @@ async def run_campaign(
         channel = PushChannel(engine, clock=run_clock).start()
     try:
         outcome = await advance(
-            spec,
+            campaign,  # the file, so limits its platform cannot meet are shown at FILE:LINE
             db=engine,
             clock=run_clock,
             progress=combine_sinks(progress.sink, _log, *filter(None, [extra_progress.get()])),

@@ -232,10 +232,10 @@ def _run(
 
     outcome = run_until_signal(
         advance(
-            spec,
+            file,  # the file, so a limit its platform cannot meet is reported at FILE:LINE
             holder=holder,
             db=engine,
-            clock=clock_from_option(clock),
+            clock=clock_from_option(clock, platform=spec.platform),
             progress=display.sink,
             sleep_through_windows=sleep_through_windows,
             wait_for_lease=wait_lease,
@@ -387,6 +387,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Approve (or reject) a wave; resumes the campaign's paused flow run if there is one."""
         from fleetwave.engine.control import approve_campaign
+        from flows.approval import resume_paused_flow_run
 
         result = approve_campaign(
             open_store(),
@@ -398,5 +399,6 @@ def register(app: typer.Typer) -> None:
             comment=comment,
             start=_parse_when(start, "--start"),
             end=_parse_when(end, "--end"),
+            resumer=resume_paused_flow_run,
         )
         typer.echo(result.message)
