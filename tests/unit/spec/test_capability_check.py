@@ -133,7 +133,7 @@ def test_another_platform_limits_at_their_lines(iodm: Capabilities, tmp_path: Pa
         "windows.allowed[0].end: the window 22:00-22:30 lasts 30m; platform small rejects "
         "windows under 1h"
     )
-    assert capability_problems(spec, iodm, source) == []
+    assert [(p.line, p.col) for p in capability_problems(spec, iodm, source)] == [(10, 25)]
 
 
 def test_the_platform_default_task_size_is_filled_in(iodm: Capabilities) -> None:
