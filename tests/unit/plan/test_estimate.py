@@ -63,6 +63,4 @@ def test_page_sizes_come_from_the_platform() -> None:
     assert e.subtask_calls == 120 * 5  # ceil(100 / 20) per task
     assert e.resolution_calls == 1 + 3 + 3  # package, ceil(250 / 100), ceil(25 / 10)
     with pytest.raises(ValueError, match="task_devices"):
-        estimate_calls(
-            chunk_sizes_per_wave=[[1]], max_inflight_tasks=1, page_sizes={"tasks": 100}
-        )
+        estimate_calls(chunk_sizes_per_wave=[[1]], max_inflight_tasks=1, page_sizes={"tasks": 100})

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import fleetwave.platforms as platforms
-from fleetwave.clock import Clock
 from fleetwave.cli import main
+from fleetwave.clock import Clock
 from fleetwave.errors import UserError
 from fleetwave.platforms import (
     PlatformRef,
