@@ -347,7 +347,9 @@ class PackageRef(_Model):
     one package of the campaign's kind. With ``file_id`` the other fields, when given,
     are assertions checked against the package."""
 
-    file_id: str | None = Field(default=None, min_length=1, description="The package's file id on the platform.")
+    file_id: str | None = Field(
+        default=None, min_length=1, description="The package's file id on the platform."
+    )
     version: str | None = Field(
         default=None, min_length=1, description="Package version (selector)."
     )
