@@ -2,21 +2,25 @@
 
 ``fleetwave approve`` builds the same model, so the shell and the UI validate alike. The
 check that an appointment lies inside the campaign's windows needs the campaign, so it is
-done by the engine (``fleetwave.engine.approval.check_appointment``).
+done by the engine (``fleetwave.engine.approval.check_appointment``). Importing this
+module registers :func:`resume_paused_flow_run` as the engine's way to resume a flow run
+paused at an approval gate (``fleetwave.engine.control.register_flow_resumer``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+from uuid import UUID
 
 from prefect.input import RunInput
 from pydantic import Field, model_validator
 
 from fleetwave.clock import utc_instant
 from fleetwave.engine.approval import MIN_APPOINTMENT
+from fleetwave.engine.control import register_flow_resumer
 
-__all__ = ["MIN_APPOINTMENT", "ApprovalInput"]
+__all__ = ["MIN_APPOINTMENT", "ApprovalInput", "resume_paused_flow_run"]
 
 
 class ApprovalInput(RunInput):
@@ -46,3 +50,23 @@ class ApprovalInput(RunInput):
                 )
             self.start, self.end = start, end
         return self
+
+
+def resume_paused_flow_run(flow_run_id: str, run_input: dict[str, Any]) -> str | None:
+    """Resume the Prefect flow run if it is paused (it then reads the input); None when
+    there is no Prefect API server or the run is not paused."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        return None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+    if run.state is None or not run.state.is_paused():
+        return None
+    resume_flow_run(UUID(flow_run_id), run_input=run_input)
+    return flow_run_id
+
+
+register_flow_resumer(resume_paused_flow_run)

@@ -136,7 +136,7 @@ async def run_campaign(
             logger.info("%s", event.message or event.stage or event.kind)
 
     engine = store.open_store_for_run(new_store=new_store)
-    run_clock = clock_from_option(clock)
+    run_clock = clock_from_option(clock, platform=spec.platform)
     channel = None
     if push:
         from fleetwave.notify import PushChannel
@@ -144,7 +144,7 @@ async def run_campaign(
         channel = PushChannel(engine, clock=run_clock).start()
     try:
         outcome = await advance(
-            spec,
+            campaign,  # the file, so limits its platform cannot meet are shown at FILE:LINE
             db=engine,
             clock=run_clock,
             progress=combine_sinks(progress.sink, _log, *filter(None, [extra_progress.get()])),

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from fleetwave.platforms.base import (
+    Capabilities,
     DeviceGroup,
     DeviceInfo,
+    ExecuteType,
     PackageInfo,
     PackageKind,
     PlatformTask,
@@ -76,6 +79,28 @@ class FakePlatform:
     tasks: list[tuple[str, tuple[str, ...], TaskPolicy]] = field(default_factory=list)
     task_list: dict[str, PlatformTask] = field(default_factory=dict)  # operationId -> task
     task_page: int = 100  # tasks per list page (IoDM: 100)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """IoDM-like limits (the largest task and the task page follow the fields above)."""
+        return Capabilities(
+            platform=self.name,
+            max_devices_per_task=self.max_devices_per_task,
+            package_kinds=frozenset(PackageKind),
+            execute_types=frozenset(ExecuteType),
+            min_window=timedelta(minutes=5),
+            window_granularity=timedelta(seconds=1),
+            page_sizes={
+                "tasks": self.task_page,
+                "task_devices": 100,
+                "group_members": 1000,
+                "devices": 250,
+            },
+            rate_limit_per_minute=None,
+            can_cancel_tasks=False,
+            has_groups=True,
+            push=True,
+        )
 
     def add_group(self, group_id: str, name: str, device_ids: Iterable[str]) -> None:
         self.groups[group_id] = (name, list(device_ids))

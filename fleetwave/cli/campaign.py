@@ -1,5 +1,9 @@
 """CLI commands of the campaign area: ``validate``, ``plan`` and ``schema``.
 
+``validate`` stays offline: it checks each file, and its limits against the capabilities
+of the platform it names, read from the platform's settings without any call to it (a
+profile not configured on this machine is reported as a note, and its limits are
+checked by ``plan`` and ``run``).
 ``plan`` is read-only against the platform: it verifies the package, resolves the
 targets with the inventory pre-flight, splits waves and chunks, shows the next windows
 and estimates the API calls; it never creates, changes or deletes anything.
@@ -12,19 +16,23 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pendulum
 import typer
 
 from fleetwave.errors import UserError
+from fleetwave.platforms.base import Capabilities
 from fleetwave.spec import (
+    SpecError,
     SpecProblem,
+    SpecSource,
     campaign_json_schema,
-    check_file,
+    check_file_with_source,
     format_duration,
     key_position,
 )
+from fleetwave.spec.capability_check import apply_capabilities, capability_problems
 from fleetwave.spec.model import CampaignSpec
 
 __all__ = ["preview_campaign", "register"]
@@ -65,7 +73,17 @@ def validate_command(
             targets.append(path)
     if not targets:
         raise UserError("no campaign files found", hint="pass FILE.yaml or a directory of them")
-    results = [(path, *check_file(path)) for path in targets]
+    results: list[tuple[Path, CampaignSpec | None, list[SpecProblem]]] = []
+    for path in targets:
+        spec, found, source = check_file_with_source(path)
+        if spec is not None:
+            caps, note = _offline_capabilities(spec)
+            if note and not quiet:
+                typer.echo(f"{path}: note: {note}")
+            if caps is not None:
+                found = capability_problems(spec, caps, source)
+                spec = None if found else spec
+        results.append((path, spec, list(found)))
     duplicates = _duplicate_names([(path, spec) for path, spec, _ in results])
     for path, spec, found in results:
         found = [*found, *duplicates.get(path, [])]
@@ -121,52 +139,73 @@ def schema_command(
         output.write_text(text, encoding="utf-8")
 
 
-def _load(path: Path) -> CampaignSpec:
-    spec, problems = check_file(path)
+def _offline_capabilities(spec: CampaignSpec) -> tuple[Capabilities | None, str | None]:
+    """The capabilities of the spec's platform from its settings (no call to it), or a note
+    saying why they cannot be read here."""
+    from fleetwave.platforms import platform_capabilities
+    from fleetwave.platforms.errors import PlatformError
+
+    try:
+        return asyncio.run(platform_capabilities(spec.platform)), None
+    except (UserError, PlatformError) as exc:
+        return None, (
+            f"platform {spec.platform} is not usable here ({exc}); its limits are checked "
+            "by plan and run"
+        )
+
+
+def _load(path: Path) -> tuple[CampaignSpec, SpecSource]:
+    spec, problems, source = check_file_with_source(path)
     if spec is None:
-        for problem in problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(2)
-    return spec
+        _fail(problems)
+    return spec, source
+
+
+def _fail(problems: list[SpecProblem]) -> NoReturn:
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    raise typer.Exit(2)
 
 
 def _package_json(pkg: Any) -> dict[str, Any] | None:
     if pkg is None:
         return None
     return {
-        "fileId": pkg.file_id,
+        "file_id": pkg.file_id,
         "name": pkg.name,
         "version": pkg.version,
         "kind": pkg.kind.value,
-        "deviceType": pkg.device_type,
+        "device_type": pkg.device_type,
         "model": pkg.model,
-        "manufacturerName": pkg.manufacturer_name,
+        "manufacturer_name": pkg.manufacturer_name,
     }
 
 
-def _rate_of(platform: Any) -> int:
-    settings = getattr(platform, "settings", None)
-    rate = getattr(settings, "rate_limit", None)
-    return rate if isinstance(rate, int) else 100
-
-
 async def preview_campaign(
-    spec: CampaignSpec, platform: Any, *, now: pendulum.DateTime
+    spec: CampaignSpec,
+    platform: Any,
+    *,
+    now: pendulum.DateTime,
+    source: SpecSource | None = None,
 ) -> dict[str, Any]:
     """Run stages 1-3 read-only and describe the result as JSON-ready data.
 
-    ``platform`` implements :class:`fleetwave.platforms.base.Platform`."""
+    ``platform`` implements :class:`fleetwave.platforms.base.Platform`; the spec's limits
+    are checked against its capabilities first (``SpecError`` at ``source``'s positions)."""
     from fleetwave.engine.resolve import no_eligible_devices, resolve_targets
     from fleetwave.engine.verify import verify_packages
     from fleetwave.plan import estimate_calls, plan_waves
+    from fleetwave.spec.capability_check import chunk_size
 
+    caps: Capabilities = platform.capabilities
+    spec = apply_capabilities(spec, caps, source)
     packages = await verify_packages(platform, spec)
     resolution = await resolve_targets(platform, spec, packages.package)
     empty = no_eligible_devices(spec, resolution)
     warnings = (
         [f"{empty.message}; `fleetwave run` refuses such a campaign (exit 2)"] if empty else []
     )
-    limit = min(spec.policy.max_devices_per_task, platform.max_devices_per_task)
+    limit = chunk_size(spec, caps)
     plan = plan_waves(
         resolution.device_ids,
         spec.wave_targets(),
@@ -190,7 +229,8 @@ async def preview_campaign(
     estimate = estimate_calls(
         chunk_sizes_per_wave=[[len(c) for c in w.chunks] for w in plan.waves],
         max_inflight_tasks=spec.policy.max_inflight_tasks,
-        rate_per_minute=_rate_of(platform),
+        rate_per_minute=caps.rate_limit_per_minute or 0,
+        page_sizes=caps.page_sizes,
         group_member_counts=[g.members for g in resolution.groups],
         group_lookups=sum(1 for g in spec.targets.groups if g.id is None),
         inventory_devices=resolution.inventory_scanned,
@@ -213,7 +253,7 @@ async def preview_campaign(
     return {
         "campaign": spec.name,
         "kind": spec.kind.value,
-        "platform": spec.platform,
+        "platform": {"type": spec.platform.type, "profile": spec.platform.profile},
         "now": now.in_tz("UTC").to_iso8601_string(),
         "package": _package_json(packages.package),
         "rollback": _package_json(packages.rollback),
@@ -221,7 +261,7 @@ async def preview_campaign(
             "groups": [
                 {
                     "group": g.label,
-                    "groupId": g.group_id,
+                    "group_id": g.group_id,
                     "members": g.members,
                     "eligible": g.eligible,
                 }
@@ -281,16 +321,18 @@ def _render(data: dict[str, Any]) -> None:
     if not console.is_terminal:
         console = Console(highlight=False, width=max(console.width, 150))
     pkg = data["package"]
+    plat = data["platform"]
     console.print(
-        f"[bold]{data['campaign']}[/] ({data['kind']}, platform profile {data['platform']})"
+        f"[bold]{data['campaign']}[/] ({data['kind']}, platform {plat['type']} "
+        f"profile {plat['profile']})"
     )
     console.print(
-        f"package  {pkg['name']} {pkg['version']}  fileId {pkg['fileId']}  "
-        f"for {pkg['deviceType']}/{pkg['model']}/{pkg['manufacturerName']}"
+        f"package  {pkg['name']} {pkg['version']}  file {pkg['file_id']}  "
+        f"for {pkg['device_type']}/{pkg['model']}/{pkg['manufacturer_name']}"
     )
     if data["rollback"]:
         rb = data["rollback"]
-        console.print(f"rollback {rb['name']} {rb['version']}  fileId {rb['fileId']}")
+        console.print(f"rollback {rb['name']} {rb['version']}  file {rb['file_id']}")
 
     t = data["targets"]
     groups = Table(title="Targets", title_justify="left")
@@ -397,16 +439,19 @@ def plan_command(
     eligible device: ``run`` would refuse that campaign."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_TELEMETRY_ENABLED", "false")
-    spec = _load(file)
+    spec, source = _load(file)
     now = _parse_at(at)
 
     async def run() -> dict[str, Any]:
         from fleetwave.platforms import open_platform
 
         async with open_platform(spec.platform) as platform:
-            return await preview_campaign(spec, platform, now=now)
+            return await preview_campaign(spec, platform, now=now, source=source)
 
-    data = asyncio.run(run())
+    try:
+        data = asyncio.run(run())
+    except SpecError as exc:  # the spec asks for what its platform cannot do
+        _fail(exc.problems)
     data["file"] = str(file)
     if as_json:
         typer.echo(json.dumps(data, indent=2))

@@ -232,10 +232,10 @@ def _run(
 
     outcome = run_until_signal(
         advance(
-            spec,
+            file,  # the file, so a limit its platform cannot meet is reported at FILE:LINE
             holder=holder,
             db=engine,
-            clock=clock_from_option(clock),
+            clock=clock_from_option(clock, platform=spec.platform),
             progress=display.sink,
             sleep_through_windows=sleep_through_windows,
             wait_for_lease=wait_lease,
@@ -403,6 +403,7 @@ def register(app: typer.Typer) -> None:
         """Approve (or reject) a wave; resumes the campaign's paused flow run if there is one."""
         from fleetwave.engine.control import approve_campaign
         from fleetwave.sim.linked_clock import clock_from_option
+        from flows.approval import resume_paused_flow_run
 
         when_start = _parse_when(start, "--start")
         when_end = _parse_when(end, "--end")
@@ -417,5 +418,6 @@ def register(app: typer.Typer) -> None:
             start=when_start,
             end=when_end,
             replace=replace,
+            resumer=resume_paused_flow_run,
         )
         typer.echo(result.message)

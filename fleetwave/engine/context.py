@@ -23,6 +23,7 @@ from fleetwave.clock import Clock, utc_instant
 from fleetwave.engine.decide import Decision
 from fleetwave.engine.progress import ProgressEvent, ProgressSink, WaveProgress
 from fleetwave.platforms.base import PackageInfo, Platform
+from fleetwave.spec.capability_check import chunk_size
 from fleetwave.spec.model import CampaignSpec
 
 if TYPE_CHECKING:
@@ -114,8 +115,9 @@ class RunContext:
 
     @property
     def chunk_size(self) -> int:
-        """Devices per platform task: the spec's size, never above the platform's limit."""
-        return min(self.spec.policy.max_devices_per_task, self.platform.max_devices_per_task)
+        """Devices per platform task: the spec's size (default: the platform's largest task),
+        never above the platform's largest task."""
+        return chunk_size(self.spec, self.platform.capabilities)
 
     def now(self) -> pendulum.DateTime:
         return self.clock.now().in_tz("UTC")

@@ -2,16 +2,18 @@
 
 ``fleetwave halt|resume|approve`` call these; a running flow notices a halt at its next
 round (it re-reads the campaign's status), and an approval at its gate. ``approve`` also
-resumes the campaign's flow run when it is paused waiting for that input.
+resumes the campaign's flow run when it is paused waiting for that input, through a
+:data:`FlowResumer` the orchestration layer registers (``flows.approval`` registers
+Prefect's): the engine itself imports no orchestrator.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
 
@@ -31,13 +33,27 @@ from fleetwave.store import CampaignStatus, WaveStatus
 
 __all__ = [
     "ApprovalResult",
+    "FlowResumer",
     "approve_campaign",
     "halt_campaign",
+    "register_flow_resumer",
     "resume_campaign",
     "schedule_from_snapshot",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Resumes a paused flow run with the approval's input (a JSON-ready dict); returns the
+#: run's id when it resumed it, None when the run was not paused (or cannot be reached).
+FlowResumer = Callable[[str, dict[str, Any]], str | None]
+
+_resumer: FlowResumer | None = None
+
+
+def register_flow_resumer(resumer: FlowResumer | None) -> None:
+    """Set (or clear, with None) how ``approve`` resumes a paused flow run."""
+    global _resumer
+    _resumer = resumer
 
 
 def schedule_from_snapshot(spec: dict[str, Any]) -> WindowSchedule:
@@ -197,8 +213,11 @@ def approve_campaign(
     end: dt.datetime | None = None,
     resume_flow: bool = True,
     replace: bool = False,
+    resumer: FlowResumer | None = None,
 ) -> ApprovalResult:
-    """Record an approval decision for a wave and resume a flow run paused waiting for it.
+    """Record an approval decision for a wave and resume a flow run paused waiting for it
+    (with ``resumer``, default: the registered one; none registered: nothing is resumed and
+    the next run reads the decision).
 
     ``now`` is the campaign's clock: an appointment must start after it. A wave that
     started or finished takes no decision; one that already has a decision standing
@@ -244,8 +263,10 @@ def approve_campaign(
     if note:
         message += f" ({note})"
     resumed = None
-    if resume_flow and flow_run_id:
-        resumed = _resume_paused_flow_run(
+    resume = resumer or _resumer
+    if resume_flow and flow_run_id and resume is not None:
+        resumed = _resume(
+            resume,
             flow_run_id,
             {
                 "decision": "approve" if approve else "reject",
@@ -259,21 +280,9 @@ def approve_campaign(
     return ApprovalResult(index, message, resumed)
 
 
-def _resume_paused_flow_run(flow_run_id: str, run_input: dict[str, Any]) -> str | None:
-    """Resume the flow run if it is paused (it then reads the input); None otherwise."""
+def _resume(resume: FlowResumer, flow_run_id: str, run_input: dict[str, Any]) -> str | None:
     try:
-        from prefect.client.orchestration import get_client
-        from prefect.flow_runs import resume_flow_run
-        from prefect.settings import get_current_settings
-
-        if not get_current_settings().api.url:
-            return None
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
-        if run.state is None or not run.state.is_paused():
-            return None
-        resume_flow_run(UUID(flow_run_id), run_input=run_input)
-        return flow_run_id
+        return resume(flow_run_id, run_input)
     except Exception as exc:  # the decision is stored; the next run reads it anyway
         log.warning("could not resume flow run %s: %s", flow_run_id, exc)
         return None

@@ -62,9 +62,10 @@ from fleetwave.engine.targeting import SHOWN, Targeting, TargetingReader, explic
 from fleetwave.engine.verify import verify_packages
 from fleetwave.errors import UserError
 from fleetwave.plan.waves import plan_waves
-from fleetwave.platforms.base import ExecuteType, Platform, TaskPolicy
+from fleetwave.platforms.base import Capabilities, ExecuteType, Platform, TaskPolicy
 from fleetwave.platforms.errors import PlatformError
-from fleetwave.spec import load_spec, spec_snapshot
+from fleetwave.spec import SpecSource, load_spec_with_source, spec_snapshot
+from fleetwave.spec.capability_check import apply_capabilities
 from fleetwave.spec.model import (
     BreachAction,
     CampaignSpec,
@@ -165,10 +166,22 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-def _load(campaign: CampaignSpec | str | Path) -> CampaignSpec:
+def _load(campaign: CampaignSpec | str | Path) -> tuple[CampaignSpec, SpecSource | None]:
     if isinstance(campaign, CampaignSpec):
-        return campaign
-    return load_spec(campaign)
+        return campaign, None
+    return load_spec_with_source(campaign)
+
+
+async def _capabilities(
+    spec: CampaignSpec, platform: Platform | None, clock: Clock
+) -> Capabilities:
+    """The capabilities of the platform the run uses (constant for a connection: a platform
+    opened from the spec's profile is read without any call to it)."""
+    if platform is not None:
+        return platform.capabilities
+    from fleetwave.platforms import platform_capabilities
+
+    return await platform_capabilities(spec.platform, clock=clock)
 
 
 @asynccontextmanager
@@ -226,8 +239,11 @@ async def advance(
             f"max_rounds must be at least 1, not {max_rounds}",
             hint="pass --max-rounds 1 or more, or leave it out to run until the campaign waits",
         )
-    spec = _load(campaign)
+    spec, source = _load(campaign)
     clock = clock or RealClock()
+    # the platform's limits before anything is stored or submitted (FILE:LINE errors);
+    # fills in the platform's defaults (the largest task)
+    spec = apply_capabilities(spec, await _capabilities(spec, platform, clock), source)
     engine = db if db is not None else store.get_engine()
     if db is None:
         store.ensure_schema_current(engine)
@@ -1145,7 +1161,9 @@ class _Loop:
         many days ahead (an always-open schedule is one span of the whole horizon).
         """
         min_left = (
-            timedelta(minutes=5) if self.spec.policy.execute is ExecuteMode.WINDOW else timedelta(0)
+            self.ctx.platform.capabilities.min_window or timedelta(0)
+            if self.spec.policy.execute is ExecuteMode.WINDOW
+            else timedelta(0)
         )
         span = self._span
         if span is None or not (now < span[1] and span[1] - max(now, span[0]) >= min_left):

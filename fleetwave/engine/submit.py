@@ -27,7 +27,7 @@ import pendulum
 from fleetwave import store
 from fleetwave.engine.context import RunContext, to_pendulum
 from fleetwave.errors import UserError
-from fleetwave.plan.windows import WindowTooShort, to_iodm_policy_window
+from fleetwave.plan.windows import WindowTooShort, to_policy_window
 from fleetwave.platforms.base import ExecuteType, PackageKind, TaskPolicy
 from fleetwave.platforms.errors import InvalidPolicy, OutcomeUnknown, RequestRejected
 from fleetwave.spec.model import ExecuteMode
@@ -74,7 +74,7 @@ def task_policy(
 
     ``execute: window`` sends the allowed ``window`` open now (start = now, end = its
     close), so the platform itself stops at the window's end; None when no window is
-    open or less than 5 minutes of it are left.
+    open or less of it is left than the platform's shortest window (its capabilities).
     """
     pol = ctx.spec.policy
     retries = pol.platform_retries
@@ -82,7 +82,14 @@ def task_policy(
         if window is None or window[0] > now:
             return None
         try:
-            start, end = to_iodm_policy_window(window[0], window[1], now=now)
+            caps = ctx.platform.capabilities
+            start, end = to_policy_window(
+                window[0],
+                window[1],
+                now=now,
+                min_window=caps.min_window,
+                granularity=caps.window_granularity,
+            )
         except WindowTooShort:
             return None
         return TaskPolicy(ExecuteType.CUSTOM, start, end, retries)

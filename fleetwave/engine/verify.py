@@ -58,14 +58,14 @@ def _check_ref(where: str, ref: PackageRef, pkg: PackageInfo, kind: PackageKind)
 async def find_package(
     platform: Platform, ref: PackageRef, kind: PackageKind, *, where: str = "package"
 ) -> PackageInfo:
-    """The one package ``ref`` names (by fileId, or a selector matching exactly one)."""
+    """The one package ``ref`` names (by file_id, or a selector matching exactly one)."""
     if ref.file_id is not None:
         try:
             pkg = await platform.get_package(ref.file_id)
         except PackageNotFound:
             raise PackageProblem(
                 f"{where}.file_id: no package {ref.file_id!r} on platform {platform.name}",
-                hint="check the fileId, or select by version",
+                hint="check the file_id, or select by version",
             ) from None
         _check_ref(where, ref, pkg, kind)
         return pkg
@@ -107,8 +107,8 @@ async def verify_packages(platform: Platform, spec: CampaignSpec) -> VerifiedPac
             if want is not None and want != have:
                 raise PackageProblem(
                     f"targets.groups[{i}].{field}: group {g.label} holds {want!r} devices but "
-                    f"the package {pkg.name} {pkg.version} is for {have!r} (platform error 123016 "
-                    "otherwise)"
+                    f"the package {pkg.name} {pkg.version} is for {have!r}; the platform would "
+                    "refuse the task"
                 )
     rollback = None
     if spec.rollback is not None:

@@ -16,15 +16,13 @@ from fleetwave.plan.waves import (
     wave_sizes,
 )
 from fleetwave.plan.windows import (
-    MIN_PLATFORM_WINDOW,
     WeeklyWindow,
     WindowSchedule,
     WindowTooShort,
-    to_iodm_policy_window,
+    to_policy_window,
 )
 
 __all__ = [
-    "MIN_PLATFORM_WINDOW",
     "ApiEstimate",
     "CampaignPlan",
     "ChunkPlan",
@@ -38,6 +36,6 @@ __all__ = [
     "plan_waves",
     "seed_int",
     "stratified_order",
-    "to_iodm_policy_window",
+    "to_policy_window",
     "wave_sizes",
 ]

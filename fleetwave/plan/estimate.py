@@ -1,30 +1,21 @@
 """API-call and duration estimate of a campaign: the platform's rate limit is the budget.
 
-Lower bound on IoDM: one task creation per chunk, one subtask page per 100 devices,
-``ceil(active tasks / 100)`` task-list pages per polling round, plus the read-only calls
-of resolution (group lookups, member pages, inventory pages, package lookups).
+Lower bound: one task creation per chunk, one page of device results per
+``task_devices`` devices, ``ceil(active tasks / tasks)`` task-list pages per polling
+round, plus the read-only calls of resolution (group lookups, member pages, inventory
+pages, package lookups). The page sizes are the platform's (its capabilities).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = [
-    "GROUP_MEMBER_PAGE",
-    "INVENTORY_PAGE",
-    "SUBTASK_PAGE",
-    "TASK_PAGE",
-    "ApiEstimate",
-    "estimate_calls",
-]
+__all__ = ["PAGE_KEYS", "ApiEstimate", "estimate_calls"]
 
-#: Page sizes of the IoDM listings the engine uses.
-TASK_PAGE = 100
-SUBTASK_PAGE = 100
-GROUP_MEMBER_PAGE = 1000
-INVENTORY_PAGE = 250
+#: The listings an estimate counts pages of (keys of ``Capabilities.page_sizes``).
+PAGE_KEYS = ("tasks", "task_devices", "group_members", "devices")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +44,8 @@ def estimate_calls(
     *,
     chunk_sizes_per_wave: Sequence[Sequence[int]],
     max_inflight_tasks: int,
-    rate_per_minute: int = 100,
+    page_sizes: Mapping[str, int],
+    rate_per_minute: int = 0,
     poll_rounds_per_batch: int = 1,
     group_member_counts: Sequence[int] = (),
     group_lookups: int = 0,
@@ -64,23 +56,31 @@ def estimate_calls(
 
     ``chunk_sizes_per_wave[w]`` lists the device counts of wave ``w``'s chunks. Each wave
     runs in batches of at most ``max_inflight_tasks`` tasks; each batch is polled
-    ``poll_rounds_per_batch`` times (1 = the lower bound) at ``ceil(batch / 100)`` task-list
-    pages per round. Each chunk's subtasks are read once: ``ceil(size / 100)`` pages.
-    Resolution: ``group_lookups`` name lookups, ``ceil(members / 1000)`` pages per group
-    (at least 1), ``ceil(inventory_devices / 250)`` inventory pages, ``package_lookups``.
+    ``poll_rounds_per_batch`` times (1 = the lower bound) at ``ceil(batch / tasks)``
+    task-list pages per round. Each chunk's device results are read once:
+    ``ceil(size / task_devices)`` pages. Resolution: ``group_lookups`` name lookups,
+    ``ceil(members / group_members)`` pages per group (at least 1),
+    ``ceil(inventory_devices / devices)`` inventory pages, ``package_lookups``.
+    ``page_sizes`` holds those four page sizes (the platform's ``Capabilities.page_sizes``);
+    ``rate_per_minute`` 0 means no limit.
     """
     if max_inflight_tasks < 1:
         raise ValueError(f"max_inflight_tasks must be >= 1, not {max_inflight_tasks}")
+    missing = [k for k in PAGE_KEYS if page_sizes.get(k, 0) < 1]
+    if missing:
+        raise ValueError(f"page_sizes lacks a size for {', '.join(missing)}")
+    task_page, result_page = page_sizes["tasks"], page_sizes["task_devices"]
+    member_page, inventory_page = page_sizes["group_members"], page_sizes["devices"]
     creates = poll = subtasks = 0
     for sizes in chunk_sizes_per_wave:
         creates += len(sizes)
-        subtasks += sum(math.ceil(s / SUBTASK_PAGE) for s in sizes)
+        subtasks += sum(math.ceil(s / result_page) for s in sizes)
         remaining = len(sizes)
         while remaining > 0:
             batch = min(remaining, max_inflight_tasks)
-            poll += poll_rounds_per_batch * math.ceil(batch / TASK_PAGE)
+            poll += poll_rounds_per_batch * math.ceil(batch / task_page)
             remaining -= batch
     resolution = group_lookups + package_lookups
-    resolution += sum(max(1, math.ceil(n / GROUP_MEMBER_PAGE)) for n in group_member_counts)
-    resolution += math.ceil(inventory_devices / INVENTORY_PAGE)
+    resolution += sum(max(1, math.ceil(n / member_page)) for n in group_member_counts)
+    resolution += math.ceil(inventory_devices / inventory_page)
     return ApiEstimate(resolution, creates, poll, subtasks, rate_per_minute)

@@ -20,15 +20,12 @@ import pendulum
 
 __all__ = [
     "HORIZON_DAYS",
-    "MIN_PLATFORM_WINDOW",
     "WeeklyWindow",
     "WindowSchedule",
     "WindowTooShort",
-    "to_iodm_policy_window",
+    "to_policy_window",
 ]
 
-#: IoDM rejects custom task windows shorter than this (error 123034).
-MIN_PLATFORM_WINDOW = dt.timedelta(minutes=5)
 #: How far ahead the schedule looks; an always-open span is reported as ending here.
 HORIZON_DAYS = 400
 
@@ -282,28 +279,52 @@ class WindowSchedule:
         return cls(timezone, (), tuple(blackouts))
 
 
-def to_iodm_policy_window(
+def to_policy_window(
     opens: pendulum.DateTime,
     closes: pendulum.DateTime,
     *,
     now: pendulum.DateTime | None = None,
+    min_window: dt.timedelta | None,
+    granularity: dt.timedelta,
 ) -> tuple[pendulum.DateTime, pendulum.DateTime]:
-    """A task's custom window for the platform: UTC start/end on whole seconds.
+    """A task's custom window for the platform: UTC start/end on its ``granularity``.
 
-    Starts at ``max(opens, now)`` rounded up to the second; ends at ``closes`` rounded
-    down. Raises :class:`WindowTooShort` when less than 5 minutes remain (IoDM 123034).
-    The wire format (``yyyyMMdd'T'HHmmss'Z'``) is the client's job.
+    Starts at ``max(opens, now)`` rounded up to the granularity; ends at ``closes`` rounded
+    down. Raises :class:`WindowTooShort` when less than ``min_window`` remains (both come
+    from the platform's capabilities). The wire format is the platform adapter's job.
     """
     start = opens.in_tz("UTC")
     if now is not None and now.in_tz("UTC") > start:
         start = now.in_tz("UTC")
-    if start.microsecond:
-        start = start.add(seconds=1).replace(microsecond=0)
-    end = closes.in_tz("UTC").replace(microsecond=0)
-    if end - start < MIN_PLATFORM_WINDOW:
+    start = _round(start, granularity, up=True)
+    end = _round(closes.in_tz("UTC"), granularity, up=False)
+    shortest = min_window if min_window is not None else dt.timedelta(0)
+    if end - start < shortest or end <= start:
         raise WindowTooShort(
             f"the window {start.to_iso8601_string()}..{end.to_iso8601_string()} has "
             f"{max(0, int((end - start).total_seconds()))} s left; the platform needs at least "
-            "5 minutes; wait for the next window"
+            f"{_text(shortest)}; wait for the next window"
         )
     return start, end
+
+
+def _micros(td: dt.timedelta) -> int:
+    return (td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds
+
+
+def _round(t: pendulum.DateTime, step: dt.timedelta, *, up: bool) -> pendulum.DateTime:
+    """``t`` rounded to a multiple of ``step`` since the epoch (up or down)."""
+    size = _micros(step)
+    if size <= 1:
+        return t
+    us = t.int_timestamp * 1_000_000 + t.microsecond
+    us = -(-us // size) * size if up else us // size * size
+    return pendulum.from_timestamp(us // 1_000_000, tz="UTC").add(microseconds=us % 1_000_000)
+
+
+def _text(td: dt.timedelta) -> str:
+    seconds = int(td.total_seconds())
+    if seconds and seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    return f"{seconds} s"

@@ -347,6 +347,11 @@ class Platform(Protocol):
     max_devices_per_task: int
     connection_key: str
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this platform can do and what it costs (constant for a connection)."""
+        ...
+
     async def get_package(self, file_id: str) -> PackageInfo: ...
 
     def find_packages(

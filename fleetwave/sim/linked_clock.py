@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pendulum
 
 from fleetwave.clock import Clock
 from fleetwave.errors import UserError
+
+if TYPE_CHECKING:
+    from fleetwave.platforms import PlatformRefLike
 
 __all__ = ["SimLinkedClock", "clock_from_option", "parse_sim_time"]
 
@@ -95,20 +98,27 @@ class SimLinkedClock:
         return f"SimLinkedClock({self.base_url})"
 
 
-def clock_from_option(option: str, *, sim_url: str | None = None) -> Clock:
+def clock_from_option(
+    option: str, *, sim_url: str | None = None, platform: PlatformRefLike | str | None = None
+) -> Clock:
     """The engine clock for ``--clock``: ``real``, ``manual``, ``scaled:F`` or ``sim``.
 
-    ``sim`` links to the simulator at ``sim_url`` (default: ``IODM_BASE_URL``, else the
-    embedded simulator's address), so its manual clock drives the campaign.
+    ``sim`` links to the simulator at ``sim_url`` (default: the simulator the campaign's
+    ``platform`` profile talks to, as its platform type says), so its manual clock drives
+    the campaign.
     """
     from fleetwave.clock import parse_clock
 
     if option.strip().lower() == "sim":
-        import os
+        from fleetwave.platforms import simulator_url
 
-        from fleetwave.platforms.iodm.settings import SIM_DEFAULT_BASE_URL
-
-        return SimLinkedClock(sim_url or os.environ.get("IODM_BASE_URL") or SIM_DEFAULT_BASE_URL)
+        url = sim_url or simulator_url(platform)
+        if url is None:
+            raise UserError(
+                f"--clock sim: platform {platform} has no simulator to take the time from",
+                hint="use --clock real or scaled:60",
+            )
+        return SimLinkedClock(url)
     try:
         return parse_clock(option)
     except ValueError as exc:

@@ -36,12 +36,15 @@ from fleetwave.spec.model import DEFER_CHECKS, CampaignSpec, Issue, iter_issues
 __all__ = [
     "SpecError",
     "SpecProblem",
+    "SpecSource",
     "check_file",
+    "check_file_with_source",
     "check_text",
     "ids_file_fingerprint",
     "key_position",
     "load_spec",
     "load_spec_text",
+    "load_spec_with_source",
     "spec_snapshot",
 ]
 
@@ -73,6 +76,25 @@ class SpecError(UserError):
         super().__init__(
             first + (f" (and {more} more; run 'fleetwave validate FILE')" if more > 0 else "")
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SpecSource:
+    """Where a loaded spec came from: its file name and parsed YAML (with positions), so
+    checks made after loading (e.g. against a platform's capabilities) still report
+    FILE:LINE:COL. ``data`` None: no file (a spec built in code)."""
+
+    file: str
+    data: Any = None
+
+    def problem(self, loc: Loc, message: str) -> SpecProblem:
+        """One problem at ``loc`` (a path of keys/indexes), rendered ``where: message``."""
+        where = _render_loc(loc)
+        text = f"{where}: {message}" if where else message
+        if self.data is None:
+            return SpecProblem(self.file, 0, 0, text)
+        line, col = _position(self.data, loc)
+        return SpecProblem(self.file, line, col, text)
 
 
 # --------------------------------------------------------------------------- YAML
@@ -274,11 +296,10 @@ def _message(err: ErrorDetails) -> tuple[Loc, str, bool]:
             "'.', '_' and '-', starting with a letter or digit, at most 63 characters",
             False,
         )
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "platform":
+    if kind == "string_pattern_mismatch" and loc[-2:] == ("platform", "profile"):
         return (
             loc,
-            f"{where}: {value!r} is not a profile name; use letters, digits and '_' "
-            "(it selects IODM_<PROFILE>_* settings)",
+            f"{where}: {value!r} is not a profile name; use letters, digits and '_'",
             False,
         )
     if kind == "value_error":
@@ -468,27 +489,45 @@ def check_text(
 ) -> tuple[CampaignSpec | None, list[SpecProblem]]:
     """Parse and validate campaign YAML text; returns the spec or the problems (never raises
     for bad input). ``base`` is the directory for ``devices_file`` paths (unchecked if None)."""
+    spec, problems, _ = _check_text(text, file, base)
+    return spec, problems
+
+
+def _check_text(
+    text: str, file: str, base: Path | None
+) -> tuple[CampaignSpec | None, list[SpecProblem], SpecSource]:
     data, problems = _parse(text, file)
     if problems:
-        return None, problems
-    return _validate(data, file, base)
+        return None, problems, SpecSource(file)
+    spec, problems = _validate(data, file, base)
+    return spec, problems, SpecSource(file, data)
 
 
 def check_file(path: str | Path) -> tuple[CampaignSpec | None, list[SpecProblem]]:
     """Like :func:`check_text` for a file, with readable errors for unreadable files."""
+    spec, problems, _ = check_file_with_source(path)
+    return spec, problems
+
+
+def check_file_with_source(
+    path: str | Path,
+) -> tuple[CampaignSpec | None, list[SpecProblem], SpecSource]:
+    """:func:`check_file`, plus the file's :class:`SpecSource` for later checks."""
     p = Path(path)
     file = str(path)
+    none = SpecSource(file)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return None, [SpecProblem(file, 0, 0, "no such file")]
+        return None, [SpecProblem(file, 0, 0, "no such file")], none
     except IsADirectoryError:
-        return None, [SpecProblem(file, 0, 0, "is a directory, not a campaign file")]
+        return None, [SpecProblem(file, 0, 0, "is a directory, not a campaign file")], none
     except UnicodeDecodeError as exc:
-        return None, [SpecProblem(file, 0, 0, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        why = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        return None, [SpecProblem(file, 0, 0, why)], none
     except OSError as exc:
-        return None, [SpecProblem(file, 0, 0, f"cannot read: {exc.strerror or exc}")]
-    return check_text(text, file, base=p.parent.resolve())
+        return None, [SpecProblem(file, 0, 0, f"cannot read: {exc.strerror or exc}")], none
+    return _check_text(text, file, p.parent.resolve())
 
 
 def key_position(path: str | Path, loc: Loc) -> tuple[int, int]:
@@ -510,6 +549,14 @@ def load_spec(path: str | Path) -> CampaignSpec:
     if spec is None:
         raise SpecError(problems)
     return spec
+
+
+def load_spec_with_source(path: str | Path) -> tuple[CampaignSpec, SpecSource]:
+    """:func:`load_spec`, plus the file's :class:`SpecSource` (positions for later checks)."""
+    spec, problems, source = check_file_with_source(path)
+    if spec is None:
+        raise SpecError(problems)
+    return spec, source
 
 
 def load_spec_text(text: str, file: str = "<string>", *, base: Path | None = None) -> CampaignSpec:

@@ -31,12 +31,11 @@ from pydantic import (
 
 from fleetwave.plan.waves import WaveTarget
 from fleetwave.plan.windows import WeeklyWindow, WindowSchedule
+from fleetwave.platforms import DEFAULT_PLATFORM_TYPE, known_platform_types
 from fleetwave.platforms.base import ExecuteType, PackageKind
 
 __all__ = [
     "IDS_FILE_FIELDS",
-    "IODM_MAX_DEVICES_PER_TASK",
-    "MIN_WINDOW",
     "MUTABLE_FIELDS",
     "BlackoutSpec",
     "BreachAction",
@@ -48,6 +47,7 @@ __all__ = [
     "GroupRef",
     "Issue",
     "PackageRef",
+    "PlatformSpec",
     "PolicySpec",
     "ResubmitRule",
     "TargetsSpec",
@@ -66,11 +66,6 @@ __all__ = [
     "spec_changes",
     "spec_fingerprint",
 ]
-
-#: IoDM accepts at most this many devices (or groups) in one upgrade task (error 123024).
-IODM_MAX_DEVICES_PER_TASK: Final = 256
-#: IoDM rejects custom execution windows shorter than this (error 123034).
-MIN_WINDOW: Final = dt.timedelta(minutes=5)
 
 #: Context key: the loader sets it to collect cross-field issues itself, with positions.
 DEFER_CHECKS: Final = "fleetwave_defer_checks"
@@ -249,7 +244,7 @@ _FULL_DAYS: Final[dict[str, str]] = {
 
 
 class ExecuteMode(enum.StrEnum):
-    """When the platform runs each task (IoDM ``executeType``)."""
+    """When the platform runs each task (each platform says which it supports)."""
 
     NOW = "now"
     """Run at once (the engine still submits only inside an allowed window)."""
@@ -293,7 +288,8 @@ class ThresholdScope(enum.StrEnum):
 
 
 class Connectivity(enum.StrEnum):
-    """A device status the inventory reports (IoDM ``status``)."""
+    """A device's connectivity as the platform's inventory reports it (each adapter maps
+    its own statuses onto these)."""
 
     ONLINE = "ONLINE"
     OFFLINE = "OFFLINE"
@@ -351,7 +347,9 @@ class PackageRef(_Model):
     one package of the campaign's kind. With ``file_id`` the other fields, when given,
     are assertions checked against the package."""
 
-    file_id: str | None = Field(default=None, min_length=1, description="Platform fileId.")
+    file_id: str | None = Field(
+        default=None, min_length=1, description="The package's file id on the platform."
+    )
     version: str | None = Field(
         default=None, min_length=1, description="Package version (selector)."
     )
@@ -389,11 +387,11 @@ class PackageRef(_Model):
 
 class GroupRef(_Model):
     """A device group by ``name`` or ``id`` (exactly one). ``device_type``/``model``/
-    ``manufacturer_name`` state what the group holds (IoDM needs them for group-mode
-    tasks); when given, they must match the package, and members that differ are skipped."""
+    ``manufacturer_name`` state what the group holds (some platforms need them for
+    group tasks); when given, they must match the package, and members that differ are skipped."""
 
     name: str | None = Field(default=None, min_length=1, description="Group name.")
-    id: str | None = Field(default=None, min_length=1, description="Group id (devGroupId).")
+    id: str | None = Field(default=None, min_length=1, description="Group id on the platform.")
     device_type: str | None = Field(default=None, min_length=1)
     model: str | None = Field(default=None, min_length=1)
     manufacturer_name: str | None = Field(default=None, min_length=1)
@@ -546,11 +544,11 @@ class PolicySpec(_Model):
     poll_interval: Duration = Field(
         default=dt.timedelta(minutes=5), description="Time between progress polling rounds."
     )
-    max_devices_per_task: int = Field(
-        default=IODM_MAX_DEVICES_PER_TASK,
+    max_devices_per_task: int | None = Field(
+        default=None,
         ge=1,
-        le=IODM_MAX_DEVICES_PER_TASK,
-        description="Devices per platform task (chunk size), at most the platform limit (256).",
+        description="Devices per platform task (chunk size); null = the platform's largest "
+        "task. Checked against the platform's limit at plan and run time.",
     )
     max_inflight_tasks: int = Field(
         default=20, ge=1, description="Unfinished tasks at most at any time."
@@ -574,8 +572,10 @@ class PolicySpec(_Model):
             out.append(Issue(("poll_interval",), "must be at least 10s (API budget)"))
         if self.task_timeout < dt.timedelta(minutes=5):
             out.append(Issue(("task_timeout",), "must be at least 5m"))
-        if self.max_inflight_devices is not None and (
-            self.max_inflight_devices < self.max_devices_per_task
+        if (
+            self.max_inflight_devices is not None
+            and self.max_devices_per_task is not None
+            and self.max_inflight_devices < self.max_devices_per_task
         ):
             out.append(
                 Issue(
@@ -593,7 +593,8 @@ class PolicySpec(_Model):
 class WindowSpec(_Model):
     """A weekly allowed window in the campaign's timezone: opens at ``start`` on each of
     ``days`` and closes at ``end`` (the next day when ``end`` <= ``start``: it crosses
-    midnight; equal times mean 24 hours). At least 5 minutes long."""
+    midnight; equal times mean 24 hours). The platform's shortest window is checked at
+    plan and run time."""
 
     days: Annotated[list[Weekday], BeforeValidator(_expand_days)] = Field(
         default_factory=lambda: list(Weekday),
@@ -613,14 +614,6 @@ class WindowSpec(_Model):
 
     def _issues(self) -> list[Issue]:
         out: list[Issue] = []
-        if self.length < MIN_WINDOW:
-            out.append(
-                Issue(
-                    ("end",),
-                    f"the window {self.start:%H:%M}-{self.end:%H:%M} lasts "
-                    f"{format_duration(self.length)}; the platform rejects windows under 5 minutes",
-                )
-            )
         if len(set(self.days)) != len(self.days):
             out.append(Issue(("days",), "a day is listed twice"))
         return out
@@ -746,6 +739,52 @@ class ThresholdsSpec(_Model):
         return []
 
 
+# --------------------------------------------------------------------------- platform
+
+
+class PlatformSpec(_Model):
+    """Which platform the campaign runs on: a registered platform ``type`` and one of its
+    connection ``profile``s (the platform's settings say where a profile is configured)."""
+
+    type: str = Field(description="Platform type, one of the registered types.")
+    profile: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="Connection profile of that platform; 'default' when absent.",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        known = known_platform_types()
+        if v not in known:
+            raise ValueError(
+                f"unknown platform type {v!r}; use one of {', '.join(known)} "
+                "(e.g. platform: {type: " + (known[0] if known else "TYPE") + ", profile: prod})"
+            )
+        return v
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.profile}"
+
+
+def _legacy_platform(value: object) -> object:
+    """The old form ``platform: prod`` is a profile of the default platform type."""
+    if isinstance(value, str):
+        return {"type": DEFAULT_PLATFORM_TYPE, "profile": value}
+    return value
+
+
+def _same_platform(old: Any, new: Any) -> bool:
+    """A stored snapshot's ``platform`` in the old plain-string form (``"prod"``) names the
+    same platform as ``{"type": DEFAULT_PLATFORM_TYPE, "profile": "prod"}``."""
+    return (
+        isinstance(old, str)
+        and isinstance(new, dict)
+        and new == {"type": DEFAULT_PLATFORM_TYPE, "profile": old}
+    )
+
+
 # --------------------------------------------------------------------------- campaign
 
 _NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -760,10 +799,10 @@ class CampaignSpec(_Model):
         description="Unique campaign name: lower case letters, digits, '.', '_', '-' (<= 63).",
     )
     description: str | None = Field(default=None, description="Free text for humans.")
-    platform: str = Field(
-        default="default",
-        pattern=r"^[A-Za-z0-9_]+$",
-        description="Connection profile (IODM_<PROFILE>_BASE_URL ...); 'default' reads IODM_*.",
+    platform: Annotated[PlatformSpec, BeforeValidator(_legacy_platform)] = Field(
+        default_factory=lambda: PlatformSpec(type=DEFAULT_PLATFORM_TYPE),
+        description="The platform: {type: TYPE, profile: NAME}; the default platform type's "
+        "'default' profile when absent.",
     )
     kind: PackageKind = Field(description="firmware | software.")
     seed: int | None = Field(
@@ -1001,12 +1040,16 @@ def spec_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
     differs (lists of mappings of the same length item by item; other lists whole).
 
     An old ids-file field that holds a path (a snapshot stored before fingerprints were
-    content-based) is taken as unchanged: its content at the time is unknown."""
+    content-based) is taken as unchanged: its content at the time is unknown. So is an old
+    ``platform: "<profile>"`` (before platform types) against the same profile of the
+    default type."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[FieldChange] = []
         for key in sorted({*old, *new}, key=str):  # stable whatever the store's key order
             sub = _join(path, key)
             a, b = old.get(key), new.get(key)
+            if sub == "platform" and _same_platform(a, b):
+                continue
             if (
                 sub in IDS_FILE_FIELDS
                 and isinstance(a, str)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ import httpx
 
 from fleetwave.clock import Clock
 from fleetwave.platforms.base import (
+    Capabilities,
     DeviceGroup,
     DeviceInfo,
     ExecuteType,
@@ -295,6 +297,32 @@ class IoDMPlatform:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """IoDM's limits: 256 devices a task (123024), custom windows of 5 minutes or more
+        (123034) on whole seconds, the listings' largest pages, the app's rate limit."""
+        rate = self.settings.rate_limit
+        return Capabilities(
+            platform=self.name,
+            max_devices_per_task=self.max_devices_per_task,
+            package_kinds=frozenset(PackageKind),
+            execute_types=frozenset(
+                (ExecuteType.NOW, ExecuteType.DEVICE_ONLINE, ExecuteType.CUSTOM)
+            ),
+            min_window=timedelta(minutes=5),
+            window_granularity=timedelta(seconds=1),
+            page_sizes={
+                "tasks": PAGE_SIZES["tasks"],
+                "task_devices": PAGE_SIZES["subtasks"],
+                "group_members": PAGE_SIZES["members"],
+                "devices": PAGE_SIZES["devices"],
+            },
+            rate_limit_per_minute=rate if rate > 0 else None,
+            can_cancel_tasks=False,
+            has_groups=True,
+            push=True,
+        )
 
     def __repr__(self) -> str:
         return f"IoDMPlatform(base_url={self.settings.base_url!r}, app_id={self.settings.app_id!r})"

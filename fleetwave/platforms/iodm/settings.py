@@ -33,12 +33,26 @@ __all__ = [
     "SIM_DEFAULT_BASE_URL",
     "SIM_DEFAULT_SECRET",
     "IoDMSettings",
+    "simulator_base_url",
     "without_userinfo",
 ]
 
 SIM_DEFAULT_BASE_URL = "http://127.0.0.1:8743"
 SIM_DEFAULT_APP_ID = "fleetwave-demo"
 SIM_DEFAULT_SECRET = "fleetwave-demo-secret"  # the simulator's public demo secret, not a real one
+
+
+def env_prefix(profile: str) -> str:
+    """The environment variable prefix of a profile (``IODM_`` or ``IODM_NAME_``)."""
+    return "IODM_" if profile == "default" else f"IODM_{profile.upper()}_"
+
+
+def simulator_base_url(profile: str = "default", environ: Mapping[str, str] | None = None) -> str:
+    """The base URL a profile talks to when it is a simulator (``IODM_<PROFILE>_BASE_URL``,
+    else the embedded simulator's address): where ``--clock sim`` finds the clock."""
+    env = os.environ if environ is None else environ
+    return (env.get(env_prefix(profile) + "BASE_URL") or "").strip() or SIM_DEFAULT_BASE_URL
+
 
 # environment suffix -> settings field
 _ENV_FIELDS: dict[str, str] = {
@@ -144,7 +158,7 @@ class IoDMSettings(BaseModel):
                 f"platform profile {profile!r} is not a valid name",
                 hint="use letters, digits and underscores, e.g. 'prod' (reads IODM_PROD_*)",
             )
-        prefix = "IODM_" if profile == "default" else f"IODM_{profile.upper()}_"
+        prefix = env_prefix(profile)
         values: dict[str, Any] = {}
         names: dict[str, str] = {}
         for suffix, field in _ENV_FIELDS.items():

@@ -26,6 +26,7 @@ __all__ = [
     "MemoryPlatform",
     "MemoryTask",
     "config_of_profile",
+    "new_memory_platform",
     "open_memory_platform",
     "register",
 ]
@@ -79,6 +80,19 @@ async def open_memory_platform(
         await platform.aclose()
 
 
-def register(add: Callable[[str, Any], object]) -> None:
-    """Offer the factory to a registry: ``add("memory", open_memory_platform)``."""
-    add(PLATFORM_TYPE, open_memory_platform)
+def new_memory_platform(profile: str = "default", *, clock: Clock | None = None) -> MemoryPlatform:
+    """The registry's factory for type ``memory``: a fresh in-memory platform per open."""
+    return MemoryPlatform(config_of_profile(profile), clock=clock)
+
+
+def register(add: Callable[[str, Any], object] | None = None) -> None:
+    """Register type ``memory`` with the platform registry (or offer it to ``add``)."""
+    if add is None:
+        from fleetwave.platforms import register_platform
+
+        register_platform(PLATFORM_TYPE, new_memory_platform)
+    else:
+        add(PLATFORM_TYPE, new_memory_platform)
+
+
+register()

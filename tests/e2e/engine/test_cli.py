@@ -89,3 +89,31 @@ def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
 
     unknown = fleetwave(["halt", "no-such-campaign"], env, tmp_path)
     assert unknown.returncode == 2 and "no campaign named 'no-such-campaign'" in unknown.stderr
+
+
+def test_run_refuses_limits_the_platform_cannot_meet(sim: SimHandle, tmp_path: Path) -> None:
+    """Checked against the platform's capabilities before anything is stored or submitted:
+    one line at FILE:LINE:COL, exit 2, no task on the platform, no campaign in the store."""
+    env = dict(os.environ)
+    env.update(
+        IODM_BASE_URL=sim.base_url,
+        IODM_APP_ID=sim.app_id,
+        IODM_SECRET=sim.secret,
+        IODM_RATE_LIMIT="0",
+        FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'limits.db'}",
+    )
+    env.pop("PREFECT_API_URL", None)
+    text = CAMPAIGN.replace("name: cli-trackers", "name: cli-too-big").replace(
+        "max_devices_per_task: 40", "max_devices_per_task: 400"
+    )
+    (tmp_path / "c.yaml").write_text(text)
+    tasks_before = len(sim.stats()["tasks"])
+    refused = fleetwave(["run", "c.yaml", "--clock", "sim"], env, tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: c.yaml:10:69: policy.max_devices_per_task: 400 is above the largest task of "
+        "platform iodm (256 devices); use 256 or less, or leave it out"
+    ]
+    assert len(sim.stats()["tasks"]) == tasks_before
+    status = fleetwave(["status", "cli-too-big"], env, tmp_path)
+    assert status.returncode == 2 and "no campaign named 'cli-too-big'" in status.stderr

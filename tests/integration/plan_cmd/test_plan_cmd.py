@@ -61,7 +61,8 @@ def test_example_plans_read_only(
     assert sum(g["eligible"] for g in t["groups"]) == t["eligible"]
     assert data["chunks"] == sum(w["chunks"] for w in data["waves"])
     assert data["chunks"] >= -(-t["eligible"] // data["max_devices_per_task"])
-    assert data["package"]["fileId"]
+    assert data["package"]["file_id"]
+    assert data["platform"] == {"type": "iodm", "profile": "default"}
     assert data["estimate"]["create_calls"] == data["chunks"]
     assert data["estimate"]["total_calls"] > data["chunks"]
     if not data["windows"]["always_open"]:
@@ -142,3 +143,41 @@ def test_plan_errors_are_one_line(
     assert code == 2
     assert f"{camp}:1:1: missing required key 'package'" in err
     assert "Traceback" not in err
+
+
+def test_plan_checks_the_platform_limits_first(
+    sim: SimHandle, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Limits the platform cannot meet: every one at its FILE:LINE:COL, exit 2, before
+    any call to the platform."""
+    camp = tmp_path / "c.yaml"
+    camp.write_text(
+        "name: t\n"
+        "kind: firmware\n"
+        "platform: {type: iodm, profile: default}\n"
+        "package: {version: '1.5.0', model: WM-200}\n"
+        "targets: {groups: [{name: meters-berlin}]}\n"
+        "waves: [{percent: 100}]\n"
+        "policy: {max_devices_per_task: 300}\n"
+        "windows:\n"
+        "  allowed: [{start: '22:00', end: '22:04'}]\n"
+    )
+    before = sim.stats()["calls"]
+    code, _out, err = _run(capsys, "plan", str(camp))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"{camp}:7:32: policy.max_devices_per_task: 300 is above the largest task of platform "
+        "iodm (256 devices); use 256 or less, or leave it out",
+        f"{camp}:9:35: windows.allowed[0].end: the window 22:00-22:04 lasts 4m; platform iodm "
+        "rejects windows under 5m",
+    ]
+    assert sim.stats()["calls"] == before
+
+    camp.write_text(
+        camp.read_text()
+        .replace("policy: {max_devices_per_task: 300}\n", "")
+        .replace("22:04", "23:00")
+    )
+    code, out, _ = _run(capsys, "plan", str(camp), "--json", "--at", "2026-03-27T12:00:00Z")
+    assert code == 0
+    assert json.loads(out)["max_devices_per_task"] == 256  # the platform's largest task

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetwave.plan import WeeklyWindow, WindowSchedule, WindowTooShort, to_iodm_policy_window
+from fleetwave.plan import WeeklyWindow, WindowSchedule, WindowTooShort, to_policy_window
 from fleetwave.plan.windows import _local
 
 ALL = frozenset(range(1, 8))
@@ -271,22 +271,54 @@ def test_is_open_matches_oracle_and_next_window_is_consistent(
 # -------------------------------------------------------------------- platform window
 
 
-def test_iodm_window_is_utc_whole_seconds() -> None:
+#: IoDM's capabilities: custom windows of 5 minutes or more, on whole seconds.
+FIVE_MIN = dt.timedelta(minutes=5)
+SECOND = dt.timedelta(seconds=1)
+
+
+def _window(
+    opens: pendulum.DateTime,
+    closes: pendulum.DateTime,
+    now: pendulum.DateTime | None = None,
+) -> tuple[pendulum.DateTime, pendulum.DateTime]:
+    return to_policy_window(opens, closes, now=now, min_window=FIVE_MIN, granularity=SECOND)
+
+
+def test_policy_window_is_utc_whole_seconds() -> None:
     opens = local("Europe/Berlin", 2026, 3, 28, 22)
     closes = local("Europe/Berlin", 2026, 3, 29, 5)
-    start, end = to_iodm_policy_window(opens, closes)
+    start, end = _window(opens, closes)
     assert (start, end) == (utc(2026, 3, 28, 21), utc(2026, 3, 29, 3))
     assert start.timezone_name == "UTC"
     now = utc(2026, 3, 28, 23, 0, 0).add(microseconds=1)
-    start, _ = to_iodm_policy_window(opens, closes, now=now)
+    start, _ = _window(opens, closes, now=now)
     assert start == utc(2026, 3, 28, 23, 0, 1)
 
 
-def test_iodm_window_under_five_minutes_is_refused() -> None:
+def test_policy_window_under_the_minimum_is_refused() -> None:
     with pytest.raises(WindowTooShort, match="at least 5 minutes"):
-        to_iodm_policy_window(utc(2026, 1, 1, 0), utc(2026, 1, 1, 0, 4, 59))
+        _window(utc(2026, 1, 1, 0), utc(2026, 1, 1, 0, 4, 59))
     with pytest.raises(WindowTooShort):
-        to_iodm_policy_window(utc(2026, 1, 1, 0), utc(2026, 1, 1, 1), now=utc(2026, 1, 1, 0, 58))
-    assert to_iodm_policy_window(utc(2026, 1, 1, 0), utc(2026, 1, 1, 0, 5))[1] == utc(
-        2026, 1, 1, 0, 5
+        _window(utc(2026, 1, 1, 0), utc(2026, 1, 1, 1), now=utc(2026, 1, 1, 0, 58))
+    assert _window(utc(2026, 1, 1, 0), utc(2026, 1, 1, 0, 5))[1] == utc(2026, 1, 1, 0, 5)
+
+
+def test_policy_window_follows_the_platform_capabilities() -> None:
+    """Another platform's minimum and granularity: 1 hour, bounds on whole minutes."""
+    opens, closes = utc(2026, 1, 1, 0, 0, 30), utc(2026, 1, 1, 1, 30, 59)
+    start, end = to_policy_window(
+        opens, closes, min_window=dt.timedelta(hours=1), granularity=dt.timedelta(minutes=1)
     )
+    assert (start, end) == (utc(2026, 1, 1, 0, 1), utc(2026, 1, 1, 1, 30))
+    with pytest.raises(WindowTooShort, match="has 0 s left"):
+        to_policy_window(
+            opens, opens.add(seconds=50), min_window=None, granularity=dt.timedelta(minutes=1)
+        )
+    # 5 minutes is enough for IoDM but not for a platform that needs an hour
+    with pytest.raises(WindowTooShort, match="at least 60 minutes"):
+        to_policy_window(
+            utc(2026, 1, 1, 0),
+            utc(2026, 1, 1, 0, 5),
+            min_window=dt.timedelta(hours=1),
+            granularity=SECOND,
+        )
