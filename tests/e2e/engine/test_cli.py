@@ -107,6 +107,7 @@ def test_run_refuses_limits_the_platform_cannot_meet(sim: SimHandle, tmp_path: P
         "max_devices_per_task: 40", "max_devices_per_task: 400"
     )
     (tmp_path / "c.yaml").write_text(text)
+    assert fleetwave(["db", "upgrade"], env, tmp_path).returncode == 0
     tasks_before = len(sim.stats()["tasks"])
     refused = fleetwave(["run", "c.yaml", "--clock", "sim"], env, tmp_path)
     assert refused.returncode == 2, refused.stderr
