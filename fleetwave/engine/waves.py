@@ -123,34 +123,39 @@ class WaveDriver(Loop):
                 return await roll_back(self)
 
     async def step(self, wave: Wave) -> None:
-        """One pass over the current wave: gate, submit, monitor, decide, sleep."""
+        """One pass over the current wave: its next step by status (``decide.wave_step``)."""
         idx = wave.index
-        if wave.status is WaveStatus.PENDING:
-            if wave.planned_size == 0:
-                self.set_wave(idx, WaveStatus.SKIPPED, "no devices")
-                return
-            if self.spec.waves[idx].approval:
-                self.set_wave(idx, WaveStatus.WAITING_APPROVAL, "approval required")
-                return
-            self.set_wave(idx, WaveStatus.RUNNING, "started")
-            return
-        if wave.status is WaveStatus.WAITING_APPROVAL:
+        pending = wave.status is WaveStatus.PENDING
+        soaking = wave.status is WaveStatus.SOAKING
+        until = to_pendulum(wave.soak_until) if soaking else None
+        step = wave_step(
+            idx,
+            wave.status,
+            planned_size=wave.planned_size,
+            approval_required=pending and bool(self.spec.waves[idx].approval),
+            soak_until=until,
+            now=self.ctx.now() if soaking else None,  # only a soak reads the clock
+        )
+        log.debug("%s: %s -> %s (%s)", self.spec.name, step.name, step.verdict, step.reason)
+        verdict = step.verdict
+        if verdict is Verdict.SKIP:
+            self.set_wave(idx, WaveStatus.SKIPPED, step.reason)
+        elif verdict is Verdict.PAUSE:
+            self.set_wave(idx, WaveStatus.WAITING_APPROVAL, step.reason)
+        elif verdict is Verdict.RUN:
+            self.set_wave(idx, WaveStatus.RUNNING, step.reason)
+        elif verdict is Verdict.APPROVAL:
             await self.approval_gate(wave)
-            return
-        if wave.status is WaveStatus.HALTED:
-            self.set_wave(idx, WaveStatus.RUNNING, "resumed")
-            return
-        if wave.status in (WaveStatus.FAILED, WaveStatus.REJECTED, WaveStatus.CANCELLED):
-            self.set_status(CampaignStatus.HALTED, f"wave {idx} is {wave.status.value}")
-            raise Stop(self.outcome(OutcomeKind.HALTED, f"wave {idx} is {wave.status.value}"))
-        if wave.status is WaveStatus.SOAKING:
-            until = to_pendulum(wave.soak_until) or self.ctx.now()
-            if self.ctx.now() >= until:
-                self.set_wave(idx, WaveStatus.SUCCEEDED, "soak period over")
-                return
-            await self.wait_until(until, f"wave {idx} soaks until {until.to_iso8601_string()}")
-            return
-        await self.running_step(wave)
+        elif verdict is Verdict.HALT:
+            self.set_status(CampaignStatus.HALTED, step.reason)
+            raise Stop(self.outcome(OutcomeKind.HALTED, step.reason))
+        elif verdict is Verdict.PROCEED:
+            self.set_wave(idx, WaveStatus.SUCCEEDED, step.reason)
+        elif verdict is Verdict.WAIT:
+            assert until is not None  # a soak without an end is over at once
+            await self.wait_until(until, step.reason)
+        else:
+            await self.running_step(wave)
 
     async def wait_until(
         self, when: pendulum.DateTime, reason: str, kind: OutcomeKind = OutcomeKind.WAITING_WINDOW
@@ -179,16 +184,25 @@ class WaveDriver(Loop):
         ctx = self.ctx
         idx = wave.index
         # An approval counts unless a threshold of this wave tripped after it was given
-        # (event order, not timestamps: the CLI and the engine may use different clocks).
+        # (decide.approval_validity: event order, not timestamps).
         breach = self.last_event(["threshold_breach"], lambda subj: subj == f"wave {idx}")
 
         def valid(w: Wave) -> bool:
-            if w.approval_decision is None:
-                return False
-            if breach is None:
-                return True
-            given = self.last_event(["wave_approval"], lambda subj: subj.startswith(f"wave {idx} "))
-            return given is not None and given.id > breach.id
+            decided = w.approval_decision is not None
+            given = None
+            if decided and breach is not None:  # the approval event matters only then
+                given = self.last_event(
+                    ["wave_approval"], lambda subj: subj.startswith(f"wave {idx} ")
+                )
+            return (
+                approval_validity(
+                    idx,
+                    decided=decided,
+                    breach_event=breach.id if breach is not None else None,
+                    approval_event=given.id if given is not None else None,
+                ).verdict
+                is Verdict.PROCEED
+            )
 
         if not valid(wave) and ctx.approver is not None:
             ctx.emit("stage", stage="approval", message=f"waiting for approval of wave {idx}")
@@ -497,18 +511,21 @@ class WaveDriver(Loop):
         ctx.decision(gate, subject=f"wave {idx}")
         if gate.verdict is Verdict.HALT:
             self.breach(idx, gate)
-        soak = self.spec.waves[idx].soak
-        if soak.total_seconds() > 0 and nxt is not None:
-            until = ctx.now().add(seconds=soak.total_seconds())
+        soak = self.spec.waves[idx].soak.total_seconds()
+        follow = after_gate(idx, next_wave=nxt, soak_seconds=soak)
+        log.info("%s: %s -> %s (%s)", self.spec.name, follow.name, follow.verdict, follow.reason)
+        if follow.verdict is Verdict.SOAK:
+            until = ctx.now().add(seconds=soak)
             self.set_wave(
                 idx, WaveStatus.SOAKING, gate.reason, soak_until=until, data=gate.as_event()
             )
-        else:
+        else:  # the next wave starts, or the campaign completes: no wave is left
             self.set_wave(idx, WaveStatus.SUCCEEDED, gate.reason, data=gate.as_event())
         return True
 
     def breach(self, idx: int, decision: Decision) -> None:
-        """A threshold or gate tripped: halt, pause for approval, or roll back (raises _Stop)."""
+        """A threshold or gate tripped: halt, pause for approval, or roll back (raises Stop
+        or RollBack); ``decide.breach_action`` says which."""
         ctx = self.ctx
         action = self.spec.thresholds.on_breach
         ctx.event(
@@ -516,12 +533,19 @@ class WaveDriver(Loop):
             subject=f"wave {idx}",
             data={"action": action.value, **decision.as_event()},
         )
-        if action is BreachAction.ROLLBACK and ctx.rollback_package is not None:
+        what = breach_action(
+            idx,
+            decision,
+            on_breach=action,
+            has_rollback_package=ctx.rollback_package is not None,
+        )
+        log.info("%s: %s -> %s (%s)", self.spec.name, what.name, what.verdict, what.reason)
+        if what.verdict is Verdict.ROLLBACK:
             self.set_wave(idx, WaveStatus.FAILED, decision.reason, data=decision.as_event())
             self.set_status(CampaignStatus.ROLLING_BACK, decision.reason, data=decision.as_event())
             raise RollBack()
         self.set_wave(idx, WaveStatus.HALTED, decision.reason, data=decision.as_event())
-        if action is BreachAction.PAUSE:
+        if what.verdict is Verdict.PAUSE:
             self.set_wave(idx, WaveStatus.WAITING_APPROVAL, "threshold breached")
             self.set_status(CampaignStatus.PAUSED, f"threshold breached: {decision.reason}")
             raise Stop(self.outcome(OutcomeKind.AWAITING_APPROVAL, decision.reason, wave=idx))
