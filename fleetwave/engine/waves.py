@@ -88,6 +88,8 @@ class WaveDriver(Loop):
     # ------------------------------------------------------------------ main loop
 
     async def run(self) -> Outcome:
+        """Plan (once), reconcile, check the platform's live tasks, then pass over the
+        current wave until the campaign completes, rolls back or the run must end."""
         ctx = self.ctx
         with ctx.tx() as s:
             planned = bool(store.get_waves(s, campaign_id=ctx.campaign_id))
