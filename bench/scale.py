@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.api_calls import (  # noqa: E402
+from bench.api_calls import report  # noqa: E402
+from bench.harness import (  # noqa: E402
+    bench_simulator,
     bench_spec_text,
     quiet_process,
-    report,
     run_campaign,
-    run_simulator_process,
     sim_calls,
     sim_stats,
 )
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"SQLite store {db}"
         )
         t_sim = time.perf_counter()
-        with run_simulator_process(
+        with bench_simulator(
             devices=args.devices, seed=args.seed, rate_limit=args.rate_limit, log=work / "sim.log"
         ) as sim:
             _say(f"simulator ready in {time.perf_counter() - t_sim:.1f} s (separate process)")

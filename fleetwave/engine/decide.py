@@ -14,22 +14,28 @@ from typing import Any
 import pendulum
 
 from fleetwave.platforms.base import TaskStatus
-from fleetwave.spec.model import FailureKind
+from fleetwave.spec.model import BreachAction, FailureKind
+from fleetwave.store.models import DeviceRunStatus, WaveStatus
 
 __all__ = [
     "Counts",
     "Decision",
     "RetryCandidate",
     "Verdict",
+    "after_gate",
+    "approval_validity",
     "backoff_seconds",
+    "breach_action",
     "chunk_capacity",
     "classify_failure",
+    "count_outcomes",
     "evaluate_failure_threshold",
     "evaluate_wave_gate",
     "in_flight_counts",
     "screen_targets",
     "select_resubmissions",
     "task_timed_out",
+    "wave_step",
 ]
 
 
@@ -40,7 +46,11 @@ class Verdict(enum.StrEnum):
     wave gate failed). ROLLBACK: halt and roll back. WAIT: the condition cannot be
     decided yet (too few finished devices, devices still running). PROCEED: a gate
     opened (the next wave may start). TIMED_OUT: a task ran past its timeout.
-    RESUBMIT: devices are selected for another round.
+    RESUBMIT: devices are selected for another round. PAUSE: stop and wait for an
+    operator's approval (the wave goes to its approval gate). SOAK: the wave passed and
+    soaks before the next one starts. DONE: the last wave passed: the campaign is done.
+    SKIP: the wave has nothing to run. RUN: the wave starts (or resumes) running.
+    APPROVAL: the wave waits at its approval gate (an approval is asked for or checked).
     """
 
     CONTINUE = "continue"
@@ -50,6 +60,12 @@ class Verdict(enum.StrEnum):
     PROCEED = "proceed"
     TIMED_OUT = "timed_out"
     RESUBMIT = "resubmit"
+    PAUSE = "pause"
+    SOAK = "soak"
+    DONE = "done"
+    SKIP = "skip"
+    RUN = "run"
+    APPROVAL = "approval"
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,3 +455,188 @@ def chunk_capacity(
         tasks += 1
         devices += size
     return n
+
+
+# ---------------------------------------------------------------------- the wave driver's rules
+
+
+def count_outcomes(
+    statuses: Mapping[DeviceRunStatus, int],
+    failure_kinds: Mapping[str, int],
+    *,
+    counted_kinds: Iterable[str],
+    retrying: Mapping[str, int] | None = None,
+) -> Counts:
+    """The thresholds' counts from the store's two aggregates (devices per status, and
+    settled failures per kind).
+
+    ``failure_kinds`` counts FAILED and TIMED_OUT devices per failure kind (a rollback
+    failure is a device whose upgrade succeeded, so it is not in it). ``retrying``: failed
+    devices per kind that get another round; they are not final, so they are taken out of
+    their kind. A final failure of a kind in ``counted_kinds`` is ``failed`` (``timed_out``
+    for ``timeout``), of another kind ``ignored``. Devices rolling back, rolled back or
+    whose rollback failed took the new version: they count as ``succeeded``. SKIPPED and
+    CANCELLED devices are ``skipped``.
+    """
+    rs = DeviceRunStatus
+    retrying = retrying or {}
+    counted = {str(getattr(k, "value", k)) for k in counted_kinds}
+    final = {k: max(0, n - retrying.get(k, 0)) for k, n in failure_kinds.items()}
+    timeout = FailureKind.TIMEOUT.value
+    failed = sum(n for k, n in final.items() if k in counted and k != timeout)
+    timed_out = final.get(timeout, 0) if timeout in counted else 0
+    return Counts(
+        total=sum(statuses.values()),
+        succeeded=statuses.get(rs.SUCCEEDED, 0)
+        + statuses.get(rs.ROLLING_BACK, 0)
+        + statuses.get(rs.ROLLED_BACK, 0)
+        + statuses.get(rs.ROLLBACK_FAILED, 0),
+        failed=failed,
+        timed_out=timed_out,
+        skipped=statuses.get(rs.SKIPPED, 0) + statuses.get(rs.CANCELLED, 0),
+        retrying=sum(retrying.values()),
+        ignored=sum(final.values()) - failed - timed_out,
+    )
+
+
+def breach_action(
+    wave: int, trip: Decision, *, on_breach: BreachAction, has_rollback_package: bool
+) -> Decision:
+    """What a tripped threshold or failed wave gate (``trip``) does to the campaign.
+
+    ``on_breach`` (the spec's ``thresholds.on_breach``) decides: ROLLBACK rolls back (the
+    wave fails), PAUSE halts the wave and waits for an operator's approval, HALT halts the
+    campaign. A rollback without a rollback package cannot run: the campaign halts.
+    """
+    inputs: dict[str, Any] = {
+        "wave": wave,
+        "on_breach": on_breach.value,
+        "rollback_package": has_rollback_package,
+        "trip": trip.name,
+        "trip_verdict": trip.verdict.value,
+    }
+    if on_breach is BreachAction.ROLLBACK and has_rollback_package:
+        return Decision("breach_action", Verdict.ROLLBACK, f"roll back: {trip.reason}", inputs)
+    if on_breach is BreachAction.PAUSE:
+        return Decision(
+            "breach_action",
+            Verdict.PAUSE,
+            f"wave {wave} halted, awaiting approval: {trip.reason}",
+            inputs,
+        )
+    reason = f"halt: {trip.reason}"
+    if on_breach is BreachAction.ROLLBACK:
+        reason += " (on_breach is rollback, but there is no rollback package)"
+    return Decision("breach_action", Verdict.HALT, reason, inputs)
+
+
+def after_gate(wave: int, *, next_wave: int | None, soak_seconds: float) -> Decision:
+    """What follows a passed wave gate: SOAK (the wave waits ``soak_seconds`` before the
+    next one starts), PROCEED (the next wave may start now) or DONE (it was the last wave).
+
+    The last wave never soaks: nothing waits for it.
+    """
+    inputs: dict[str, Any] = {"wave": wave, "next_wave": next_wave, "soak_seconds": soak_seconds}
+    if next_wave is None:
+        return Decision("after_gate", Verdict.DONE, f"wave {wave} was the last wave", inputs)
+    if soak_seconds > 0:
+        return Decision(
+            "after_gate",
+            Verdict.SOAK,
+            f"wave {wave} soaks {soak_seconds:.0f} s before wave {next_wave}",
+            inputs,
+        )
+    return Decision("after_gate", Verdict.PROCEED, f"wave {next_wave} may start", inputs)
+
+
+def approval_validity(
+    wave: int,
+    *,
+    decided: bool,
+    breach_event: int | None,
+    approval_event: int | None,
+) -> Decision:
+    """Does the wave's recorded approval decision still count?
+
+    ``decided``: the wave holds an operator's decision. ``breach_event``: the ID of the
+    newest threshold breach of this wave in the event log (None if none);
+    ``approval_event``: the ID of the newest approval event of this wave. A decision
+    counts unless a breach came after it; event order decides, not timestamps (the CLI
+    and the engine may use different clocks). PROCEED: it counts; WAIT: an operator must
+    decide (again).
+    """
+    inputs: dict[str, Any] = {
+        "wave": wave,
+        "decided": decided,
+        "breach_event": breach_event,
+        "approval_event": approval_event,
+    }
+    if not decided:
+        return Decision("approval", Verdict.WAIT, f"wave {wave} has no decision yet", inputs)
+    if breach_event is None:
+        return Decision("approval", Verdict.PROCEED, f"wave {wave} was decided", inputs)
+    if approval_event is not None and approval_event > breach_event:
+        return Decision(
+            "approval", Verdict.PROCEED, f"wave {wave} was decided after its breach", inputs
+        )
+    return Decision(
+        "approval",
+        Verdict.WAIT,
+        f"a threshold of wave {wave} tripped after its decision: it must be decided again",
+        inputs,
+    )
+
+
+def wave_step(
+    wave: int,
+    status: WaveStatus,
+    *,
+    planned_size: int,
+    approval_required: bool,
+    soak_until: pendulum.DateTime | None = None,
+    now: pendulum.DateTime | None = None,
+) -> Decision:
+    """The next step of the current wave (the first neither succeeded nor skipped) by its status.
+
+    PENDING: SKIP without devices, PAUSE when the spec asks for an approval, else RUN.
+    WAITING_APPROVAL: APPROVAL (the gate asks or checks). HALTED: RUN (resumed).
+    FAILED, REJECTED, CANCELLED: HALT (the campaign halts). SOAKING: PROCEED once ``now``
+    reaches ``soak_until`` (none recorded: at once), else WAIT. RUNNING: CONTINUE
+    (submit, monitor, decide).
+    """
+    inputs: dict[str, Any] = {
+        "wave": wave,
+        "status": status.value,
+        "planned_size": planned_size,
+        "approval_required": approval_required,
+    }
+    ws = WaveStatus
+    if status is ws.PENDING:
+        if planned_size == 0:
+            return Decision("wave_step", Verdict.SKIP, "no devices", inputs)
+        if approval_required:
+            return Decision("wave_step", Verdict.PAUSE, "approval required", inputs)
+        return Decision("wave_step", Verdict.RUN, "started", inputs)
+    if status is ws.WAITING_APPROVAL:
+        return Decision("wave_step", Verdict.APPROVAL, f"wave {wave} awaits approval", inputs)
+    if status is ws.HALTED:
+        return Decision("wave_step", Verdict.RUN, "resumed", inputs)
+    if status in (ws.FAILED, ws.REJECTED, ws.CANCELLED):
+        return Decision("wave_step", Verdict.HALT, f"wave {wave} is {status.value}", inputs)
+    if status is ws.SOAKING:
+        if now is None:
+            raise ValueError("a soaking wave's step needs now")
+        until = soak_until or now
+        inputs["soak_until"] = until.isoformat()
+        inputs["now"] = now.isoformat()
+        if now >= until:
+            return Decision("wave_step", Verdict.PROCEED, "soak period over", inputs)
+        return Decision(
+            "wave_step",
+            Verdict.WAIT,
+            f"wave {wave} soaks until {until.to_iso8601_string()}",
+            inputs,
+        )
+    if status is ws.RUNNING:
+        return Decision("wave_step", Verdict.CONTINUE, f"wave {wave} is running", inputs)
+    raise ValueError(f"wave {wave} is {status.value}: it has no next step")

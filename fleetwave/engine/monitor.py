@@ -188,14 +188,12 @@ async def _poll(ctx: RunContext, active: list[Chunk]) -> dict[str, PlatformTask]
 
 def _finish_by_push(ctx: RunContext, active: list[Chunk]) -> list[Chunk]:
     """Finish the chunks whose devices all have a final result from push; return the rest."""
-    from fleetwave.notify import unfinished_devices
-
     left: list[Chunk] = []
     now = ctx.now()
     with ctx.tx() as s:
         for chunk in active:
             assert chunk.id is not None
-            if chunk.operation_id and unfinished_devices(s, chunk_id=chunk.id) == 0:
+            if chunk.operation_id and store.count_unfinished_devices(s, chunk_id=chunk.id) == 0:
                 store.finish_chunk(s, chunk_id=chunk.id, now=now, platform_status="push")
             else:
                 left.append(chunk)

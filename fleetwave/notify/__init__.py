@@ -15,7 +15,6 @@ from fleetwave.notify.apply import (
     ApplyOutcome,
     apply_events,
     to_device_result,
-    unfinished_devices,
 )
 from fleetwave.notify.channel import PushChannel, PushStats
 from fleetwave.notify.events import (
@@ -42,7 +41,6 @@ __all__ = [
     "apply_events",
     "parse_notification",
     "to_device_result",
-    "unfinished_devices",
 ]
 
 

@@ -21,7 +21,7 @@ from fleetwave.notify.events import EventKind, PushEvent, UpgradeState
 from fleetwave.platforms.base import TaskStatus
 from fleetwave.store import ChunkKind, ChunkRef, ChunkStatus, DeviceResult, DeviceRunStatus
 
-__all__ = ["ApplyOutcome", "apply_events", "to_device_result", "unfinished_devices"]
+__all__ = ["ApplyOutcome", "apply_events", "to_device_result"]
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +168,3 @@ def apply_events(
     for e in out.unknown_operation:
         log.debug("%s for unknown task %s (device %s)", e.notify_type, e.operation_id, e.device_id)
     return out
-
-
-def unfinished_devices(session: Session, *, chunk_id: int) -> int:
-    """Device runs of a chunk still without a final status (0: push delivered every result,
-    so the monitor may finish the chunk without reading its subtasks).
-
-    Kept for the engine's import; it is :func:`fleetwave.store.count_unfinished_devices`.
-    """
-    return store.count_unfinished_devices(session, chunk_id=chunk_id)

@@ -1,17 +1,31 @@
-"""The test harness: run a simulator in-process on an ephemeral port and drive its admin API.
+"""The test harness: run a simulator on an ephemeral port and drive its admin API.
 
-``with run_simulator(devices=200, clock="manual") as sim:`` gives a :class:`SimHandle`
-with the base URL, the credentials, and thin wrappers over ``/sim/`` (clock, faults,
-device overrides, statistics). Usable from sync and async tests alike. With
-``tls_cert=``/``tls_key=`` it serves HTTPS (``sim.base_url`` starts with ``https://``).
+``with run_simulator(devices=200, clock="manual") as sim:`` serves it in-process (a daemon
+thread) and gives a :class:`SimHandle` with the base URL, the credentials, and thin
+wrappers over ``/sim/`` (clock, faults, device overrides, statistics). Usable from sync
+and async tests alike. With ``tls_cert=``/``tls_key=`` it serves HTTPS (``sim.base_url``
+starts with ``https://``).
+
+``start_simulator_process(...)`` / ``with run_simulator_process(...)`` run it in its own
+process (``python -m fleetwave.sim``), so a test can kill the engine without killing the
+simulator and a benchmark's figures are not the simulator's: the one launcher the e2e
+tests and bench/ use.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import ssl
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +35,16 @@ from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET, SimConfig
 from fleetwave.sim.linked_clock import parse_sim_time
 from fleetwave.sim.server import SimServer
 
-__all__ = ["DEMO_APP_ID", "DEMO_SECRET", "SimConfig", "SimHandle", "run_simulator"]
+__all__ = [
+    "DEMO_APP_ID",
+    "DEMO_SECRET",
+    "SimConfig",
+    "SimHandle",
+    "SimProcess",
+    "run_simulator",
+    "run_simulator_process",
+    "start_simulator_process",
+]
 
 
 class SimHandle:
@@ -88,3 +111,123 @@ def run_simulator(config: SimConfig | None = None, **overrides: Any) -> Iterator
     finally:
         handle.close()
         server.stop()
+
+
+#: Quiet settings for the simulator's process (it imports no Prefect, but its
+#: dependencies may read them).
+_QUIET_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_TELEMETRY_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+@dataclass
+class SimProcess:
+    """The simulator running in its own process group (``python -m fleetwave.sim``)."""
+
+    base_url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    _tmp: Path | None = None  # removed on stop: the launcher made it
+
+    def stop(self) -> None:
+        """Stop the process group (SIGTERM, then SIGKILL); idempotent."""
+        from fleetwave.serving import stop_process_group
+
+        stop_process_group(self.process)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def start_simulator_process(
+    workdir: Path | None = None,
+    *,
+    log: Path | None = None,
+    timeout: float = 60.0,
+    **options: object,
+) -> SimProcess:
+    """Run ``python -m fleetwave.sim --port 0 --port-file F`` with ``--option value`` pairs
+    and wait until it answers ``GET /sim/clock``.
+
+    Option names are SimConfig's fields (``devices=500, clock="manual", rate_limit=0``);
+    underscores become dashes; ``True`` passes a bare flag, ``False``/``None`` is omitted.
+    The port file goes in ``workdir`` (a temporary directory, removed on stop, when None);
+    stdout and stderr go to ``log`` (default ``workdir/sim.log``). The child imports the
+    same ``fleetwave`` as the caller. Raises RuntimeError with the log's tail when it does
+    not answer within ``timeout`` seconds.
+    """
+    from fleetwave.serving import stop_process_group
+
+    tmp = Path(tempfile.mkdtemp(prefix="fleetwave-sim-")) if workdir is None else None
+    work = tmp if tmp is not None else workdir
+    assert work is not None
+    work.mkdir(parents=True, exist_ok=True)
+    port_file = work / "sim.port"
+    port_file.unlink(missing_ok=True)
+    log = log if log is not None else work / "sim.log"
+    args = [sys.executable, "-m", "fleetwave.sim", "--port", "0", "--port-file", str(port_file)]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not None and value is not False:
+            args += [flag, str(value)]
+    env = {**os.environ, **_QUIET_ENV}
+    root = str(Path(__file__).resolve().parents[2])  # where this fleetwave is imported from
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    cert = options.get("tls_cert")
+    scheme = "https" if cert else "http"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cert)) if cert else True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = port_file.read_text().strip() if port_file.exists() else ""
+        if text.isdigit():
+            port = int(text)
+            base = f"{scheme}://127.0.0.1:{port}"
+            try:
+                httpx.get(f"{base}/sim/clock", timeout=2.0, verify=verify)
+                return SimProcess(base, port, proc, log, tmp)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    stop_process_group(proc)
+    why = f"exit code {proc.returncode}" if proc.poll() is not None else f"{timeout:.0f} s"
+    tail = _tail(log)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    raise RuntimeError(f"the simulator did not start ({why}; {' '.join(args)}); log:\n{tail}")
+
+
+@contextmanager
+def run_simulator_process(
+    workdir: Path | None = None,
+    *,
+    log: Path | None = None,
+    timeout: float = 60.0,
+    **options: object,
+) -> Iterator[SimProcess]:
+    """:func:`start_simulator_process`, stopped on exit."""
+    sim = start_simulator_process(workdir, log=log, timeout=timeout, **options)
+    try:
+        yield sim
+    finally:
+        sim.stop()

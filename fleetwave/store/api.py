@@ -61,7 +61,6 @@ __all__ = [
     "NewDeviceRun",
     "TaskDevices",
     "WavePlan",
-    "WaveStatusCounts",
     "abandon_chunk",
     "acquire_lease",
     "active_chunk_figures",
@@ -74,7 +73,6 @@ __all__ = [
     "campaign_spec_hash",
     "cancel_unsent_devices",
     "chunk_counts_by_wave",
-    "chunk_device_ids",
     "chunk_members",
     "chunk_refs_by_operation_id",
     "claim_devices",
@@ -122,7 +120,6 @@ __all__ = [
     "skip_reason_counts",
     "take_over_lease",
     "unknown_device_ids",
-    "wave_status_counts",
 ]
 
 DEFAULT_BATCH = 5000
@@ -184,14 +181,6 @@ class ChunkRef:
     kind: ChunkKind
     status: ChunkStatus
     package_kind: str
-
-
-@dataclass(frozen=True, slots=True)
-class WaveStatusCounts:
-    """One wave's devices per status, and how many of its CANCELLED ones had failed first."""
-
-    statuses: dict[DeviceRunStatus, int]
-    cancelled_after_failure: int = 0
 
 
 class FinishedDevice(NamedTuple):
@@ -1316,33 +1305,6 @@ def device_status_counts_by_wave(
     return out
 
 
-def wave_status_counts(session: Session, *, campaign_id: int) -> dict[int, WaveStatusCounts]:
-    """``{wave_index: WaveStatusCounts}`` from one GROUP BY (status, and whether it had failed).
-
-    Like :func:`device_status_counts_by_wave`, plus the CANCELLED devices that carry a
-    ``failure_kind`` (a halt or rollback cancels retryable failures), counted in the same
-    statement so both figures come from one snapshot.
-    """
-    had_failure = _dr.c.failure_kind.is_not(None)
-    stmt = (
-        sa.select(_dr.c.wave_index, _dr.c.status, had_failure, sa.func.count())
-        .where(_dr.c.campaign_id == campaign_id)
-        .group_by(_dr.c.wave_index, _dr.c.status, had_failure)
-    )
-    statuses: dict[int, dict[DeviceRunStatus, int]] = {}
-    failed_first: dict[int, int] = {}
-    for wave_index, s, failed, n in session.execute(stmt).all():
-        status = DeviceRunStatus(s)
-        per_wave = statuses.setdefault(wave_index, {})
-        per_wave[status] = per_wave.get(status, 0) + n
-        if status is DeviceRunStatus.CANCELLED and failed:
-            failed_first[wave_index] = failed_first.get(wave_index, 0) + n
-    return {
-        index: WaveStatusCounts(counts, failed_first.get(index, 0))
-        for index, counts in statuses.items()
-    }
-
-
 _OUTCOME_STATUSES = (
     DeviceRunStatus.SUCCEEDED,
     DeviceRunStatus.FAILED,
@@ -1378,13 +1340,17 @@ def iter_finished_devices(
 def failure_kind_counts(
     session: Session, *, campaign_id: int, wave_index: int | None = None
 ) -> dict[str, int]:
-    """Failed / timed-out / rollback-failed devices per ``failure_kind`` ("unknown" if unset)."""
+    """FAILED and TIMED_OUT devices per ``failure_kind`` ("unknown" if unset), one GROUP BY.
+
+    ROLLBACK_FAILED devices are not counted: their upgrade succeeded (their failure is the
+    rollback's), so the thresholds count them as successes.
+    """
     return _counts_by(
         session,
         _dr.c.failure_kind,
         campaign_id,
         wave_index,
-        {DeviceRunStatus.FAILED, DeviceRunStatus.TIMED_OUT, DeviceRunStatus.ROLLBACK_FAILED},
+        {DeviceRunStatus.FAILED, DeviceRunStatus.TIMED_OUT},
     )
 
 
@@ -1769,11 +1735,6 @@ def campaign_devices_among(
             stmt = stmt.where(_status_in(_dr.c.status, statuses))
         found.update(str(d) for (d,) in session.execute(stmt))
     return found
-
-
-def chunk_device_ids(session: Session, *, chunk_id: int) -> list[str]:
-    """The devices the chunk's task was (or is about to be) created for, as written."""
-    return list(get_chunk(session, chunk_id=chunk_id).device_ids)
 
 
 def list_chunks(

@@ -3,7 +3,9 @@
 ``prefect_server`` starts ``prefect server start`` on a free port with its own
 PREFECT_HOME and SQLite database, and points PREFECT_API_URL at it for the tests and
 every subprocess they start. ``simulator_process`` runs ``python -m fleetwave.sim`` in a
-subprocess (contract 1), so tests can kill processes without killing the simulator.
+subprocess (contract 1), so tests can kill processes without killing the simulator; the
+launcher is :func:`fleetwave.sim.testing.start_simulator_process` (re-exported here with
+:class:`~fleetwave.sim.testing.SimProcess` for the tests that import them from here).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 import pytest
 
 from fleetwave.serving import stop_process_group
+from fleetwave.sim.testing import SimProcess, start_simulator_process
 
 PREFECT_QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -32,7 +35,6 @@ PREFECT_QUIET_ENV = {
 }
 
 SERVER_START_TIMEOUT = 90.0
-SIM_START_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -164,58 +166,6 @@ def prefect_server_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def prefect_server(prefect_server_handle: PrefectServer) -> str:
     """The API URL of the session's local Prefect server (PREFECT_API_URL is set to it)."""
     return prefect_server_handle.api_url
-
-
-@dataclass
-class SimProcess:
-    """The simulator running in a subprocess (``python -m fleetwave.sim``)."""
-
-    base_url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        stop_process_group(self.process)
-
-
-def start_simulator_process(workdir: Path, **options: object) -> SimProcess:
-    """Run ``python -m fleetwave.sim --port 0 --port-file F`` with ``--option value`` pairs.
-
-    Option names are SimConfig's fields (``devices=500, clock="manual", rate_limit=0``);
-    underscores become dashes; ``True`` passes a bare flag, ``False``/``None`` is omitted.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    port_file = workdir / "sim.port"
-    port_file.unlink(missing_ok=True)
-    log = workdir / "sim.log"
-    args = [sys.executable, "-m", "fleetwave.sim", "--port", "0", "--port-file", str(port_file)]
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            args.append(flag)
-        elif value is not None and value is not False:
-            args += [flag, str(value)]
-    env = dict(os.environ)
-    env.update(PREFECT_QUIET_ENV)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + SIM_START_TIMEOUT
-    while time.monotonic() < deadline and proc.poll() is None:
-        text = port_file.read_text().strip() if port_file.exists() else ""
-        if text.isdigit():
-            port = int(text)
-            base = f"http://127.0.0.1:{port}"
-            try:
-                httpx.get(f"{base}/sim/clock", timeout=2.0)
-                return SimProcess(base, port, proc, log)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    stop_process_group(proc)
-    raise RuntimeError(f"the simulator did not start ({' '.join(args)}); log:\n{_tail(log)}")
 
 
 # Options of the session simulator: a small fleet, a manual clock, no rate limit.

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from fleetwave import store
-from fleetwave.notify import PushHealth, unfinished_devices
+from fleetwave.notify import PushHealth
 from fleetwave.store import DeviceRunStatus
 from tests.integration.notify.conftest import NOW, Receiver, seed_campaign, statuses
 
@@ -133,11 +133,11 @@ def test_events_update_device_runs_monotonically(receiver: Receiver, engine: Eng
     assert statuses(engine, camp)["dev-c"] is DeviceRunStatus.IN_PROGRESS
     assert receiver.channel.last_seen(camp) is not None
     with store.session_scope(engine, read_only=True) as s:
-        assert unfinished_devices(s, chunk_id=chunk_id) == 1
+        assert store.count_unfinished_devices(s, chunk_id=chunk_id) == 1
     receiver.post(fw_result("dev-c", "op-1"))
     assert receiver.channel.drain()
     with store.session_scope(engine, read_only=True) as s:
-        assert unfinished_devices(s, chunk_id=chunk_id) == 0
+        assert store.count_unfinished_devices(s, chunk_id=chunk_id) == 0
 
 
 def test_result_then_state_in_one_batch_keeps_the_result(

@@ -310,7 +310,7 @@ def test_chunk_intent_submit_results_finish(engine: Engine) -> None:
         assert store.failure_kind_counts(s, campaign_id=cid) == {"device_offline": 1, "timeout": 1}
         # retry round: the failed and timed-out devices go on a new chunk, attempt 2
         retry = _intent(s, cid, [wave0[1], wave0[2]], rnd=1)
-        assert store.chunk_device_ids(s, chunk_id=retry.id) == [wave0[1], wave0[2]]
+        assert list(store.get_chunk(s, chunk_id=retry.id).device_ids) == [wave0[1], wave0[2]]
         r = store.get_device_run(s, campaign_id=cid, device_id=wave0[1])
         assert r is not None and r.attempt == 2 and r.chunk_id == retry.id
         assert r.status is D.QUEUED

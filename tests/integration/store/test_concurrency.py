@@ -119,7 +119,7 @@ def test_crash_between_intent_and_operation_id_leaves_a_findable_intent(db: Test
         assert len(intents) == 1 and intents[0].operation_id is None
         chunk = intents[0]
         assert chunk.status is ChunkStatus.INTENT and chunk.file_id == "file-2.0"
-        assert store.chunk_device_ids(s, chunk_id=chunk.id) == devices  # type: ignore[arg-type]
+        assert list(store.get_chunk(s, chunk_id=chunk.id).device_ids) == devices  # type: ignore[arg-type]
         assert store.device_status_counts(s, campaign_id=cid) == {DeviceRunStatus.QUEUED: 5}
         # reconciliation found the task on the platform: record it, nothing is resubmitted
         store.record_operation_id(

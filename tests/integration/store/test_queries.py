@@ -97,14 +97,10 @@ def test_report_counts_and_streams(engine: Engine) -> None:
         store.set_device_status(s, campaign_id=cid, wave_index=1, status=D.CANCELLED, now=LATER)
         _intent(s, cid, [wave0[1]], rnd=1)  # an intent without operationId: not a task
     with store.session_scope(engine) as s:
-        counts = store.wave_status_counts(s, campaign_id=cid)
-        assert counts == {
-            0: store.WaveStatusCounts({D.SUCCEEDED: 1, D.QUEUED: 1, D.CANCELLED: 1}, 1),
-            1: store.WaveStatusCounts({D.CANCELLED: 7}, 0),
+        assert store.device_status_counts_by_wave(s, campaign_id=cid) == {
+            0: {D.SUCCEEDED: 1, D.QUEUED: 1, D.CANCELLED: 1},
+            1: {D.CANCELLED: 7},
         }
-        # the same figures as the plain per-wave counts
-        by_wave = store.device_status_counts_by_wave(s, campaign_id=cid)
-        assert {w: c.statuses for w, c in counts.items()} == by_wave
         assert store.chunk_counts_by_wave(s, campaign_id=cid) == {(0, ChunkKind.UPGRADE): 1}
 
         stream = store.iter_finished_devices(s, campaign_id=cid, yield_per=2)
@@ -129,3 +125,34 @@ def test_task_devices_newest_first(engine: Engine) -> None:
         tasks = list(store.iter_task_devices(s, campaign_id=cid, kind=ChunkKind.UPGRADE))
         assert [t.device_ids for t in tasks] == [_ids("fw-1", 1), _ids("fw-1", 0)]
         assert [t.finished_at for t in tasks] == [None, LATER]
+
+
+def test_failure_kind_counts_leave_rollback_failures_out(engine: Engine) -> None:
+    # a device whose rollback failed took the new version: its failure is not the upgrade's
+    cid = _campaign(engine)
+    ids = _ids("fw-1", 0, 1, 2)
+    up = _submitted(engine, cid, ids, "op-up")
+    with store.session_scope(engine) as s:
+        store.record_device_results(
+            s,
+            campaign_id=cid,
+            results=[
+                DeviceResult(ids[0], D.FAILED, "fail", "boom"),
+                DeviceResult(ids[1], D.SUCCEEDED),
+                DeviceResult(ids[2], D.TIMED_OUT, "timeout", "late"),
+            ],
+            now=NOW,
+        )
+        store.finish_chunk(s, chunk_id=up, now=NOW)
+        rb = _intent(s, cid, [ids[1]], seq=1, kind=ChunkKind.ROLLBACK)
+        store.record_operation_id(s, chunk_id=rb.id, operation_id="op-rb", now=NOW)
+        store.record_device_results(
+            s,
+            campaign_id=cid,
+            results=[DeviceResult(ids[1], D.ROLLBACK_FAILED, "fail", "rollback refused")],
+            now=LATER,
+        )
+    with store.session_scope(engine) as s:
+        assert store.device_status_counts(s, campaign_id=cid, wave_index=0)[D.ROLLBACK_FAILED] == 1
+        assert store.failure_kind_counts(s, campaign_id=cid) == {"fail": 1, "timeout": 1}
+        assert store.failure_kind_counts(s, campaign_id=cid, wave_index=1) == {}

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.api_calls import (
+from bench.harness import (
     CATEGORIES,
     StageMeter,
     bench_spec_text,
