@@ -120,7 +120,7 @@ async def preview_campaign(
 
     packages = await verify_packages(platform, spec)
     resolution = await resolve_targets(platform, spec, packages.package)
-    limit = min(spec.policy.max_devices_per_task, platform.max_devices_per_task)
+    limit = min(spec.policy.max_devices_per_task, platform.capabilities.max_devices_per_task)
     plan = plan_waves(
         resolution.device_ids,
         spec.wave_targets(),

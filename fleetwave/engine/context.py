@@ -115,7 +115,9 @@ class RunContext:
     @property
     def chunk_size(self) -> int:
         """Devices per platform task: the spec's size, never above the platform's limit."""
-        return min(self.spec.policy.max_devices_per_task, self.platform.max_devices_per_task)
+        return min(
+            self.spec.policy.max_devices_per_task, self.platform.capabilities.max_devices_per_task
+        )
 
     def now(self) -> pendulum.DateTime:
         return self.clock.now().in_tz("UTC")

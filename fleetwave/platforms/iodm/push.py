@@ -191,8 +191,13 @@ def parse_notification(body: Any, *, received_at: pendulum.DateTime) -> UpgradeE
     )
 
 
-def parse_push_body(body: bytes, *, received_at: pendulum.DateTime) -> list[UpgradeEvent]:
-    """The events of one pushed HTTP body (IoDM posts one notification per request)."""
+def parse_push_body(
+    body: bytes, *, received_at: pendulum.DateTime | None = None
+) -> list[UpgradeEvent]:
+    """The events of one pushed HTTP body (IoDM posts one notification per request);
+    ``received_at`` defaults to now (a receiver stamps its own arrival time anyway)."""
+    if received_at is None:
+        received_at = pendulum.now("UTC")
     try:
         decoded = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
