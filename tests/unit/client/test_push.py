@@ -48,7 +48,7 @@ SW_RESULT = {
     "description": "",
 }
 FW_STATE = {
-    "notifyType": "fwUpgradeStepChangeNotify",
+    "notifyType": "fwUpgradeStateChangeNotify",
     "deviceId": "dev-1",
     "appId": "app",
     "operationId": "op-1",
@@ -82,7 +82,8 @@ def test_software_state_change() -> None:
         PackageKind.SOFTWARE,
         UpgradeStep.DOWNLOADING,
     )
-    assert (e.device_id, e.operation_id, e.sub_operation_id) == ("dev-1", "op-1", "sub-1")
+    assert (e.device_id, e.operation_id) == ("dev-1", "op-1")
+    assert e.source == "swUpgradeStateChangeNotify"
     assert e.outcome is None and e.received_at == NOW
 
 
@@ -207,7 +208,7 @@ def test_any_json_parses_or_raises_notification_error(body: Any) -> None:
         assert str(exc)
     else:
         assert e.device_id and len(e.device_id) <= 128
-        assert (e.state is None) != (e.outcome is None)
+        assert (e.step is None) != (e.outcome is None)
 
 
 def test_parse_push_reads_bytes_and_refuses_what_is_not_json() -> None:
