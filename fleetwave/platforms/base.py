@@ -42,7 +42,7 @@ __all__ = [
 
 
 class PackageKind(enum.StrEnum):
-    """What a campaign upgrades; IoDM's fileType and operation type derive from it."""
+    """What a campaign upgrades; each platform's package and task types derive from it."""
 
     FIRMWARE = "firmware"
     SOFTWARE = "software"
@@ -312,8 +312,8 @@ class SubtaskResult:
 class Platform(Protocol):
     """What the engine may ask of any platform. All listings are async iterators over pages.
 
-    ``connection_key`` names the platform connection stably and without secrets (IoDM:
-    ``iodm:HOST:PORT/APP_ID``): operationIds are unique per connection, not globally, so the
+    ``connection_key`` names the platform connection stably and without secrets (e.g.
+    ``TYPE:HOST:PORT/APP_ID``): operationIds are unique per connection, not globally, so the
     store keys every task by (connection_key, operation_id).
     """
 

@@ -1919,8 +1919,8 @@ def chunk_members(
 
 
 # A chunk's ``stats`` hold the last progress read's device counts keyed by the platform's
-# neutral outcome words (``OutcomeCounts.as_dict``); keys an older engine wrote (IoDM's
-# status words) are not among these and read as absent.
+# neutral outcome words (``OutcomeCounts.as_dict``); keys an older engine wrote (a
+# platform's own status words) are not among these and read as absent.
 _POLL_KEYS = ("succeeded", "failed", "cancelled", "timed_out")
 # the spec's failure kind of a FAILED device run -> its key above
 _KEY_OF_FAILURE_KIND = {"fail": "failed", "stop": "cancelled", "timeout": "timed_out"}
