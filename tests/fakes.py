@@ -7,22 +7,31 @@ its write side records tasks so a test can assert that nothing was written.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import pendulum
+
 from fleetwave.platforms.base import (
     Capabilities,
     DeviceGroup,
     DeviceInfo,
+    DeviceOutcome,
     ExecuteType,
     PackageInfo,
     PackageKind,
     PlatformTask,
+    PushParseError,
     SubtaskResult,
     TaskPolicy,
-    TaskStatus,
+    TaskProgress,
+    TaskRef,
+    TaskState,
+    UpgradeEvent,
+    UpgradeEventKind,
 )
 from fleetwave.platforms.errors import NotFound, PackageNotFound, TaskNotFound
 from fleetwave.spec.model import CampaignSpec
@@ -75,6 +84,7 @@ class FakePlatform:
     name: str = "fake"
     max_devices_per_task: int = 256
     connection_key: str = "fake:local"
+    subscriptions: list[tuple[PackageKind, str]] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     tasks: list[tuple[str, tuple[str, ...], TaskPolicy]] = field(default_factory=list)
     task_list: dict[str, PlatformTask] = field(default_factory=dict)  # operationId -> task
@@ -112,13 +122,13 @@ class FakePlatform:
         *,
         version: str | None,
         kind: PackageKind = PackageKind.FIRMWARE,
-        status: TaskStatus = TaskStatus.PROCESSING,
+        state: TaskState = TaskState.RUNNING,
     ) -> PlatformTask:
         """Put a task on the platform (as another tool or an earlier run would have)."""
         task = PlatformTask(
             operation_id=operation_id,
             kind=kind,
-            status=status,
+            state=state,
             device_ids=tuple(device_ids),
             file_version=version,
         )
@@ -201,7 +211,7 @@ class FakePlatform:
         self.tasks.append((file_id, tuple(device_ids), policy))
         operation_id = f"op-{len(self.tasks)}"
         version = next((p.version for p in self.packages if p.file_id == file_id), None)
-        self.add_task(operation_id, device_ids, version=version, kind=kind, status=TaskStatus.WAIT)
+        self.add_task(operation_id, device_ids, version=version, kind=kind, state=TaskState.PENDING)
         return operation_id
 
     async def get_task(self, operation_id: str) -> PlatformTask:
@@ -214,14 +224,14 @@ class FakePlatform:
         self,
         *,
         kind: PackageKind | None = None,
-        status: TaskStatus | None = None,
+        state: TaskState | None = None,
         device_id: str | None = None,
     ) -> AsyncIterator[PlatformTask]:
         matching = [
             t
             for t in self.task_list.values()
             if (kind is None or t.kind is kind)
-            and (status is None or t.status is status)
+            and (state is None or t.state is state)
             and (device_id is None or device_id in t.device_ids)
         ]
         for start in range(0, max(1, len(matching)), self.task_page):
@@ -229,15 +239,49 @@ class FakePlatform:
             for t in matching[start : start + self.task_page]:
                 yield t
 
-    async def subtasks(
-        self, operation_id: str, *, status: TaskStatus | None = None
-    ) -> AsyncIterator[SubtaskResult]:
-        self.calls["GET /operations/{operationId}/subOperations"] += 1
-        for _ in ():
-            yield _
+    async def task_progress(self, tasks: Sequence[TaskRef]) -> Mapping[str, TaskProgress]:
+        """Live tasks from one list read per page of ``task_page``; finished ones left out."""
+        wanted = {t.operation_id for t in tasks}
+        live = [t for t in self.task_list.values() if not t.state.is_final]
+        for _ in range(max(1, -(-len(live) // self.task_page)) if wanted else 0):
+            self.calls["GET /operations"] += 1
+        return {
+            t.operation_id: TaskProgress(t.operation_id, t.state, t.counts, t.state.value)
+            for t in live
+            if t.operation_id in wanted
+        }
 
-    async def subscribe(self, notify_type: str, callback_url: str) -> None:
+    async def task_results(self, operation_id: str) -> AsyncIterator[SubtaskResult]:
+        self.calls["GET /operations/{operationId}/subOperations"] += 1
+        task = self.task_list.get(operation_id)
+        if task is None:
+            raise TaskNotFound(f"no task {operation_id}", status_code=404)
+        outcome = DeviceOutcome.SUCCEEDED if task.state.is_final else DeviceOutcome.RUNNING
+        for device_id in task.device_ids:
+            yield SubtaskResult(device_id=device_id, outcome=outcome)
+
+    async def subscribe_upgrade_events(self, kind: PackageKind, callback_url: str) -> None:
         self.calls["POST /subscriptions"] += 1
+        self.subscriptions.append((kind, callback_url))
+
+    def parse_push(self, body: bytes) -> list[UpgradeEvent]:
+        """``{"device": ID, "task": OPERATION_ID, "outcome": DeviceOutcome value}``."""
+        try:
+            data = json.loads(body)
+            outcome = DeviceOutcome(data["outcome"])
+            return [
+                UpgradeEvent(
+                    kind=UpgradeEventKind.RESULT,
+                    package_kind=PackageKind.FIRMWARE,
+                    device_id=str(data["device"]),
+                    operation_id=data.get("task"),
+                    received_at=pendulum.now("UTC"),
+                    source="fake",
+                    outcome=outcome,
+                )
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PushParseError(f"not a fake push body: {exc}") from None
 
     def call_counts(self) -> Mapping[str, int]:
         return dict(self.calls)

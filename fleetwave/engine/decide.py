@@ -13,7 +13,7 @@ from typing import Any
 
 import pendulum
 
-from fleetwave.platforms.base import TaskStatus
+from fleetwave.platforms.base import DeviceOutcome
 from fleetwave.spec.model import BreachAction, FailureKind
 from fleetwave.store.models import DeviceRunStatus, WaveStatus
 
@@ -154,6 +154,13 @@ class Counts:
         return cls(**{k: int(data.get(k, 0) or 0) for k in cls.__slots__})  # type: ignore[attr-defined]
 
 
+_KIND_OF_OUTCOME = {
+    DeviceOutcome.FAILED: FailureKind.FAIL,
+    DeviceOutcome.TIMED_OUT: FailureKind.TIMEOUT,
+    DeviceOutcome.CANCELLED: FailureKind.STOP,
+}
+_FINAL_KEYS = tuple(o.value for o in DeviceOutcome if o.is_final)
+
 _COUNT_FIELDS = ("total", "succeeded", "failed", "timed_out", "skipped", "retrying", "ignored")
 
 
@@ -165,11 +172,12 @@ def in_flight_counts(
 ) -> Counts:
     """Outcomes the platform reported for active tasks that the store does not hold yet.
 
-    ``figures``: per active task ``(round, polled, recorded)``: the last poll's per-status
-    subtask counts (success, fail, stop, timeout) and the task's devices already final in
-    the store by the same keys; only the excess of the poll over the store is new, so no
-    device counts twice. A failure of a kind that gets another round (its task's round is
-    below ``max_attempts[kind]``) is ``retrying``; a kind not in ``counted_kinds`` is
+    ``figures``: per active task ``(round, polled, recorded)``: the last poll's device
+    counts per final :class:`DeviceOutcome` value (succeeded, failed, cancelled, timed_out)
+    and the task's devices already final in the store by the same keys; only the excess
+    of the poll over the store is new, so no device counts twice. A failure of a kind
+    (:func:`classify_failure`) that gets another round (its task's round is below
+    ``max_attempts[kind]``) is ``retrying``; a kind not in ``counted_kinds`` is
     ``ignored``. ``total`` stays 0: those devices are already in the store's total.
     """
     counted = {str(getattr(k, "value", k)) for k in counted_kinds}
@@ -178,18 +186,19 @@ def in_flight_counts(
     for round_no, polled, recorded in figures:
         new = {
             key: max(0, int(polled.get(key, 0) or 0) - int(recorded.get(key, 0) or 0))
-            for key in ("success", *(k.value for k in FailureKind))
+            for key in _FINAL_KEYS
         }
-        succeeded += new["success"]
-        for kind in (FailureKind.FAIL.value, FailureKind.STOP.value, FailureKind.TIMEOUT.value):
-            n = new[kind]
+        succeeded += new[DeviceOutcome.SUCCEEDED.value]
+        for outcome, failure in _KIND_OF_OUTCOME.items():
+            n = new[outcome.value]
             if not n:
                 continue
+            kind = failure.value
             if round_no < limits.get(kind, 0):
                 retrying += n
             elif kind not in counted:
                 ignored += n
-            elif kind == FailureKind.TIMEOUT.value:
+            elif failure is FailureKind.TIMEOUT:
                 timed_out += n
             else:
                 failed += n
@@ -333,20 +342,14 @@ def task_timed_out(
     return Decision("task_timeout", Verdict.CONTINUE, "within timeout", inputs)
 
 
-def classify_failure(status: TaskStatus) -> FailureKind | None:
-    """The failure kind of a final subtask status (the spec's ``fail | timeout | stop``).
+def classify_failure(outcome: DeviceOutcome) -> FailureKind | None:
+    """The failure kind (the spec's ``fail | timeout | stop``) of a device's final outcome:
+    failed -> fail, timed_out -> timeout, cancelled -> stop.
 
-    None for success and for statuses that are not final. The platform's free-text
-    ``detailInfo`` is kept beside it as the failure detail, never parsed.
+    None for success and for outcomes that are not final. The platform's free-text
+    detail is kept beside it as the failure detail, never parsed.
     """
-    return _KIND_OF_STATUS.get(status)
-
-
-_KIND_OF_STATUS = {
-    TaskStatus.FAIL: FailureKind.FAIL,
-    TaskStatus.TIMEOUT: FailureKind.TIMEOUT,
-    TaskStatus.STOP: FailureKind.STOP,
-}
+    return _KIND_OF_OUTCOME.get(outcome)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,10 @@ connection, make sure none of its devices already sits in a live task of the sam
 
 A new, moved or replaced store knows nothing of the tasks an earlier store sent; the
 platform does. So when the store holds no chunk of the campaign for this connection, the
-engine lists the platform's live (waiting or processing) tasks of the campaign's kind,
+engine lists the platform's live (pending or running) tasks of the campaign's kind,
 keeps those of the target version, and looks their devices up among the campaign's
 devices that may still be sent. The cost is task-list pages (one per 100 live tasks and
-status, at least two), never a call per device; the store is asked in batches of the
+state, at least two), never a call per device; the store is asked in batches of the
 tasks' device IDs, never for the campaign's whole fleet.
 
 Any overlap refuses the run with :class:`DevicesInLiveTasks`, naming devices and
@@ -24,13 +24,13 @@ import sqlalchemy as sa
 from fleetwave import store
 from fleetwave.engine.context import RunContext
 from fleetwave.errors import UserError
-from fleetwave.platforms.base import PackageKind, Platform, TaskStatus
+from fleetwave.platforms.base import PackageKind, Platform, TaskState
 from fleetwave.store import DeviceRunStatus, allowed_sources
 
 __all__ = ["DevicesInLiveTasks", "LiveTaskCheck", "check_live_tasks", "find_devices_in_live_tasks"]
 
-#: Statuses a platform task is live in (listed one filter at a time).
-LIVE_STATUSES = (TaskStatus.WAIT, TaskStatus.PROCESSING)
+#: States a platform task is live in (listed one filter at a time).
+LIVE_STATES = (TaskState.PENDING, TaskState.RUNNING)
 
 #: Device IDs collected from task pages before the store is asked about them.
 LOOKUP_BATCH = 5000
@@ -124,9 +124,9 @@ async def find_devices_in_live_tasks(
         pending.clear()
 
     seen: set[str] = set()
-    for status in LIVE_STATUSES:
-        async for task in platform.list_tasks(kind=kind, status=status):
-            if task.operation_id in seen:  # moved from wait to processing between pages
+    for state in LIVE_STATES:
+        async for task in platform.list_tasks(kind=kind, state=state):
+            if task.operation_id in seen:  # moved from pending to running between pages
                 continue
             seen.add(task.operation_id)
             listed += 1

@@ -1,18 +1,15 @@
 """Budget-aware monitoring: one round reads the progress of every active task and the
-per-device results of each task that finished, each task's subtasks exactly once.
+per-device results of each task that finished, each task's results exactly once.
 
-Progress comes from task-list pages (100 tasks a call, with per-task statistics),
-filtered to the statuses that are still running; a task that no longer shows up there
-has finished, and only then are its subtasks read. A task's status only moves forward
-(wait, processing, final), so the ``wait`` list is read only while several tasks were
-last seen waiting; a new task (or a lone waiting one) missing from the ``processing``
-list is read by itself. A round usually costs one page per 100 active tasks. When there
-are no more active tasks than lists to read, reading them one by one is cheaper. A task
-past its timeout is read once more and closed: devices without a final result count as
-timed out, and it is not polled again.
+Progress comes from the platform's ``task_progress``: the adapter chooses the cheapest
+read (list pages, single reads) from what it said about each task last round (the memo,
+stored on the chunk as ``platform_status`` and handed back). A task absent from its
+answer, or read as finished, has finished: only then are its results read. A task past
+its timeout is read once more and closed: devices without a final result count as timed
+out, and it is not polled again.
 
 With a push channel (``ctx.push``), a chunk whose devices all have a final result from
-notifications is finished without any call; while push is healthy the task list is read
+notifications is finished without any call; while push is healthy progress is read
 only every :data:`PUSH_POLL_FACTOR` poll intervals, as a safety net for lost
 notifications, and never when push already accounts for every active chunk.
 """
@@ -20,6 +17,7 @@ notifications, and never when push already accounts for every active chunk.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pendulum
@@ -27,23 +25,21 @@ import pendulum
 from fleetwave import store
 from fleetwave.engine.context import RunContext, to_pendulum
 from fleetwave.engine.decide import Verdict, classify_failure, task_timed_out
-from fleetwave.platforms.base import PackageKind, PlatformTask, TaskStatus
+from fleetwave.platforms.base import (
+    DeviceOutcome,
+    PackageKind,
+    TaskProgress,
+    TaskRef,
+)
 from fleetwave.platforms.errors import TaskNotFound
 from fleetwave.store import Chunk, ChunkKind, DeviceResult, DeviceRunStatus
 
-__all__ = ["GET_TASK_MAX", "PUSH_POLL_FACTOR", "RoundReport", "monitor_round", "read_results"]
+__all__ = ["PUSH_POLL_FACTOR", "RoundReport", "monitor_round", "read_results"]
 
 log = logging.getLogger(__name__)
 
-#: Up to this many active tasks are read one by one (one call each) instead of listed
-#: (fewer when the round needs a single list: one task is read, two are listed).
-GET_TASK_MAX = 2
-
-#: With healthy push, the task list is read every this many poll intervals (safety net).
+#: With healthy push, progress is read every this many poll intervals (safety net).
 PUSH_POLL_FACTOR = 10
-
-_LIVE = (TaskStatus.WAIT, TaskStatus.PROCESSING)
-_WAIT = TaskStatus.WAIT.value
 
 
 @dataclass(slots=True)
@@ -59,18 +55,18 @@ class RoundReport:
 
 
 def _result(
-    chunk: Chunk, device_id: str, status: TaskStatus, detail: str | None, version: str | None
+    chunk: Chunk, device_id: str, outcome: DeviceOutcome, detail: str | None, version: str | None
 ) -> DeviceResult | None:
-    kind = classify_failure(status)
+    kind = classify_failure(outcome)
     rollback = chunk.kind is ChunkKind.ROLLBACK
-    if status is TaskStatus.SUCCESS:
+    if outcome is DeviceOutcome.SUCCEEDED:
         target = DeviceRunStatus.ROLLED_BACK if rollback else DeviceRunStatus.SUCCEEDED
         return DeviceResult(device_id, target, current_version=version)
     if kind is None:
         return None if rollback else DeviceResult(device_id, DeviceRunStatus.IN_PROGRESS)
     if rollback:
         target = DeviceRunStatus.ROLLBACK_FAILED
-    elif status is TaskStatus.TIMEOUT:
+    elif outcome is DeviceOutcome.TIMED_OUT:
         target = DeviceRunStatus.TIMED_OUT
     else:
         target = DeviceRunStatus.FAILED
@@ -78,9 +74,9 @@ def _result(
 
 
 async def read_results(ctx: RunContext, chunk: Chunk, *, timed_out: bool) -> bool:
-    """Read a task's subtasks (all pages) and store the per-device results.
+    """Read a task's device results (all pages) and store them.
 
-    Returns whether the chunk is now finished: every subtask final, or ``timed_out``
+    Returns whether the chunk is now finished: every device final, or ``timed_out``
     (then devices without a final result become timed out). A task that turns out to be
     still running is left active with its devices marked in progress.
     """
@@ -89,11 +85,11 @@ async def read_results(ctx: RunContext, chunk: Chunk, *, timed_out: bool) -> boo
     running = 0
     seen: set[str] = set()
     try:
-        async for sub in ctx.platform.subtasks(chunk.operation_id):
+        async for sub in ctx.platform.task_results(chunk.operation_id):
             seen.add(sub.device_id)
-            if not sub.status.is_final:
+            if not sub.outcome.is_final:
                 running += 1
-            r = _result(chunk, sub.device_id, sub.status, sub.detail, sub.current_version)
+            r = _result(chunk, sub.device_id, sub.outcome, sub.detail, sub.current_version)
             if r is not None:
                 results.append(r)
     except TaskNotFound:
@@ -135,55 +131,21 @@ async def read_results(ctx: RunContext, chunk: Chunk, *, timed_out: bool) -> boo
     return done
 
 
-def _live_statuses(active: list[Chunk]) -> tuple[TaskStatus, ...]:
-    """The live statuses worth listing: ``wait`` only while several tasks were seen waiting
-    (a new task, or a single waiting one, absent from the processing list is read alone)."""
-    waiting = sum(1 for c in active if c.operation_id and c.platform_status == _WAIT)
-    return _LIVE if waiting > 1 else (TaskStatus.PROCESSING,)
+def _task_ref(chunk: Chunk) -> TaskRef:
+    assert chunk.operation_id is not None
+    return TaskRef(
+        operation_id=chunk.operation_id,
+        kind=PackageKind(chunk.package_kind),
+        submitted_at=to_pendulum(chunk.submitted_at),
+        memo=chunk.platform_status,
+        file_id=chunk.file_id,
+    )
 
 
-def _lists_needed(active: list[Chunk]) -> int:
-    kinds = {c.package_kind for c in active}
-    return len(kinds) * len(_live_statuses(active))
-
-
-def _uses_lists(active: list[Chunk]) -> bool:
-    """Listing beats reading tasks one by one (the monitor's choice, see the module doc)."""
-    ops = sum(1 for c in active if c.operation_id)
-    return ops > min(GET_TASK_MAX, _lists_needed(active))
-
-
-async def _get_tasks(ctx: RunContext, ops: list[str], seen: dict[str, PlatformTask]) -> None:
-    for op in ops:
-        try:
-            seen[op] = await ctx.platform.get_task(op)
-        except TaskNotFound:
-            log.warning("%s: task %s not found on the platform", ctx.name, op)
-
-
-async def _poll(ctx: RunContext, active: list[Chunk]) -> dict[str, PlatformTask]:
+async def _poll(ctx: RunContext, active: list[Chunk]) -> Mapping[str, TaskProgress]:
     """The platform's view of the active tasks; a task missing from the answer has finished
-    (or vanished). Tasks in the answer may be final only when they were read one by one."""
-    by_op = {c.operation_id: c for c in active if c.operation_id}
-    seen: dict[str, PlatformTask] = {}
-    if not _uses_lists(active):
-        await _get_tasks(ctx, list(by_op), seen)
-        return seen
-    kinds = sorted({PackageKind(c.package_kind) for c in active}, key=lambda k: k.value)
-    statuses = _live_statuses(active)  # wait before processing: a task moving on is not missed
-    for kind in kinds:
-        for status in statuses:
-            async for task in ctx.platform.list_tasks(kind=kind, status=status):
-                if task.operation_id in by_op:
-                    seen[task.operation_id] = task
-    if TaskStatus.WAIT not in statuses:
-        # absent from the processing list: finished, unless it may still wait (never
-        # polled, or last seen waiting); those few are read one by one
-        maybe = [
-            op for op, c in by_op.items() if op not in seen and c.platform_status in (None, _WAIT)
-        ]
-        await _get_tasks(ctx, maybe, seen)
-    return seen
+    (or vanished)."""
+    return await ctx.platform.task_progress([_task_ref(c) for c in active if c.operation_id])
 
 
 def _finish_by_push(ctx: RunContext, active: list[Chunk]) -> list[Chunk]:
@@ -250,24 +212,15 @@ async def monitor_round(ctx: RunContext) -> RoundReport:
             assert chunk.id is not None and chunk.operation_id is not None
             task = seen.get(chunk.operation_id)
             if task is not None:
-                st = task.stats
                 store.record_chunk_poll(
                     s,
                     chunk_id=chunk.id,
-                    platform_status=task.status.value,
+                    platform_status=task.memo,
                     now=now,
-                    stats={
-                        "total": st.total,
-                        "wait": st.wait,
-                        "processing": st.processing,
-                        "success": st.success,
-                        "fail": st.fail,
-                        "stop": st.stop,
-                        "timeout": st.timeout,
-                    },
+                    stats=task.counts.as_dict(),
                 )
-            # absent from the answer (the live lists) or read as final: finished
-            finished = task is None or task.status.is_final
+            # absent from the answer or read as finished: finished
+            finished = task is None or task.state.is_final
             if finished:
                 to_read.append((chunk, False))
                 continue

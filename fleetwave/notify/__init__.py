@@ -18,28 +18,26 @@ from fleetwave.notify.apply import (
 )
 from fleetwave.notify.channel import PushChannel, PushStats
 from fleetwave.notify.events import (
-    NOTIFY_TYPES,
-    EventKind,
-    NotificationError,
-    PushEvent,
-    UpgradeState,
-    parse_notification,
+    PushParseError,
+    PushParser,
+    UpgradeEvent,
+    UpgradeEventKind,
+    UpgradeStep,
 )
 from fleetwave.notify.settings import NotifySettings
 
 __all__ = [
-    "NOTIFY_TYPES",
     "ApplyOutcome",
-    "EventKind",
-    "NotificationError",
     "NotifySettings",
     "PushChannel",
-    "PushEvent",
     "PushHealth",
+    "PushParseError",
+    "PushParser",
     "PushStats",
-    "UpgradeState",
+    "UpgradeEvent",
+    "UpgradeEventKind",
+    "UpgradeStep",
     "apply_events",
-    "parse_notification",
     "to_device_result",
 ]
 

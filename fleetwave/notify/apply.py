@@ -17,8 +17,13 @@ import pendulum
 from sqlmodel import Session
 
 from fleetwave import store
-from fleetwave.notify.events import EventKind, PushEvent, UpgradeState
-from fleetwave.platforms.base import TaskStatus
+from fleetwave.engine.decide import classify_failure
+from fleetwave.platforms.base import (
+    DeviceOutcome,
+    UpgradeEvent,
+    UpgradeEventKind,
+    UpgradeStep,
+)
 from fleetwave.store import ChunkKind, ChunkRef, ChunkStatus, DeviceResult, DeviceRunStatus
 
 __all__ = ["ApplyOutcome", "apply_events", "to_device_result"]
@@ -32,7 +37,7 @@ class ApplyOutcome:
 
     events: int = 0
     changed: int = 0
-    unknown_operation: list[PushEvent] = field(default_factory=list)
+    unknown_operation: list[UpgradeEvent] = field(default_factory=list)
     inactive_chunk: int = 0
     not_in_chunk: int = 0
     unmatched: int = 0
@@ -46,21 +51,27 @@ class ApplyOutcome:
         )
 
 
-def to_device_result(event: PushEvent, chunk_kind: ChunkKind) -> DeviceResult | None:
+def to_device_result(event: UpgradeEvent, chunk_kind: ChunkKind) -> DeviceResult | None:
     """The device-run change an event asks for (None: it changes nothing, e.g. ``idle``)."""
     rollback = chunk_kind is ChunkKind.ROLLBACK
-    if event.kind is EventKind.STATE_CHANGE:
-        if rollback or event.state is UpgradeState.IDLE:
+    if event.kind is UpgradeEventKind.STEP or event.outcome is None or not event.outcome.is_final:
+        if rollback or event.step is UpgradeStep.IDLE:
             return None  # a rollback has no in-progress status; idle says nothing new
         return DeviceResult(event.device_id, DeviceRunStatus.IN_PROGRESS)
-    if event.result is TaskStatus.SUCCESS:
+    if event.outcome is DeviceOutcome.SUCCEEDED:
         target = DeviceRunStatus.ROLLED_BACK if rollback else DeviceRunStatus.SUCCEEDED
         return DeviceResult(event.device_id, target, current_version=event.current_version)
-    target = DeviceRunStatus.ROLLBACK_FAILED if rollback else DeviceRunStatus.FAILED
+    kind = classify_failure(event.outcome)
+    if rollback:
+        target = DeviceRunStatus.ROLLBACK_FAILED
+    elif event.outcome is DeviceOutcome.TIMED_OUT:
+        target = DeviceRunStatus.TIMED_OUT
+    else:
+        target = DeviceRunStatus.FAILED
     return DeviceResult(
         event.device_id,
         target,
-        failure_kind="fail",
+        failure_kind=kind.value if kind is not None else "fail",
         failure_detail=event.detail,
         current_version=event.current_version,
     )
@@ -68,7 +79,7 @@ def to_device_result(event: PushEvent, chunk_kind: ChunkKind) -> DeviceResult | 
 
 def apply_events(
     session: Session,
-    events: Sequence[PushEvent],
+    events: Sequence[UpgradeEvent],
     *,
     now: datetime,
     connection_keys: Collection[str] | None = None,
@@ -95,7 +106,7 @@ def apply_events(
         store.active_chunk_refs_by_device(session, device_ids=anonymous) if anonymous else {}
     )
 
-    placed: list[tuple[PushEvent, ChunkRef]] = []
+    placed: list[tuple[UpgradeEvent, ChunkRef]] = []
     for e in events:
         if e.operation_id:
             ref = by_op.get(e.operation_id)
@@ -108,7 +119,7 @@ def apply_events(
                 out.unmatched += 1
                 log.info(
                     "%s for device %s has no operationId and matches %d active tasks; ignored",
-                    e.notify_type,
+                    e.source,
                     e.device_id,
                     len(refs),
                 )
@@ -116,13 +127,13 @@ def apply_events(
             ref = refs[0]
         if ref.status is not ChunkStatus.SUBMITTED:
             out.inactive_chunk += 1
-            log.debug("%s: task %s is %s; ignored", e.notify_type, e.operation_id, ref.status)
+            log.debug("%s: task %s is %s; ignored", e.source, e.operation_id, ref.status)
             continue
         if ref.package_kind != e.package_kind:
             out.unmatched += 1
             log.info(
                 "%s for task %s of a %s chunk; ignored",
-                e.notify_type,
+                e.source,
                 e.operation_id,
                 ref.package_kind,
             )
@@ -142,7 +153,7 @@ def apply_events(
             out.not_in_chunk += 1
             log.info(
                 "%s: device %s is not (or no longer) in task %s; ignored",
-                e.notify_type,
+                e.source,
                 e.device_id,
                 e.operation_id,
             )
@@ -166,5 +177,5 @@ def apply_events(
             session, campaign_id=campaign_id, results=results, now=now
         )
     for e in out.unknown_operation:
-        log.debug("%s for unknown task %s (device %s)", e.notify_type, e.operation_id, e.device_id)
+        log.debug("%s for unknown task %s (device %s)", e.source, e.operation_id, e.device_id)
     return out

@@ -1,8 +1,9 @@
 """The push channel: receiver + batch writer + liveness, started and stopped as one.
 
 The engine process owns one :class:`PushChannel`: ``start()`` serves the receiver in a
-background thread, ``subscribe_all(platform)`` points the platform's four upgrade
-notifications at ``callback_url``, ``healthy(now, campaign_id)`` tells the monitor whether
+background thread, ``subscribe_all(platform)`` points the platform's upgrade events at
+``callback_url`` (and parses what arrives with that platform's ``parse_push``),
+``healthy(now, campaign_id)`` tells the monitor whether
 it may poll slowly, ``stop()`` flushes and ends everything.
 """
 
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from fleetwave.clock import Clock, RealClock
 from fleetwave.notify.apply import ApplyOutcome
-from fleetwave.notify.events import NOTIFY_TYPES, PushEvent
+from fleetwave.notify.events import PushParseError, PushParser, UpgradeEvent
 from fleetwave.notify.liveness import Liveness
 from fleetwave.notify.receiver import (
     CALLBACK_PREFIX,
@@ -30,15 +31,11 @@ from fleetwave.notify.receiver import (
 from fleetwave.notify.settings import NotifySettings
 from fleetwave.notify.writer import BatchWriter
 from fleetwave.platforms.base import PackageKind, Platform
+from fleetwave.platforms.redact import register_secret
 
 __all__ = ["PushChannel", "PushStats"]
 
 log = logging.getLogger(__name__)
-
-_TYPES_OF = {
-    PackageKind.FIRMWARE: ("fwUpgradeStateChangeNotify", "fwUpgradeResultNotify"),
-    PackageKind.SOFTWARE: ("swUpgradeStateChangeNotify", "swUpgradeResultNotify"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +60,9 @@ class PushChannel:
 
     ``token`` defaults to a fresh ``secrets.token_urlsafe(32)``; it is never logged or shown
     in ``repr``. ``clock`` stamps arrival times and the store's ``updated_at`` (use the
-    engine's clock so ``healthy(now)`` compares like with like).
+    engine's clock so ``healthy(now)`` compares like with like). ``parser`` reads pushed
+    bodies; without it, bodies are read by the parser of each platform subscribed through
+    :meth:`subscribe_all` (until one subscribes, every body is refused with 400).
     """
 
     def __init__(
@@ -73,7 +72,11 @@ class PushChannel:
         clock: Clock | None = None,
         settings: NotifySettings | None = None,
         token: str | None = None,
+        parser: PushParser | None = None,
     ) -> None:
+        self._parsers: dict[str, PushParser] = {}
+        if parser is not None:
+            self._parsers["given"] = parser
         self.settings = settings if settings is not None else NotifySettings.from_env()
         self.clock: Clock = clock if clock is not None else RealClock()
         self._token = token if token is not None else secrets.token_urlsafe(32)
@@ -102,11 +105,10 @@ class PushChannel:
         """Bind the socket, serve the receiver and start the writer (idempotent)."""
         if self._server is not None:
             return self
-        from fleetwave.platforms.iodm.redact import register_secret
-
         register_secret(self._token)  # platform-client logs never show the callback token
         app = create_receiver_app(
             token=self._token,
+            parse=self._parse,
             sink=self._accept,
             now=self.clock.now,
             counters=self._counters,
@@ -161,17 +163,18 @@ class PushChannel:
     async def subscribe_all(
         self, platform: Platform, kinds: Iterable[PackageKind] = tuple(PackageKind)
     ) -> None:
-        """Subscribe the state-change and result notifications of ``kinds`` (4 calls for both).
+        """Subscribe the upgrade steps and results of ``kinds`` (``subscribe_upgrade_events``).
 
-        From then on pushed events are placed only on chunks of the platform connections
-        subscribed (operationIds are unique per connection, not across them).
+        From then on pushed bodies are read by the platform's ``parse_push``, and events
+        are placed only on chunks of the platform connections subscribed (operationIds are
+        unique per connection, not across them).
         """
         url = self.callback_url
         self._writer.add_connection(platform.connection_key)
+        if platform.name not in self._parsers:  # replaced whole: the receiver thread reads it
+            self._parsers = {**self._parsers, platform.name: platform.parse_push}
         for kind in kinds:
-            for notify_type in _TYPES_OF[kind]:
-                assert notify_type in NOTIFY_TYPES
-                await platform.subscribe(notify_type, url)
+            await platform.subscribe_upgrade_events(kind, url)
         self.liveness.mark_subscribed(self.clock.now())
 
     # -- liveness ----------------------------------------------------------------------
@@ -217,7 +220,20 @@ class PushChannel:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _accept(self, event: PushEvent) -> bool:
+    def _parse(self, body: bytes) -> list[UpgradeEvent]:
+        parsers = list(self._parsers.values())
+        if not parsers:
+            raise PushParseError("no platform has subscribed to this receiver yet")
+        first: PushParseError | None = None
+        for parse in parsers:
+            try:
+                return parse(body)
+            except PushParseError as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    def _accept(self, event: UpgradeEvent) -> bool:
         self.liveness.mark_received(event.received_at)
         return self._writer.offer(event)
 

@@ -1,14 +1,15 @@
 """The webhook receiver: a FastAPI app on ``POST /notify/{token}`` served by uvicorn in a thread.
 
 Only a request whose path carries the channel's token is read: anything else gets 401.
-A body that is not one of the four upgrade notifications gets 400, a full queue 503, and
+The body is parsed by the platform's parser (``Platform.parse_push``); one it cannot
+understand gets 400 with the parser's message, a full queue 503, and
 no request, however malformed, escapes as an unhandled error. Access logs stay off because
 the request line carries the token.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from fleetwave.notify.events import NotificationError, PushEvent, parse_notification
+from fleetwave.notify.events import PushParseError, PushParser, UpgradeEvent
 from fleetwave.serving import ThreadedServer
 
 __all__ = ["CALLBACK_PREFIX", "ReceiverCounters", "ReceiverServer", "create_receiver_app"]
@@ -48,12 +49,14 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_receiver_app(
     *,
     token: str,
-    sink: Callable[[PushEvent], bool],
+    parse: PushParser,
+    sink: Callable[[UpgradeEvent], bool],
     now: Callable[[], pendulum.DateTime],
     counters: ReceiverCounters | None = None,
     max_body_bytes: int = 65_536,
 ) -> FastAPI:
-    """The receiver app. ``sink`` queues one event (False: queue full); ``now`` stamps arrival."""
+    """The receiver app. ``parse`` turns a body into events (the platform's parser),
+    ``sink`` queues one event (False: queue full); ``now`` stamps arrival."""
     expected = token.encode()
     tally = counters if counters is not None else ReceiverCounters()
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -84,18 +87,15 @@ def create_receiver_app(
                 tally.too_large += 1
                 return _error(413, f"the body is larger than {max_body_bytes} bytes")
             try:
-                body = json.loads(raw)
-            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-                tally.malformed += 1
-                return _error(400, f"the body is not JSON: {type(exc).__name__}")
-            try:
-                event = parse_notification(body, received_at=now())
-            except NotificationError as exc:
+                events = parse(raw)
+            except PushParseError as exc:
                 tally.malformed += 1
                 return _error(400, str(exc))
-            if not sink(event):
-                tally.overloaded += 1
-                return _error(503, "the receiver is busy; retry later")
+            arrived = now()
+            for event in events:
+                if not sink(dataclasses.replace(event, received_at=arrived)):
+                    tally.overloaded += 1
+                    return _error(503, "the receiver is busy; retry later")
             tally.accepted += 1
             return Response(status_code=200)
         except Exception:  # never let one request take the receiver down

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from fleetwave import store
 from fleetwave.clock import Clock
 from fleetwave.notify.apply import ApplyOutcome, apply_events
-from fleetwave.notify.events import PushEvent
+from fleetwave.platforms.base import UpgradeEvent
 
 __all__ = ["BatchWriter", "WriterStats"]
 
@@ -66,7 +66,7 @@ class BatchWriter:
         self.park_seconds = park_seconds
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._on_outcome = on_outcome
-        self._parked: list[tuple[float, PushEvent]] = []
+        self._parked: list[tuple[float, UpgradeEvent]] = []
         self._stats = WriterStats()
         self._cond = threading.Condition()
         self._offered = 0
@@ -104,7 +104,7 @@ class BatchWriter:
 
     # -- producers ---------------------------------------------------------------------
 
-    def offer(self, event: PushEvent) -> bool:
+    def offer(self, event: UpgradeEvent) -> bool:
         """Queue an event; False when the queue is full (the caller answers 503)."""
         with self._cond:
             try:
@@ -134,9 +134,9 @@ class BatchWriter:
 
     # -- the thread --------------------------------------------------------------------
 
-    def _collect(self) -> tuple[list[PushEvent], bool]:
+    def _collect(self) -> tuple[list[UpgradeEvent], bool]:
         """Wait for the first event (or a parked retry), then up to a full batch or the deadline."""
-        batch: list[PushEvent] = []
+        batch: list[UpgradeEvent] = []
         stopping = False
         wait = self.flush_s if self._parked else None
         try:
@@ -145,7 +145,7 @@ class BatchWriter:
             return batch, False
         if first is _STOP:
             return batch, True
-        assert isinstance(first, PushEvent)
+        assert isinstance(first, UpgradeEvent)
         batch.append(first)
         deadline = time.monotonic() + self.flush_s
         while len(batch) < self.batch_size:
@@ -157,7 +157,7 @@ class BatchWriter:
             if item is _STOP:
                 stopping = True
                 break
-            assert isinstance(item, PushEvent)
+            assert isinstance(item, UpgradeEvent)
             batch.append(item)
         return batch, stopping
 
@@ -168,19 +168,19 @@ class BatchWriter:
             if batch or retry:
                 self._flush(retry, batch)
             if stopping:
-                rest: list[PushEvent] = []  # what is still queued is written once, then we leave
+                rest: list[UpgradeEvent] = []  # what is still queued is written once, then we leave
                 while True:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if isinstance(item, PushEvent):
+                    if isinstance(item, UpgradeEvent):
                         rest.append(item)
                 if rest:
                     self._flush([], rest)
                 return
 
-    def _write(self, events: list[PushEvent]) -> ApplyOutcome | None:
+    def _write(self, events: list[UpgradeEvent]) -> ApplyOutcome | None:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 with store.session_scope(self._engine) as session:
@@ -204,7 +204,7 @@ class BatchWriter:
                     time.sleep(0.2 * 2 ** (attempt - 1))
         return None
 
-    def _flush(self, retry: list[tuple[float, PushEvent]], fresh: list[PushEvent]) -> None:
+    def _flush(self, retry: list[tuple[float, UpgradeEvent]], fresh: list[UpgradeEvent]) -> None:
         now_mono = time.monotonic()
         first_seen = {id(e): t for t, e in retry}
         events = [e for _, e in retry] + fresh
@@ -232,7 +232,7 @@ class BatchWriter:
                     st.ignored += 1
                     log.info(
                         "%s for unknown task %s (device %s); ignored",
-                        e.notify_type,
+                        e.source,
                         e.operation_id,
                         e.device_id,
                     )

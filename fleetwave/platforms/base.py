@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import pendulum
 
 __all__ = [
+    "MEMO_MAX_LENGTH",
     "Capabilities",
     "DeviceGroup",
     "DeviceInfo",
@@ -34,8 +35,6 @@ __all__ = [
     "TaskProgress",
     "TaskRef",
     "TaskState",
-    "TaskStats",
-    "TaskStatus",
     "UpgradeEvent",
     "UpgradeEventKind",
     "UpgradeStep",
@@ -43,7 +42,7 @@ __all__ = [
 
 
 class PackageKind(enum.StrEnum):
-    """What a campaign upgrades; IoDM's fileType and operation type derive from it."""
+    """What a campaign upgrades; each platform's package and task types derive from it."""
 
     FIRMWARE = "firmware"
     SOFTWARE = "software"
@@ -55,21 +54,6 @@ class ExecuteType(enum.StrEnum):
     NOW = "now"
     DEVICE_ONLINE = "device_online"
     CUSTOM = "custom"
-
-
-class TaskStatus(enum.StrEnum):
-    """Status of a platform task or of one device's subtask (lower case, normalised)."""
-
-    WAIT = "wait"
-    PROCESSING = "processing"
-    SUCCESS = "success"
-    FAIL = "fail"
-    STOP = "stop"
-    TIMEOUT = "timeout"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in (TaskStatus.WAIT, TaskStatus.PROCESSING)
 
 
 class DeviceOutcome(enum.StrEnum):
@@ -165,19 +149,26 @@ class Capabilities:
     """Whether the platform can post upgrade events to a callback URL."""
 
 
+MEMO_MAX_LENGTH = 24
+"""The longest :attr:`TaskProgress.memo` the engine stores (the store's column width)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRef:
     """A task the engine tracks, as it asks for progress.
 
     ``memo`` is what the adapter said about the task at its last progress read
     (:attr:`TaskProgress.memo`), stored by the engine and handed back unread, so an
-    adapter can choose the cheapest read for the next round (e.g. which lists to page).
+    adapter can choose the cheapest read for the next round (e.g. which lists to page);
+    at most :data:`MEMO_MAX_LENGTH` characters. ``file_id`` is the task's package, so an
+    adapter can narrow its lists to that package's devices.
     """
 
     operation_id: str
     kind: PackageKind
     submitted_at: pendulum.DateTime | None = None
     memo: str | None = None
+    file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,31 +279,14 @@ class TaskPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskStats:
-    """Per-status device counts of a task (IoDM ``staResult``)."""
-
-    total: int = 0
-    wait: int = 0
-    processing: int = 0
-    success: int = 0
-    fail: int = 0
-    stop: int = 0
-    timeout: int = 0
-
-    @property
-    def finished(self) -> int:
-        return self.success + self.fail + self.stop + self.timeout
-
-
-@dataclass(frozen=True, slots=True)
 class PlatformTask:
-    """An upgrade task (IoDM operation) with its statistics."""
+    """An upgrade task with its per-outcome device counts."""
 
     operation_id: str
     kind: PackageKind
-    status: TaskStatus
+    state: TaskState
     device_ids: tuple[str, ...] = ()
-    stats: TaskStats = field(default_factory=TaskStats)
+    counts: OutcomeCounts = field(default_factory=OutcomeCounts)
     created_at: pendulum.DateTime | None = None
     started_at: pendulum.DateTime | None = None
     stopped_at: pendulum.DateTime | None = None
@@ -325,7 +299,7 @@ class SubtaskResult:
     """One device's part of a task."""
 
     device_id: str
-    status: TaskStatus
+    outcome: DeviceOutcome
     detail: str | None = None
     started_at: pendulum.DateTime | None = None
     stopped_at: pendulum.DateTime | None = None
@@ -338,13 +312,12 @@ class SubtaskResult:
 class Platform(Protocol):
     """What the engine may ask of any platform. All listings are async iterators over pages.
 
-    ``connection_key`` names the platform connection stably and without secrets (IoDM:
-    ``iodm:HOST:PORT/APP_ID``): operationIds are unique per connection, not globally, so the
+    ``connection_key`` names the platform connection stably and without secrets (e.g.
+    ``TYPE:HOST:PORT/APP_ID``): operationIds are unique per connection, not globally, so the
     store keys every task by (connection_key, operation_id).
     """
 
     name: str
-    max_devices_per_task: int
     connection_key: str
 
     @property
@@ -391,15 +364,31 @@ class Platform(Protocol):
         self,
         *,
         kind: PackageKind | None = None,
-        status: TaskStatus | None = None,
+        state: TaskState | None = None,
         device_id: str | None = None,
-    ) -> AsyncIterator[PlatformTask]: ...
+    ) -> AsyncIterator[PlatformTask]:
+        """Tasks on the platform (reconciliation, the live-task check), optionally filtered."""
+        ...
 
-    def subtasks(
-        self, operation_id: str, *, status: TaskStatus | None = None
-    ) -> AsyncIterator[SubtaskResult]: ...
+    # ---- progress, results and push, in fleetwave's words (issue 11)
 
-    async def subscribe(self, notify_type: str, callback_url: str) -> None: ...
+    async def task_progress(self, tasks: Sequence[TaskRef]) -> Mapping[str, TaskProgress]:
+        """Progress of these tasks, read the cheapest way the adapter knows (list pages,
+        single reads, what push said). A task absent from the answer has finished (or
+        vanished): the engine then reads its device results once."""
+        ...
+
+    def task_results(self, operation_id: str) -> AsyncIterator[SubtaskResult]:
+        """Every device's outcome in a task (all pages)."""
+        ...
+
+    async def subscribe_upgrade_events(self, kind: PackageKind, callback_url: str) -> None:
+        """Ask the platform to post upgrade steps and results of ``kind`` to the URL."""
+        ...
+
+    def parse_push(self, body: bytes) -> list[UpgradeEvent]:
+        """The upgrade events in one pushed body; raises :class:`PushParseError`."""
+        ...
 
     def call_counts(self) -> Mapping[str, int]:
         """Calls made so far, per endpoint label (e.g. ``GET /operations``)."""

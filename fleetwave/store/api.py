@@ -192,8 +192,8 @@ class FinishedDevice(NamedTuple):
 
 
 class ChunkPollFigures(NamedTuple):
-    """An active chunk's last polled per-status subtask counts, beside its devices that the
-    store already holds as final (same keys: success, fail, stop, timeout)."""
+    """An active chunk's last polled per-outcome device counts, beside its devices that the
+    store already holds as final (same keys: succeeded, failed, cancelled, timed_out)."""
 
     chunk_id: int
     wave_index: int
@@ -1548,15 +1548,22 @@ def abandon_chunk(session: Session, *, chunk_id: int, reason: str, now: datetime
     return chunk
 
 
+_PLATFORM_STATUS_WIDTH = 24  # chunk.platform_status is VARCHAR(24)
+
+
 def record_chunk_poll(
     session: Session,
     *,
     chunk_id: int,
-    platform_status: str,
+    platform_status: str | None,
     now: datetime,
     stats: Mapping[str, int] | None = None,
 ) -> None:
-    """Store what the last poll of the chunk's task said (status, per-status counts)."""
+    """Store what the last poll of the chunk's task said: the platform adapter's memo
+    (handed back to it next round; one longer than the column is dropped) and the
+    per-outcome device counts."""
+    if platform_status is not None and len(platform_status) > _PLATFORM_STATUS_WIDTH:
+        platform_status = None
     values: dict[str, Any] = {
         "platform_status": platform_status,
         "last_polled_at": to_utc(now),
@@ -1894,7 +1901,12 @@ def chunk_members(
     return pairs
 
 
-_POLL_KEYS = ("success", "fail", "stop", "timeout")
+# A chunk's ``stats`` hold the last progress read's device counts keyed by the platform's
+# neutral outcome words (``OutcomeCounts.as_dict``); keys an older engine wrote (a
+# platform's own status words) are not among these and read as absent.
+_POLL_KEYS = ("succeeded", "failed", "cancelled", "timed_out")
+# the spec's failure kind of a FAILED device run -> its key above
+_KEY_OF_FAILURE_KIND = {"fail": "failed", "stop": "cancelled", "timeout": "timed_out"}
 
 
 def active_chunk_figures(
@@ -1904,8 +1916,9 @@ def active_chunk_figures(
     wave_index: int | None = None,
     kind: ChunkKind = ChunkKind.UPGRADE,
 ) -> list[ChunkPollFigures]:
-    """Per active (SUBMITTED) chunk of ``kind`` that was polled: the last poll's final-status
-    counts and how many of its devices the store already holds as final, by the same keys.
+    """Per active (SUBMITTED) chunk of ``kind`` that was polled: the last poll's final-outcome
+    counts (``succeeded``, ``failed``, ``cancelled``, ``timed_out``) and how many of its
+    devices the store already holds as final, by the same keys.
 
     Two statements whatever the chunk count: the chunks' stats, and one GROUP BY over their
     device runs (only rows that point at the chunk, i.e. results of that task).
@@ -1943,11 +1956,11 @@ def active_chunk_figures(
         if int(cid) not in recorded:
             continue
         if status == DeviceRunStatus.SUCCEEDED.value:
-            key = "success"
+            key = "succeeded"
         elif status == DeviceRunStatus.TIMED_OUT.value:
-            key = "timeout"
+            key = "timed_out"
         else:
-            key = failure_kind if failure_kind in _POLL_KEYS else "fail"
+            key = _KEY_OF_FAILURE_KIND.get(failure_kind or "", "failed")
         per = recorded[int(cid)]
         per[key] = per.get(key, 0) + int(n)
     return [

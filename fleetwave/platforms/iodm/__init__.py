@@ -4,7 +4,7 @@
 underneath; ``IoDMSettings`` configures both (from code or ``IODM_*`` variables).
 """
 
-from .adapter import PAGE_SIZES, PATHS, IoDMPlatform
+from .adapter import MAX_DEVICES_PER_TASK, PAGE_SIZES, PATHS, IoDMPlatform
 from .client import IoDMClient
 from .errors import (
     AppNotAuthorized,
@@ -22,6 +22,7 @@ from .settings import IoDMSettings
 from .timefmt import format_iodm_time, parse_iodm_time
 
 __all__ = [
+    "MAX_DEVICES_PER_TASK",
     "PAGE_SIZES",
     "PATHS",
     "AppNotAuthorized",

@@ -22,14 +22,17 @@ from fleetwave.platforms.base import (
     Capabilities,
     DeviceGroup,
     DeviceInfo,
+    DeviceOutcome,
     ExecuteType,
     PackageInfo,
     PackageKind,
     PlatformTask,
     SubtaskResult,
     TaskPolicy,
-    TaskStats,
-    TaskStatus,
+    TaskProgress,
+    TaskRef,
+    TaskState,
+    UpgradeEvent,
 )
 from fleetwave.platforms.errors import (
     InvalidPolicy,
@@ -47,16 +50,19 @@ from .models import (
     DevicePage,
     DeviceRecord,
     GroupPage,
+    IoDMStatus,
     OperationInfo,
     OperationPage,
     PackagePage,
     SubOperationInfo,
     SubOperationPage,
 )
+from .progress import ProgressReader, counts_of, state_of
+from .push import NOTIFY_TYPES, NOTIFY_TYPES_OF, parse_push_body
 from .settings import IoDMSettings
 from .timefmt import format_iodm_time
 
-__all__ = ["PAGE_SIZES", "PATHS", "IoDMPlatform", "connection_key_of"]
+__all__ = ["MAX_DEVICES_PER_TASK", "PAGE_SIZES", "PATHS", "IoDMPlatform", "connection_key_of"]
 
 log = logging.getLogger(__name__)
 
@@ -93,28 +99,40 @@ _OPERATION_TYPES = {
     PackageKind.FIRMWARE: "firmware_upgrade",
     PackageKind.SOFTWARE: "software_upgrade",
 }
+MAX_DEVICES_PER_TASK = 256  # devices a create call takes (API reference 1.10.1)
+MIN_WINDOW = timedelta(minutes=5)  # a custom window must be longer (error 123034)
+
 # the task list documents "failed" for tasks; subtasks use "fail"
 _TASK_STATUS_WIRE = {
-    TaskStatus.WAIT: "wait",
-    TaskStatus.PROCESSING: "processing",
-    TaskStatus.SUCCESS: "success",
-    TaskStatus.FAIL: "failed",
-    TaskStatus.STOP: "stop",
+    IoDMStatus.WAIT: "wait",
+    IoDMStatus.PROCESSING: "processing",
+    IoDMStatus.SUCCESS: "success",
+    IoDMStatus.FAIL: "failed",
+    IoDMStatus.STOP: "stop",
 }
 # documented subtask filter values; TIMEOUT is not one, so it is filtered here instead
 _SUBTASK_STATUS_WIRE = {
-    TaskStatus.WAIT: "wait",
-    TaskStatus.PROCESSING: "processing",
-    TaskStatus.SUCCESS: "success",
-    TaskStatus.FAIL: "fail",
-    TaskStatus.STOP: "stop",
+    IoDMStatus.WAIT: "wait",
+    IoDMStatus.PROCESSING: "processing",
+    IoDMStatus.SUCCESS: "success",
+    IoDMStatus.FAIL: "fail",
+    IoDMStatus.STOP: "stop",
 }
-_NOTIFY_TYPES = (
-    "swUpgradeStateChangeNotify",
-    "swUpgradeResultNotify",
-    "fwUpgradeStateChangeNotify",
-    "fwUpgradeResultNotify",
-)
+# the live task states are single list filters; FINISHED is any final status
+_STATE_WIRE = {TaskState.PENDING: IoDMStatus.WAIT, TaskState.RUNNING: IoDMStatus.PROCESSING}
+_OUTCOME_OF = {
+    IoDMStatus.WAIT: DeviceOutcome.PENDING,
+    IoDMStatus.PROCESSING: DeviceOutcome.RUNNING,
+    IoDMStatus.SUCCESS: DeviceOutcome.SUCCEEDED,
+    IoDMStatus.FAIL: DeviceOutcome.FAILED,
+    IoDMStatus.STOP: DeviceOutcome.CANCELLED,
+    IoDMStatus.TIMEOUT: DeviceOutcome.TIMED_OUT,
+}
+
+
+def outcome_of(status: IoDMStatus | None) -> DeviceOutcome:
+    """The neutral outcome of a subOperation status (none given: still running)."""
+    return _OUTCOME_OF[status] if status is not None else DeviceOutcome.RUNNING
 
 
 def _kind_of_file_type(value: str | None, where: str) -> PackageKind:
@@ -187,8 +205,6 @@ def device_info(d: DeviceRecord) -> DeviceInfo:
 
 def platform_task(o: OperationInfo) -> PlatformTask:
     """Neutral PlatformTask from a wire OperationInfo."""
-    st = o.sta_result
-    total = st.total or (st.wait + st.processing + st.success + st.fail + st.stop + st.timeout)
     policy = None
     if o.policy is not None:
         try:
@@ -204,17 +220,9 @@ def platform_task(o: OperationInfo) -> PlatformTask:
     return PlatformTask(
         operation_id=o.operation_id,
         kind=_kind_of_operation(o.operate_type),
-        status=o.status or TaskStatus.PROCESSING,
+        state=state_of(o.status),
         device_ids=tuple(o.targets.devices),
-        stats=TaskStats(
-            total=total,
-            wait=st.wait,
-            processing=st.processing,
-            success=st.success,
-            fail=st.fail,
-            stop=st.stop,
-            timeout=st.timeout,
-        ),
+        counts=counts_of(o),
         created_at=o.create_time,
         started_at=o.start_time,
         stopped_at=o.stop_time,
@@ -228,7 +236,7 @@ def subtask_result(s: SubOperationInfo) -> SubtaskResult:
     ext = s.extend_para
     return SubtaskResult(
         device_id=s.device_id,
-        status=s.status or TaskStatus.PROCESSING,
+        outcome=outcome_of(s.status),
         detail=s.detail_info,
         started_at=s.start_time,
         stopped_at=s.stop_time,
@@ -244,7 +252,9 @@ def policy_body(policy: TaskPolicy) -> dict[str, Any]:
     if policy.execute_type is ExecuteType.CUSTOM:
         if policy.start_time is None or policy.end_time is None:
             raise InvalidPolicy("a custom execution window needs both start_time and end_time")
-        if policy.end_time.diff(policy.start_time, abs=False).in_seconds() > -300:
+        if policy.end_time.diff(policy.start_time, abs=False).in_seconds() > -int(
+            MIN_WINDOW.total_seconds()
+        ):
             raise InvalidPolicy(
                 f"the window {policy.start_time} .. {policy.end_time} must end more than "
                 "5 minutes after it starts (IoDM 123034)"
@@ -269,7 +279,6 @@ class IoDMPlatform:
     """Huawei IoDM behind the Platform protocol; one instance per app and event loop."""
 
     name = "iodm"
-    max_devices_per_task = 256
 
     def __init__(
         self,
@@ -286,6 +295,31 @@ class IoDMPlatform:
         self.client = client
         self.settings = client.settings
         self.connection_key = connection_key_of(self.settings)
+        self._packages: dict[str, PackageInfo] = {}  # fileId -> package, from lookups
+        self._progress = ProgressReader(
+            fetch_page=self._task_page,
+            get_task=self._operation,
+            list_params=self._task_list_filters,
+            page_size=PAGE_SIZES["tasks"],
+        )
+        self._capabilities = Capabilities(
+            platform="iodm",
+            max_devices_per_task=MAX_DEVICES_PER_TASK,
+            package_kinds=frozenset(PackageKind),
+            execute_types=frozenset(ExecuteType),
+            min_window=MIN_WINDOW,
+            window_granularity=timedelta(seconds=1),
+            page_sizes={
+                "tasks": PAGE_SIZES["tasks"],
+                "task_devices": PAGE_SIZES["subtasks"],
+                "group_members": PAGE_SIZES["members"],
+                "devices": PAGE_SIZES["devices"],
+            },
+            rate_limit_per_minute=self.settings.rate_limit or None,
+            can_cancel_tasks=False,  # the northbound reference documents no stop call
+            has_groups=True,
+            push=True,
+        )
 
     async def __aenter__(self) -> IoDMPlatform:
         return self
@@ -298,40 +332,22 @@ class IoDMPlatform:
     ) -> None:
         await self.aclose()
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """IoDM's limits: 256 devices a task (123024), custom windows of 5 minutes or more
-        (123034) on whole seconds, the listings' largest pages, the app's rate limit."""
-        rate = self.settings.rate_limit
-        return Capabilities(
-            platform=self.name,
-            max_devices_per_task=self.max_devices_per_task,
-            package_kinds=frozenset(PackageKind),
-            execute_types=frozenset(
-                (ExecuteType.NOW, ExecuteType.DEVICE_ONLINE, ExecuteType.CUSTOM)
-            ),
-            min_window=timedelta(minutes=5),
-            window_granularity=timedelta(seconds=1),
-            page_sizes={
-                "tasks": PAGE_SIZES["tasks"],
-                "task_devices": PAGE_SIZES["subtasks"],
-                "group_members": PAGE_SIZES["members"],
-                "devices": PAGE_SIZES["devices"],
-            },
-            rate_limit_per_minute=rate if rate > 0 else None,
-            can_cancel_tasks=False,
-            has_groups=True,
-            push=True,
-        )
-
     def __repr__(self) -> str:
         return f"IoDMPlatform(base_url={self.settings.base_url!r}, app_id={self.settings.app_id!r})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """256 devices a task, firmware and software, windows over 5 minutes to the second,
+        no cancel call, groups and push (API reference 1.10, 1.6)."""
+        return self._capabilities
 
     # -- packages ------------------------------------------------------------------------
 
     async def get_package(self, file_id: str) -> PackageInfo:
         body = await self.client.get(PATHS["package"], path_params={"fileId": file_id})
-        return package_info(parse_body(CategoryInfo, body, "GET", PATHS["package"]))
+        pkg = package_info(parse_body(CategoryInfo, body, "GET", PATHS["package"]))
+        self._packages[pkg.file_id] = pkg
+        return pkg
 
     async def find_packages(
         self,
@@ -355,6 +371,7 @@ class IoDMPlatform:
             PATHS["packages"], PackagePage, page_size=PAGE_SIZES["packages"], params=params
         ):
             pkg = package_info(item)
+            self._packages[pkg.file_id] = pkg
             # filter again: a platform that ignores a filter must not widen the result
             if (
                 (kind is None or pkg.kind is kind)
@@ -410,10 +427,10 @@ class IoDMPlatform:
         devices = list(device_ids)
         if not devices:
             raise RequestRejected("an upgrade task needs at least one device")
-        if len(devices) > self.max_devices_per_task:
+        if len(devices) > MAX_DEVICES_PER_TASK:
             raise TooManyTargets(
                 f"{len(devices)} devices for one task; IoDM takes at most "
-                f"{self.max_devices_per_task}: split them into chunks"
+                f"{MAX_DEVICES_PER_TASK}: split them into chunks"
             )
         if len(set(devices)) != len(devices):
             raise RequestRejected("the device list of a task names a device twice")
@@ -431,32 +448,71 @@ class IoDMPlatform:
         log.info("created %s task %s for %d devices", kind.value, operation_id, len(devices))
         return str(operation_id)
 
-    async def get_task(self, operation_id: str) -> PlatformTask:
+    async def _operation(self, operation_id: str) -> OperationInfo:
         body = await self.client.get(PATHS["task"], path_params={"operationId": operation_id})
-        return platform_task(parse_body(OperationInfo, body, "GET", PATHS["task"]))
+        return parse_body(OperationInfo, body, "GET", PATHS["task"])
+
+    async def get_task(self, operation_id: str) -> PlatformTask:
+        return platform_task(await self._operation(operation_id))
 
     async def list_tasks(
         self,
         *,
         kind: PackageKind | None = None,
-        status: TaskStatus | None = None,
+        state: TaskState | None = None,
         device_id: str | None = None,
     ) -> AsyncIterator[PlatformTask]:
+        wire = _STATE_WIRE.get(state) if state is not None else None
         params = {
             "operationType": _OPERATION_TYPES[kind] if kind else None,
-            "operationStatus": _TASK_STATUS_WIRE.get(status) if status else None,
+            "operationStatus": _TASK_STATUS_WIRE[wire] if wire is not None else None,
             "deviceId": device_id,
         }
         async for item in self.client.paged(
             PATHS["tasks"], OperationPage, page_size=PAGE_SIZES["tasks"], params=params
         ):
             task = platform_task(item)
-            if (kind is None or task.kind is kind) and (status is None or task.status is status):
+            if (kind is None or task.kind is kind) and (state is None or task.state is state):
                 yield task
 
+    async def _task_page(
+        self, params: Mapping[str, str | None], page_no: int, page_size: int
+    ) -> OperationPage:
+        query = {k: v for k, v in params.items() if v is not None}
+        body = await self.client.get(
+            PATHS["tasks"], params={**query, "pageNo": page_no, "pageSize": page_size}
+        )
+        return parse_body(OperationPage, body, "GET", PATHS["tasks"])
+
+    def _task_list_filters(
+        self, kind: PackageKind, tasks: Sequence[TaskRef]
+    ) -> dict[str, str | None]:
+        """The task-list filters for progress: the kind, and the package's device type, model
+        and manufacturer when every task is of one package looked up before (the verify
+        stage does), so other campaigns' tasks stay out of the pages."""
+        params: dict[str, str | None] = {"operationType": _OPERATION_TYPES[kind]}
+        files = {t.file_id for t in tasks}
+        if len(files) == 1:
+            pkg = self._packages.get(next(iter(files)) or "")
+            if pkg is not None and pkg.kind is kind:
+                params["deviceType"] = pkg.device_type or None
+                params["model"] = pkg.model or None
+                params["manufacturerName"] = pkg.manufacturer_name or None
+        return params
+
+    async def task_progress(self, tasks: Sequence[TaskRef]) -> Mapping[str, TaskProgress]:
+        """Progress from the live task lists or single reads, whichever costs fewer calls
+        (see :mod:`fleetwave.platforms.iodm.progress`); finished tasks are left out."""
+        return await self._progress.read(tasks)
+
+    async def task_results(self, operation_id: str) -> AsyncIterator[SubtaskResult]:
+        async for result in self.subtasks(operation_id):
+            yield result
+
     async def subtasks(
-        self, operation_id: str, *, status: TaskStatus | None = None
+        self, operation_id: str, *, status: IoDMStatus | None = None
     ) -> AsyncIterator[SubtaskResult]:
+        """A task's subOperations (IoDM's own filter on their status)."""
         params = {"subOperationStatus": _SUBTASK_STATUS_WIRE.get(status) if status else None}
         async for item in self.client.paged(
             PATHS["subtasks"],
@@ -465,14 +521,23 @@ class IoDMPlatform:
             params=params,
             path_params={"operationId": operation_id},
         ):
-            result = subtask_result(item)
-            if status is None or result.status is status:
-                yield result
+            if status is None or item.status is status:
+                yield subtask_result(item)
+
+    async def subscribe_upgrade_events(self, kind: PackageKind, callback_url: str) -> None:
+        """Subscribe the state-change and result notifications of ``kind`` (two calls)."""
+        for notify_type in NOTIFY_TYPES_OF[kind]:
+            await self.subscribe(notify_type, callback_url)
+
+    def parse_push(self, body: bytes) -> list[UpgradeEvent]:
+        """The event of one pushed notification body (:mod:`.push`)."""
+        return parse_push_body(body, received_at=self.client.clock.now())
 
     async def subscribe(self, notify_type: str, callback_url: str) -> None:
-        if notify_type not in _NOTIFY_TYPES:
+        """Subscribe one IoDM notification type (replaces an earlier callback of that type)."""
+        if notify_type not in NOTIFY_TYPES:
             raise RequestRejected(
-                f"unknown notification type {notify_type!r}: use one of {', '.join(_NOTIFY_TYPES)}"
+                f"unknown notification type {notify_type!r}: use one of {', '.join(NOTIFY_TYPES)}"
             )
         if not callback_url.startswith(("http://", "https://")):
             # name the scheme only: the rest of a callback URL may carry its secret token

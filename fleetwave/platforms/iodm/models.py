@@ -8,14 +8,13 @@ subtask page may be keyed ``date`` instead of ``data``; ``extendInfo`` stands in
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import pendulum
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-
-from fleetwave.platforms.base import TaskStatus
 
 from .timefmt import parse_iodm_time
 
@@ -27,6 +26,7 @@ __all__ = [
     "DevicePage",
     "DeviceRecord",
     "GroupPage",
+    "IoDMStatus",
     "OperateDevices",
     "OperatePolicy",
     "OperationInfo",
@@ -42,32 +42,49 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_STATUS_WORDS: dict[str, TaskStatus] = {
-    "wait": TaskStatus.WAIT,
-    "waiting": TaskStatus.WAIT,
-    "pending": TaskStatus.WAIT,
-    "processing": TaskStatus.PROCESSING,
-    "running": TaskStatus.PROCESSING,
-    "in_progress": TaskStatus.PROCESSING,
-    "success": TaskStatus.SUCCESS,
-    "succeeded": TaskStatus.SUCCESS,
-    "successful": TaskStatus.SUCCESS,
-    "fail": TaskStatus.FAIL,
-    "failed": TaskStatus.FAIL,
-    "failure": TaskStatus.FAIL,
-    "stop": TaskStatus.STOP,
-    "stopped": TaskStatus.STOP,
-    "timeout": TaskStatus.TIMEOUT,
-    "timed_out": TaskStatus.TIMEOUT,
+
+class IoDMStatus(enum.StrEnum):
+    """Status of an IoDM operation (task) or subOperation (one device), normalised to lower
+    case; the adapter maps it onto the neutral TaskState and DeviceOutcome."""
+
+    WAIT = "wait"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    FAIL = "fail"
+    STOP = "stop"
+    TIMEOUT = "timeout"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (IoDMStatus.WAIT, IoDMStatus.PROCESSING)
+
+
+_STATUS_WORDS: dict[str, IoDMStatus] = {
+    "wait": IoDMStatus.WAIT,
+    "waiting": IoDMStatus.WAIT,
+    "pending": IoDMStatus.WAIT,
+    "processing": IoDMStatus.PROCESSING,
+    "running": IoDMStatus.PROCESSING,
+    "in_progress": IoDMStatus.PROCESSING,
+    "success": IoDMStatus.SUCCESS,
+    "succeeded": IoDMStatus.SUCCESS,
+    "successful": IoDMStatus.SUCCESS,
+    "fail": IoDMStatus.FAIL,
+    "failed": IoDMStatus.FAIL,
+    "failure": IoDMStatus.FAIL,
+    "stop": IoDMStatus.STOP,
+    "stopped": IoDMStatus.STOP,
+    "timeout": IoDMStatus.TIMEOUT,
+    "timed_out": IoDMStatus.TIMEOUT,
 }
 
 
-def normalise_status(value: Any) -> TaskStatus | None:
-    """Map a wire status in any case (``FAIL``, ``failed``, ``Success``) to a TaskStatus.
+def normalise_status(value: Any) -> IoDMStatus | None:
+    """Map a wire status in any case (``FAIL``, ``failed``, ``Success``) to a IoDMStatus.
 
     Unknown words give None (logged), so one odd value does not fail a whole page.
     """
-    if value is None or isinstance(value, TaskStatus):
+    if value is None or isinstance(value, IoDMStatus):
         return value
     word = str(value).strip().lower().replace("-", "_").replace(" ", "_")
     if not word:
@@ -134,7 +151,7 @@ def _list_or_empty(value: Any) -> Any:
 
 
 WireTime = Annotated[pendulum.DateTime | None, BeforeValidator(_time)]
-WireStatus = Annotated[TaskStatus | None, BeforeValidator(normalise_status)]
+WireStatus = Annotated[IoDMStatus | None, BeforeValidator(normalise_status)]
 WireStr = Annotated[str | None, BeforeValidator(_str_or_none)]
 WireCount = Annotated[int, BeforeValidator(_int_or_zero)]
 WireMap = Annotated[dict[str, str | None], BeforeValidator(_str_map)]

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from fleetwave import store
 from fleetwave.clock import ManualClock
 from fleetwave.notify import NotifySettings, PushChannel
+from fleetwave.platforms.iodm.push import parse_push_body
 from fleetwave.store import ChunkKind, DeviceRunStatus, NewDeviceRun, WavePlan
 from tests.integration.store.conftest import BACKENDS, _make_db, _pg_admin
 
@@ -109,7 +110,7 @@ def receiver(engine: Engine) -> Iterator[Receiver]:
     clock = ManualClock()
     settings = NotifySettings(flush_ms=20, park_seconds=0.3, quiet_after=60)
     with (
-        PushChannel(engine, clock=clock, settings=settings) as channel,
+        PushChannel(engine, clock=clock, settings=settings, parser=parse_push_body) as channel,
         httpx.Client(timeout=10.0) as http,
     ):
         yield Receiver(channel, http, clock)

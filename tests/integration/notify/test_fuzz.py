@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from fleetwave.notify import NOTIFY_TYPES
+from fleetwave.platforms.iodm.push import NOTIFY_TYPES
 from fleetwave.store import DeviceRunStatus
 from tests.integration.notify.conftest import Receiver, seed_campaign, statuses
 

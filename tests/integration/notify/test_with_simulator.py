@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from fleetwave import store
 from fleetwave.clock import ManualClock
 from fleetwave.notify import NotifySettings, PushChannel
-from fleetwave.platforms.base import PackageKind, TaskPolicy, TaskStatus
+from fleetwave.platforms.base import DeviceOutcome, PackageKind, TaskPolicy
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings, reset_limiters
 from fleetwave.sim.testing import SimHandle, run_simulator
 from fleetwave.store import DeviceRunStatus
@@ -90,13 +90,13 @@ async def test_push_updates_device_runs_from_the_simulator(sim: SimHandle, engin
                 _calls(sim, "GET /iodm/northbound/v1.5.0/operations/{operationId}/subOperations")
                 == 0
             )
-            subtasks = {s.device_id: s async for s in platform.subtasks(op)}
-            assert subtasks[members[0]].status is TaskStatus.FAIL
+            subtasks = {s.device_id: s async for s in platform.task_results(op)}
+            assert subtasks[members[0]].outcome is DeviceOutcome.FAILED
             with store.session_scope(engine, read_only=True) as s:
                 for m in members[1:]:
                     run = store.get_device_run(s, campaign_id=camp, device_id=m)
                     assert run is not None
-                    assert subtasks[m].status is TaskStatus.SUCCESS
+                    assert subtasks[m].outcome is DeviceOutcome.SUCCEEDED
                     assert run.current_version == "1.5.0"
     finally:
         await platform.aclose()

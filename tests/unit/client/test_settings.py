@@ -97,7 +97,7 @@ async def test_open_platform_builds_the_iodm_adapter(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("IODM_LAB_SECRET", "lab-secret")
     async with open_platform("lab") as platform:
         assert isinstance(platform, IoDMPlatform)
-        assert platform.max_devices_per_task == 256
+        assert platform.capabilities.max_devices_per_task == 256
         assert platform.settings.app_id == "lab"
         assert platform.call_counts() == {}
 

@@ -10,7 +10,13 @@ import pendulum
 import pytest
 
 from fleetwave.clock import ManualClock
-from fleetwave.platforms.base import ExecuteType, PackageKind, TaskPolicy, TaskStatus
+from fleetwave.platforms.base import (
+    DeviceOutcome,
+    ExecuteType,
+    PackageKind,
+    TaskPolicy,
+    TaskState,
+)
 from fleetwave.platforms.errors import (
     GroupNotFound,
     InvalidPolicy,
@@ -19,7 +25,12 @@ from fleetwave.platforms.errors import (
     TooManyTargets,
 )
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings, reset_limiters
-from fleetwave.platforms.iodm.models import OperationInfo, SubOperationPage, TokenResponse
+from fleetwave.platforms.iodm.models import (
+    IoDMStatus,
+    OperationInfo,
+    SubOperationPage,
+    TokenResponse,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 LOGIN = {"accessToken": "tok-abcdef", "refreshToken": "ref-abcdef", "expiresIn": "3600"}
@@ -68,7 +79,7 @@ def test_documented_task_example_with_uppercase_status_and_string_counts() -> No
             "somethingNew": {"ignored": True},
         }
     )
-    assert op.status is TaskStatus.FAIL
+    assert op.status is IoDMStatus.FAIL
     assert op.sta_result.fail == 1
     assert op.create_time == pendulum.datetime(2015, 12, 12, 12, 12, 12, tz="UTC")
     assert op.extend_para == {"fileVersion": "V1.1.10"}
@@ -100,9 +111,9 @@ async def test_subtask_page_keyed_date_with_extend_info() -> None:
 
     async with platform_with(handler) as p:
         results = [r async for r in p.subtasks("op1")]
-    assert [(r.device_id, r.status) for r in results] == [
-        ("d1", TaskStatus.FAIL),
-        ("d2", TaskStatus.SUCCESS),
+    assert [(r.device_id, r.outcome) for r in results] == [
+        ("d1", DeviceOutcome.FAILED),
+        ("d2", DeviceOutcome.SUCCEEDED),
     ]
     assert results[0].current_version == "V1.1.10"
     assert results[1].target_version == "2"
@@ -262,12 +273,15 @@ async def test_status_filters_use_documented_words_and_timeout_is_filtered_local
         return httpx.Response(200, json={"totalCount": 2, "data": rows})
 
     async with platform_with(handler) as p:
-        failed = [t.operation_id async for t in p.list_tasks(status=TaskStatus.FAIL)]
-        timed_out = [s.device_id async for s in p.subtasks("op", status=TaskStatus.TIMEOUT)]
-    assert failed == ["b"]
+        running = [t.operation_id async for t in p.list_tasks(state=TaskState.RUNNING)]
+        finished = [t.operation_id async for t in p.list_tasks(state=TaskState.FINISHED)]
+        timed_out = [s.device_id async for s in p.subtasks("op", status=IoDMStatus.TIMEOUT)]
+    assert running == []  # the answer says fail and timeout: filtered again locally
+    assert finished == ["a", "b"]
     assert timed_out == ["d1"]
-    assert asked[0]["operationStatus"] == "failed"  # the task list's word
-    assert "subOperationStatus" not in asked[1]
+    assert asked[0]["operationStatus"] == "processing"  # the task list's word
+    assert "operationStatus" not in asked[1]  # finished is any final status
+    assert "subOperationStatus" not in asked[2]
 
 
 @pytest.mark.parametrize(

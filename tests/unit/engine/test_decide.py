@@ -20,7 +20,7 @@ from fleetwave.engine.decide import (
     select_resubmissions,
     task_timed_out,
 )
-from fleetwave.platforms.base import TaskStatus
+from fleetwave.platforms.base import DeviceOutcome
 from fleetwave.spec.model import FailureKind
 
 
@@ -103,18 +103,18 @@ def test_task_timeout() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"),
+    ("outcome", "kind"),
     [
-        (TaskStatus.TIMEOUT, FailureKind.TIMEOUT),
-        (TaskStatus.STOP, FailureKind.STOP),
-        (TaskStatus.FAIL, FailureKind.FAIL),
-        (TaskStatus.SUCCESS, None),
-        (TaskStatus.PROCESSING, None),
-        (TaskStatus.WAIT, None),
+        (DeviceOutcome.TIMED_OUT, FailureKind.TIMEOUT),
+        (DeviceOutcome.CANCELLED, FailureKind.STOP),
+        (DeviceOutcome.FAILED, FailureKind.FAIL),
+        (DeviceOutcome.SUCCEEDED, None),
+        (DeviceOutcome.RUNNING, None),
+        (DeviceOutcome.PENDING, None),
     ],
 )
-def test_classify_failure(status: TaskStatus, kind: FailureKind | None) -> None:
-    assert classify_failure(status) is kind
+def test_classify_failure(outcome: DeviceOutcome, kind: FailureKind | None) -> None:
+    assert classify_failure(outcome) is kind
 
 
 def test_select_resubmissions() -> None:
@@ -178,17 +178,21 @@ def test_threshold_by_count() -> None:
 
 def test_in_flight_counts_take_only_what_the_store_lacks() -> None:
     figures = [
-        # round 1: poll says 5 ok, 4 failed, 1 stopped; the store holds 2 ok, 1 failed
-        (1, {"success": 5, "fail": 4, "stop": 1, "timeout": 0}, {"success": 2, "fail": 1}),
+        # round 1: poll says 5 ok, 4 failed, 1 cancelled; the store holds 2 ok, 1 failed
+        (
+            1,
+            {"succeeded": 5, "failed": 4, "cancelled": 1, "timed_out": 0},
+            {"succeeded": 2, "failed": 1},
+        ),
         # the store is ahead of an older poll (push): nothing new, never negative
-        (1, {"success": 1, "fail": 0}, {"success": 3, "fail": 2}),
+        (1, {"succeeded": 1, "failed": 0}, {"succeeded": 3, "failed": 2}),
     ]
     c = in_flight_counts(figures, counted_kinds=[FailureKind.FAIL, FailureKind.TIMEOUT])
     assert (c.succeeded, c.failed, c.timed_out, c.ignored, c.retrying) == (3, 3, 0, 1, 0)
     assert c.total == 0
     # fail is retried up to 2 attempts: round 1's failures retry, round 2's are final
     retry = in_flight_counts(
-        [(1, {"fail": 3}, {}), (2, {"fail": 2, "timeout": 1}, {})],
+        [(1, {"failed": 3}, {}), (2, {"failed": 2, "timed_out": 1}, {})],
         counted_kinds=["fail", "timeout"],
         max_attempts={"fail": 2},
     )

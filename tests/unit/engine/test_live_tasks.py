@@ -16,7 +16,7 @@ from fleetwave.engine.live_tasks import (
     LiveTaskCheck,
     find_devices_in_live_tasks,
 )
-from fleetwave.platforms.base import PackageKind, TaskStatus
+from fleetwave.platforms.base import PackageKind, TaskState
 from tests.fakes import FakePlatform
 
 NOW = pendulum.datetime(2026, 1, 5, 22, tz="UTC")
@@ -50,7 +50,7 @@ def _platform_with_tasks(tasks: int, per_task: int = 256) -> FakePlatform:
     p = FakePlatform()
     for t in range(tasks):
         ids = [f"x{t:04d}-{i:03d}" for i in range(per_task)]
-        p.add_task(f"live-{t:04d}", ids, version="1.5.0", status=TaskStatus.PROCESSING)
+        p.add_task(f"live-{t:04d}", ids, version="1.5.0", state=TaskState.RUNNING)
     return p
 
 
@@ -58,12 +58,12 @@ async def test_overlap_is_found_in_list_pages_not_per_device(db: sa.Engine) -> N
     # 250 processing tasks x 256 devices (64,000 target IDs) plus a few more tasks
     p = _platform_with_tasks(250)
     mine = [f"d{i:05d}" for i in range(3000)]
-    p.add_task("wait-1", [mine[5], mine[7], "x-other"], version="1.5.0", status=TaskStatus.WAIT)
+    p.add_task("wait-1", [mine[5], mine[7], "x-other"], version="1.5.0", state=TaskState.PENDING)
     p.add_task("proc-9", [mine[2999]], version=None)  # a task that does not say its version
     p.add_task("older", [mine[1]], version="1.4.0")  # another version: not ours to judge
-    p.add_task("done", [mine[2]], version="1.5.0", status=TaskStatus.SUCCESS)  # finished
+    p.add_task("done", [mine[2]], version="1.5.0", state=TaskState.FINISHED)  # finished
     p.add_task("sw", [mine[3]], version="1.5.0", kind=PackageKind.SOFTWARE)  # another kind
-    p.add_task("skipped", ["s1"], version="1.5.0", status=TaskStatus.WAIT)
+    p.add_task("skipped", ["s1"], version="1.5.0", state=TaskState.PENDING)
     cid = _campaign(db, mine, skipped=["s1"])
 
     check = await find_devices_in_live_tasks(

@@ -92,9 +92,9 @@ def test_active_chunk_figures_and_threshold_counts_without_double_counting(
         store.record_chunk_poll(
             s,
             chunk_id=chunk_id,
-            platform_status="processing",
+            platform_status="processing#3/40",
             now=NOW,
-            stats={"total": 6, "processing": 1, "success": 2, "fail": 3, "stop": 0},
+            stats={"total": 6, "running": 1, "succeeded": 2, "failed": 3, "cancelled": 0},
         )
         # one failure and one success already stored (e.g. by push)
         store.record_device_results(
@@ -109,8 +109,8 @@ def test_active_chunk_figures_and_threshold_counts_without_double_counting(
     with store.session_scope(db) as s:
         (fig,) = store.active_chunk_figures(s, campaign_id=cid)
         assert (fig.chunk_id, fig.wave_index, fig.round) == (chunk_id, 0, 1)
-        assert fig.polled == {"success": 2, "fail": 3, "stop": 0, "timeout": 0}
-        assert fig.recorded == {"success": 1, "fail": 1}
+        assert fig.polled == {"succeeded": 2, "failed": 3, "cancelled": 0, "timed_out": 0}
+        assert fig.recorded == {"succeeded": 1, "failed": 1}
         assert store.active_chunk_figures(s, campaign_id=cid, wave_index=1) == []
         recorded, in_flight = threshold_counts(s, spec=spec, campaign_id=cid)
     assert (recorded.succeeded, recorded.failed) == (1, 1)
@@ -121,6 +121,26 @@ def test_active_chunk_figures_and_threshold_counts_without_double_counting(
         store.finish_chunk(s, chunk_id=chunk_id, now=NOW)
     with store.session_scope(db) as s:
         assert store.active_chunk_figures(s, campaign_id=cid) == []
+
+
+def test_stats_an_older_engine_wrote_read_as_absent(db: sa.Engine) -> None:
+    """A chunk polled before the neutral keys (IoDM's status words) adds nothing in flight."""
+    cid = _campaign(db)
+    chunk_id = _submit(db, cid, [f"d{i}" for i in range(4)], "op-1")
+    spec = load_spec_text(SPEC)
+    with store.session_scope(db) as s:
+        store.record_chunk_poll(
+            s,
+            chunk_id=chunk_id,
+            platform_status="processing",
+            now=NOW,
+            stats={"total": 4, "processing": 1, "success": 2, "fail": 1},
+        )
+    with store.session_scope(db) as s:
+        (fig,) = store.active_chunk_figures(s, campaign_id=cid)
+        assert fig.polled == {"succeeded": 0, "failed": 0, "cancelled": 0, "timed_out": 0}
+        _, in_flight = threshold_counts(s, spec=spec, campaign_id=cid)
+    assert (in_flight.succeeded, in_flight.failed, in_flight.timed_out) == (0, 0, 0)
 
 
 def test_cancel_unsent_devices_keeps_failures_and_live_chunks(db: sa.Engine) -> None:
