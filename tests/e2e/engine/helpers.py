@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +19,38 @@ from fleetwave.engine.progress import ProgressEvent
 from fleetwave.engine.runner import Outcome, advance
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
 from fleetwave.sim.linked_clock import SimLinkedClock
+from fleetwave.sim.testing import SimHandle
 from fleetwave.spec import CampaignSpec, load_spec_text
+
+
+def fleetwave_cli(
+    args: list[str], env: dict[str, str], cwd: Path, *, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``python -m fleetwave ARGS`` as an operator runs it, output captured as UTF-8 text."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetwave", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
+
+
+def sim_env(sim: SimHandle, **extra: str) -> dict[str, str]:
+    """The environment of a CLI run against ``sim`` (its app, no local rate limit, no
+    Prefect API), plus ``extra``."""
+    env = dict(os.environ)
+    env.update(
+        IODM_BASE_URL=sim.base_url,
+        IODM_APP_ID=sim.app_id,
+        IODM_SECRET=sim.secret,
+        IODM_RATE_LIMIT="0",
+        **extra,
+    )
+    env.pop("PREFECT_API_URL", None)
+    return env
 
 
 def new_store(path: Path) -> sa.Engine:

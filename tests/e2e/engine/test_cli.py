@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fleetwave.sim.testing import SimHandle, run_simulator
+from tests.e2e.engine.helpers import fleetwave_cli as fleetwave
 
 CAMPAIGN = """
 name: cli-trackers
@@ -30,17 +29,6 @@ thresholds: {max_failure_percent: 50, min_finished: 5, wave_success_percent: 50}
 def sim() -> Iterator[SimHandle]:
     with run_simulator(devices=400, groups=6, seed=13, clock="manual", rate_limit=0) as handle:
         yield handle
-
-
-def fleetwave(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleetwave", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from fleetwave import store
 from fleetwave.sim.fleet import Fleet
 from fleetwave.sim.testing import SimHandle, run_simulator
+from tests.e2e.engine.helpers import fleetwave_cli as fleetwave
 
 from .helpers import check_exactly_once
 
@@ -55,18 +55,6 @@ def _env(tmp_path: Path, sim: SimHandle | None = None) -> dict[str, str]:
     if sim is not None:
         env.update(IODM_BASE_URL=sim.base_url, IODM_APP_ID=sim.app_id, IODM_SECRET=sim.secret)
     return env
-
-
-def fleetwave(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleetwave", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=180,
-    )
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> str:

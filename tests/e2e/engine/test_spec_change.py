@@ -10,10 +10,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,8 @@ import pytest
 from fleetwave import store
 from fleetwave.sim.fleet import Fleet
 from fleetwave.sim.testing import SimHandle, run_simulator
-from tests.e2e.engine.helpers import check_exactly_once, chunks, device_rows, events
+from tests.e2e.engine.helpers import check_exactly_once, chunks, device_rows, events, sim_env
+from tests.e2e.engine.helpers import fleetwave_cli as fleetwave
 
 DEVICES, GROUPS, SEED = 400, 6, 13
 SKIPPED = store.DeviceRunStatus.SKIPPED
@@ -61,30 +59,11 @@ thresholds: {{max_failure_percent: 50, min_finished: 5, wave_success_percent: 50
 
 
 def _env(sim: SimHandle, db: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        IODM_BASE_URL=sim.base_url,
-        IODM_APP_ID=sim.app_id,
-        IODM_SECRET=sim.secret,
-        IODM_RATE_LIMIT="0",
-        FLEETWAVE_DB_URL=f"sqlite:///{db}",
-    )
-    env.pop("PREFECT_API_URL", None)
+    env = sim_env(sim, FLEETWAVE_DB_URL=f"sqlite:///{db}")
     engine = store.get_engine(env["FLEETWAVE_DB_URL"])
     store.upgrade_schema(engine)  # `run` never creates a store by itself
     engine.dispose()
     return env
-
-
-def fleetwave(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleetwave", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def _tasks_per_device(sim: SimHandle, db: Any, name: str) -> Counter[str]:

@@ -5,9 +5,6 @@ Judged from the platform's side: the simulator's task list must hold no device t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from fleetwave.sim.testing import SimHandle, run_simulator
+from tests.e2e.engine.helpers import fleetwave_cli as fleetwave
+from tests.e2e.engine.helpers import sim_env
 
 CAMPAIGN = """
 name: store-trackers
@@ -40,28 +39,10 @@ def sim() -> Iterator[SimHandle]:
 
 
 def _env(sim: SimHandle, home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        IODM_BASE_URL=sim.base_url,
-        IODM_APP_ID=sim.app_id,
-        IODM_SECRET=sim.secret,
-        IODM_RATE_LIMIT="0",
-        FLEETWAVE_HOME=str(home),
-    )
-    for name in ("FLEETWAVE_DB_URL", "PREFECT_API_URL", "XDG_DATA_HOME"):
+    env = sim_env(sim, FLEETWAVE_HOME=str(home))
+    for name in ("FLEETWAVE_DB_URL", "XDG_DATA_HOME"):
         env.pop(name, None)
     return env
-
-
-def fleetwave(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleetwave", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def _tasks_per_device(sim: SimHandle) -> Counter[str]:
