@@ -132,9 +132,9 @@ def test_modify_and_cancel_only_before_the_start(ts: TSHandle, client: Client) -
     )
     assert late.status_code == 400 and late.json()["errorCode"].endswith("RequestStarted")
     cancel = client.call("DELETE", f"{V1}/upgrades/{ts.account}/upgrade/{now['id']}")
-    assert cancel.status_code == 400 and "can no longer be cancelled" in cancel.json()[
-        "errorMessage"
-    ]
+    assert (
+        cancel.status_code == 400 and "can no longer be cancelled" in cancel.json()["errorMessage"]
+    )
     assert later["status"] == "RequestPending"
     bad_type = client.call(
         "PUT",
