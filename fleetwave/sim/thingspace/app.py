@@ -481,7 +481,11 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
         op = body.get("Type", body.get("type"))
         state.change_devices(req, op, body.get("deviceList"))
         return JSONResponse(
-            {"accountName": config.account, "campaignId": req.id, "requestId": _request_id()}
+            {
+                "accountName": config.account,
+                "campaignId": req.id,
+                "requestId": state.next_change_id(),
+            }
         )
 
     @app.delete(f"{V2}/campaigns/{{account}}/{{campaign_id}}")
@@ -731,12 +735,6 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
         )
 
     return app
-
-
-def _request_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
 
 
 def _admin_error(status: int, message: str) -> JSONResponse:

@@ -106,7 +106,9 @@ class CallbackPusher:
     def _diff(self, req: Request, reg: dict[str, Any], now: float) -> list[dict[str, Any]]:
         state = self.state
         status = state.status(req, now)
-        last_status = req.pushed.get("status", "RequestPending" if req.api == "v1" else None)
+        # creation is answered synchronously: the first callback is the first change after it
+        first = "RequestPending" if req.api == "v1" else "CampaignRequestPending"
+        last_status = req.pushed.get("status", first)
         seen: dict[str, str] = req.pushed.setdefault("devices", {})
         changed: list[dict[str, Any]] = []
         for imei in req.devices:

@@ -18,7 +18,7 @@ from typing import Any
 import pendulum
 
 from fleetwave.clock import Clock
-from fleetwave.sim.fleet import DeviceModel, Fleet, hash_u
+from fleetwave.sim.fleet import DeviceModel, Fleet, hash64, hash_u
 from fleetwave.sim.thingspace.catalog import FILE_BASE_VERSION, Catalog, distribution_of
 from fleetwave.sim.thingspace.config import TSConfig
 from fleetwave.sim.thingspace.timeline import (
@@ -248,6 +248,7 @@ class TSState:
         self.logins = 0
         self.requests: dict[str, Request] = {}
         self._seq = 0
+        self._change_seq = 0
         self.device_requests: dict[int, list[Request]] = defaultdict(list)
         self.licensed: set[int] = set()
         self.callbacks: dict[str, dict[str, Any]] = {}  # "v1" | "v2" -> registration
@@ -571,11 +572,22 @@ class TSState:
         now = self.now()
         self._seq += 1
         seq = self._seq
-        rid = str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+        rid = self.seeded_uuid(seq)
         fails = hash_u(self.config.seed, seq, _SALT_REQUEST_FAIL) < self.config.request_failure_rate
         return Request(
             id=rid, seq=seq, created=now, accept_at=now + ACCEPT_DELAY_S, request_failed=fails, **kw
         )
+
+    def seeded_uuid(self, seq: int, salt: int = 0x75) -> str:
+        """A UUID drawn from ``(seed, salt, seq)``: the same requests get the same ids."""
+        raw = (hash64(self.config.seed, salt, seq) << 64) | hash64(self.config.seed, salt + 1, seq)
+        return str(uuid.UUID(int=raw, version=4))
+
+    def next_change_id(self) -> str:
+        """The ``requestId`` of a v2 device change (seeded, like every id)."""
+        with self.lock:
+            self._change_seq += 1
+            return self.seeded_uuid(self._change_seq, salt=0x77)
 
     def _register(self, req: Request, devices: Sequence[tuple[str, int]]) -> None:
         req.set_devices(devices)
@@ -829,13 +841,11 @@ class TSState:
         return "CampaignScheduled"
 
     def modifiable(self, req: Request, now: float) -> bool:
-        """Devices and dates change only before the request is scheduled to run."""
+        """Devices and dates change only before the request is scheduled to run: while it
+        is pending, or accepted with its startDate still ahead."""
         if req.cancelled_at is not None or (req.request_failed and now >= req.accept_at):
             return False
-        return now < req.start_at and not any(
-            (p := self.plan(req, imei)).started is not None and p.started <= now
-            for imei in req.devices
-        )
+        return now < max(req.accept_at, req.start_at)
 
     # requests: changes ------------------------------------------------------------------
 

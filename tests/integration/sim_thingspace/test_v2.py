@@ -89,6 +89,7 @@ def test_failures_carry_documented_reasons_and_are_seeded(ts: TSHandle, client: 
         ]
         twin.advance(3 * 3600)
         c2.login()
+        assert cid2 == cid  # ids are seeded too
         assert device_statuses(c2, twin, cid2) == result
         c2.close()
 
