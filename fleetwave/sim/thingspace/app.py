@@ -662,8 +662,8 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
 
     @app.get("/sim/stats")
     async def sim_stats(request: Request) -> JSONResponse:
-        full = (request.query_params.get("requests") or "true").lower() not in ("false", "0")
-        return JSONResponse(state.stats(with_requests=full))
+        full = (request.query_params.get("tasks") or "true").lower() not in ("false", "0")
+        return JSONResponse(state.stats(with_tasks=full))
 
     @app.post("/sim/unlock")
     async def sim_unlock() -> JSONResponse:
