@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
-from fleetwave.sim.testing import TSHandle
+from fleetwave.sim.testing import TSHandle, run_thingspace_simulator
+from tests.integration.sim.test_tls_serving import _self_signed
 from tests.integration.sim_thingspace.conftest import (
     FW_SENSORS,
     V1,
@@ -84,9 +86,27 @@ def test_v1_callbacks_carry_the_registered_credentials(
     assert recent and all("password" not in r for r in recent)
 
 
-def test_callback_urls_must_be_https_unless_allowed(client: Client, ts: TSHandle) -> None:
-    from fleetwave.sim.testing import run_thingspace_simulator
+def test_callbacks_are_pushed_over_https_to_a_trusted_receiver(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "receiver")
+    receiver = Receiver(tls=(str(cert), str(key)))
+    try:
+        with run_thingspace_simulator(
+            devices=200, groups=5, clock="manual", rate_limit=0, callback_ca=cert
+        ) as ts:
+            c = Client(ts)
+            assert receiver.url.startswith("https://")
+            c.ok("POST", f"{V2}/callbacks/{ts.account}", json={"url": receiver.url})
+            devices = free_devices(ts, "WM-200", "software", "2.0.1", 2)
+            c.ok("POST", f"{V2}/campaigns/{ts.account}", json=campaign_body(ts, devices))
+            ts.advance(120)
+            bodies = receiver.wait_for(lambda b: len(b) >= 1)
+            assert bodies[0]["status"] == "CampaignScheduled"
+            c.close()
+    finally:
+        receiver.close()
 
+
+def test_callback_urls_must_be_https_unless_allowed() -> None:
     with run_thingspace_simulator(devices=50, clock="manual", rate_limit=0) as strict:
         c = Client(strict)
         resp = c.call("POST", f"{V2}/callbacks/{strict.account}", json={"url": "http://x/cb"})
