@@ -369,8 +369,12 @@ class TSState:
                 )
             self.failed_logins = 0
             self.logins += 1
+            now = self.now()
+            self.sessions = {
+                t: last for t, last in self.sessions.items() if now - last < SESSION_IDLE_S
+            }
             token = secrets.token_hex(16)
-            self.sessions[token] = self.now()
+            self.sessions[token] = now
             return {"sessionToken": token}
 
     def logout(self, session: str | None) -> dict[str, str]:
