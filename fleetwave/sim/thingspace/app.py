@@ -662,8 +662,9 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
 
     @app.get("/sim/stats")
     async def sim_stats(request: Request) -> JSONResponse:
-        full = (request.query_params.get("tasks") or "true").lower() not in ("false", "0")
-        return JSONResponse(state.stats(with_tasks=full))
+        query = request.query_params
+        raw = query.get("requests") or query.get("tasks") or "true"  # ?tasks= as on IoDM
+        return JSONResponse(state.stats(with_requests=raw.lower() not in ("false", "0")))
 
     @app.post("/sim/unlock")
     async def sim_unlock() -> JSONResponse:

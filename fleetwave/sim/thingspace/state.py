@@ -1016,7 +1016,7 @@ class TSState:
             if not self.calls[endpoint]["dropped"]:
                 del self.calls[endpoint]["dropped"]
 
-    def stats(self, *, with_tasks: bool = True) -> dict[str, Any]:
+    def stats(self, *, with_requests: bool = True) -> dict[str, Any]:
         with self.lock:
             out: dict[str, Any] = {
                 "calls": {k: dict(v) for k, v in self.calls.items()},
@@ -1025,12 +1025,12 @@ class TSState:
                 "logins": self.logins,
                 "failed_logins": self.failed_logins,
                 "locked": self.locked,
-                "tasks_total": len(self.requests),
+                "requests_total": len(self.requests),
                 "callbacks": dict(self.pushes),
                 "now": self.clock.now().isoformat(),
             }
-            if with_tasks:  # the same keys as the IoDM simulator: harnesses read both
-                out["tasks"] = [
+            if with_requests:
+                out["requests"] = [
                     {
                         "id": r.id,
                         "api": r.api,
@@ -1046,7 +1046,7 @@ class TSState:
                 counts: Counter[str] = Counter()
                 for r in self.requests.values():
                     counts.update(r.devices)
-                out["device_task_counts"] = dict(counts)
+                out["device_request_counts"] = dict(counts)
             return out
 
 

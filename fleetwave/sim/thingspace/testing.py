@@ -56,11 +56,11 @@ class TSHandle:
     def clear_faults(self) -> None:
         self._call("POST", "/sim/faults", json={})
 
-    def stats(self, *, tasks: bool = True) -> dict[str, Any]:
-        """Call counts, logins, callbacks and (unless ``tasks=False``) every upgrade and
-        campaign with ``device_task_counts`` per IMEI (GET /sim/stats)."""
+    def stats(self, *, requests: bool = True) -> dict[str, Any]:
+        """Call counts, logins, callbacks and (unless ``requests=False``) every upgrade and
+        campaign with ``device_request_counts`` per IMEI (GET /sim/stats)."""
         result: dict[str, Any] = self._call(
-            "GET", "/sim/stats", params=None if tasks else {"tasks": "false"}
+            "GET", "/sim/stats", params=None if requests else {"requests": "false"}
         )
         return result
 

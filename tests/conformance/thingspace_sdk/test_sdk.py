@@ -51,7 +51,7 @@ def today(ts: TSHandle) -> date:
 def on_version(ts: TSHandle, model: str, kind: str, version: str, n: int) -> list[str]:
     """``n`` IMEIs of ``model`` whose ``kind`` ("firmware"/"software") is ``version`` and that
     are in no request yet."""
-    busy = set(ts.stats()["device_task_counts"])
+    busy = set(ts.stats()["device_request_counts"])
     out = []
     for imei in ts.imeis(model):
         if imei in busy:
@@ -125,7 +125,7 @@ def test_five_failed_logins_lock_the_user(ts: TSHandle, client_factory: Any) -> 
             LogInRequest(username=ts.username, password=ts.password)
         )
     assert err.value.error_code == "UnifiedWebService.SECURITY.UserLocked"
-    assert ts.stats(tasks=False)["locked"] is True
+    assert ts.stats(requests=False)["locked"] is True
     ts.unlock()
 
 

@@ -82,7 +82,7 @@ def campaign_body(ts: TSHandle, devices: list[str], **over: Any) -> dict[str, An
 
 def free_devices(ts: TSHandle, model: str, kind: str, version: str, n: int) -> list[str]:
     """``n`` IMEIs of ``model`` on ``version`` of ``kind``, in no request yet."""
-    busy = set(ts.stats()["device_task_counts"])
+    busy = set(ts.stats()["device_request_counts"])
     out: list[str] = []
     for imei in ts.imeis(model):
         if imei in busy:

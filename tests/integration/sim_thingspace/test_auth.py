@@ -89,7 +89,7 @@ def test_rate_limit_is_the_contract_budget() -> None:
         assert 1 <= int(throttled.headers["retry-after"]) <= 60
         ts.advance(60)
         assert c.call("GET", path).status_code == 200
-        calls = ts.stats(tasks=False)["calls"][f"GET {V1}/firmware/{{account}}"]
+        calls = ts.stats(requests=False)["calls"][f"GET {V1}/firmware/{{account}}"]
         assert calls == {"200": 4, "429": 2}
         c.close()
 

@@ -50,8 +50,8 @@ def test_v2_campaign_changes_are_pushed(ts: TSHandle, client: Client, receiver: 
     assert final_statuses(bodies) == dict.fromkeys(devices, "UpgradeSuccess")
     assert all(b["campaignId"] == cid for b in bodies)
     deadline = time.monotonic() + 10  # the count follows the receiver's answer
-    while ts.stats(tasks=False)["callbacks"].get("delivered") != len(bodies):
-        assert time.monotonic() < deadline, ts.stats(tasks=False)["callbacks"]
+    while ts.stats(requests=False)["callbacks"].get("delivered") != len(bodies):
+        assert time.monotonic() < deadline, ts.stats(requests=False)["callbacks"]
         time.sleep(0.05)
 
 

@@ -41,7 +41,7 @@ def test_injected_server_errors_use_thingspace_words(ts: TSHandle, client: Clien
     assert resp.status_code == 500
     assert resp.json()["errorCode"] == "SoftwareManagementService.INTERNAL_ERROR.Unexpected"
     assert client.call("GET", f"{V1}/firmware/{ts.account}").status_code == 200
-    calls = ts.stats(tasks=False)["calls"][f"GET {V1}/firmware/{{account}}"]
+    calls = ts.stats(requests=False)["calls"][f"GET {V1}/firmware/{{account}}"]
     assert calls == {"500": 1, "200": 1}
 
 

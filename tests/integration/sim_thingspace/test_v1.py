@@ -75,7 +75,7 @@ def test_all_devices_must_share_make_model_and_firmware(ts: TSHandle, client: Cl
     body = resp.json()
     assert body["errorCode"] == "SoftwareManagementService.REQUEST_FAILED.DeviceMismatch"
     assert on_new[0] in body["errorMessage"] and "3.2.0" in body["errorMessage"]
-    assert ts.stats()["tasks_total"] == 0
+    assert ts.stats()["requests_total"] == 0
 
 
 @pytest.mark.parametrize(
