@@ -685,6 +685,17 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
             state.failure_rate = float(rate)
         return JSONResponse({"rate": state.failure_rate})
 
+    @app.post("/sim/devices")
+    async def sim_devices(request: Request) -> JSONResponse:
+        body = await _admin_body(request)
+        if body.get("__invalid__"):
+            return _admin_error(400, "the body must be a JSON object")
+        try:
+            changed = state.set_devices(body)
+        except ValueError as exc:
+            return _admin_error(400, str(exc))
+        return JSONResponse({"changed": changed})
+
     @app.get("/sim/callbacks")
     async def sim_callbacks() -> JSONResponse:
         with state.lock:

@@ -18,7 +18,7 @@ from typing import Any
 import pendulum
 
 from fleetwave.clock import Clock
-from fleetwave.sim.fleet import DeviceModel, Fleet, hash64, hash_u
+from fleetwave.sim.fleet import Connectivity, DeviceModel, Fleet, hash64, hash_u
 from fleetwave.sim.thingspace.catalog import FILE_BASE_VERSION, Catalog, distribution_of
 from fleetwave.sim.thingspace.config import TSConfig
 from fleetwave.sim.thingspace.timeline import (
@@ -251,6 +251,10 @@ class TSState:
         self._change_seq = 0
         self.device_requests: dict[int, list[Request]] = defaultdict(list)
         self.licensed: set[int] = set()
+        self.device_fail: dict[int, float] = {}
+        self.model_fail: dict[str, float] = {}
+        self.device_conn: dict[int, tuple[Connectivity, int]] = {}
+        self.model_conn: dict[str, tuple[Connectivity, int]] = {}
         self.callbacks: dict[str, dict[str, Any]] = {}  # "v1" | "v2" -> registration
         self.calls: dict[str, Counter[str]] = defaultdict(Counter)
         self._throttle_window = -1
@@ -413,10 +417,67 @@ class TSState:
             raise invalid("AccountName", f"account {account!r} is not an account of this client")
 
     def traits(self, index: int) -> DeviceTraits:
-        conn, wake = self.fleet.base_connectivity(index)
         model = self.fleet.model_of(index)
-        rate = model.failure_rate if model.failure_rate is not None else self.failure_rate
+        conn, wake = self.device_conn.get(index) or self.model_conn.get(
+            model.model, self.fleet.base_connectivity(index)
+        )
+        rate = self.device_fail.get(index, self.model_fail.get(model.model))
+        if rate is None:
+            rate = model.failure_rate if model.failure_rate is not None else self.failure_rate
         return DeviceTraits(index, conn, wake, self.fleet.wake_phase(index), model.duration_s, rate)
+
+    def set_devices(self, body: Mapping[str, Any]) -> int:
+        """``POST /sim/devices``: failure rate and connectivity overrides by IMEI or model, for
+        plans computed afterwards (requests created or re-dated later). Raises ValueError."""
+        known = {"device_ids", "models", "failure_rate", "connectivity", "wake_minutes"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; use {sorted(known)}")
+        rate = body.get("failure_rate", ...)
+        if (
+            rate is not ...
+            and rate is not None
+            and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1)
+        ):
+            raise ValueError(f"failure_rate must be a number between 0 and 1 or null, not {rate!r}")
+        conn: tuple[Connectivity, int] | None = None
+        name = body.get("connectivity")
+        if name is not None:
+            choices = {"online": Connectivity.ALWAYS, "offline": Connectivity.OFFLINE}
+            choices["sleeper"] = Connectivity.SLEEPER
+            if name not in choices:
+                raise ValueError(f"connectivity must be one of {sorted(choices)}, not {name!r}")
+            wake = body.get("wake_minutes", 30) if name == "sleeper" else 0
+            if isinstance(wake, bool) or not isinstance(wake, int) or wake < 0:
+                raise ValueError(f"wake_minutes must be a whole number >= 1, not {wake!r}")
+            conn = (choices[name], wake)
+        targets: list[tuple[dict[Any, Any], dict[Any, Any], Any]] = []
+        ids, models = body.get("device_ids"), body.get("models")
+        if ids is not None:
+            if not isinstance(ids, list):
+                raise ValueError("device_ids must be a list of IMEIs")
+            for imei in ids:
+                index = self.catalog.index_of(imei) if isinstance(imei, str) else None
+                if index is None:
+                    raise ValueError(f"{imei!r} is not an IMEI of this fleet")
+                targets.append((self.device_fail, self.device_conn, index))
+        if models is not None:
+            names = {g.model.model for g in self.fleet.groups}
+            if not isinstance(models, list) or not set(models) <= names:
+                raise ValueError(f"models must be a list of {sorted(names)}")
+            targets += [(self.model_fail, self.model_conn, m) for m in models]
+        with self.lock:
+            if not targets and rate is not ...:  # neither: the global rate
+                self.failure_rate = self.config.failure_rate if rate is None else float(rate)
+                return 1
+            for fail, connectivity, key in targets:
+                if rate is None:
+                    fail.pop(key, None)
+                elif rate is not ...:
+                    fail[key] = float(rate)
+                if conn is not None:
+                    connectivity[key] = conn
+            return len(targets)
 
     def plan(self, req: Request, imei: str) -> DevicePlan:
         i = req.index[imei]

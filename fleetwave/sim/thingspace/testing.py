@@ -82,6 +82,11 @@ class TSHandle:
     def expire_sessions(self) -> int:
         return int(self._call("POST", "/sim/sessions/expire")["expired"])
 
+    def set_devices(self, **body: Any) -> None:
+        """Failure rate / connectivity overrides by ``device_ids`` (IMEIs) or ``models``
+        (POST /sim/devices); they apply to requests created afterwards."""
+        self._call("POST", "/sim/devices", json=body)
+
     def set_failure_rate(self, rate: float) -> None:
         self._call("POST", "/sim/failure-rate", json={"rate": rate})
 

@@ -159,3 +159,31 @@ def test_licenses_are_required_on_an_mrc_subscription() -> None:
         sub = c.ok("GET", f"{V1}/subscriptions/{ts.account}")
         assert sub["purchaseType"] == "MRC" and sub["licenseUsedCount"] == 1
         c.close()
+
+
+def test_unreachable_devices_fail_at_the_end_date_and_an_upgrade_that_never_ran_fails(
+    ts: TSHandle, client: Client
+) -> None:
+    ts.set_failure_rate(0.0)
+    devices = free_devices(ts, "NBS-10", "firmware", "3.1.0", 3)
+    ts.set_devices(device_ids=devices[:2], connectivity="offline")
+    mixed = client.ok("POST", f"{V1}/upgrades", json=upgrade_body(ts, devices))
+    ts.set_devices(device_ids=devices[2:], connectivity="offline")
+    never = free_devices(ts, "NBS-10", "firmware", "3.1.0", 1)
+    ts.set_devices(device_ids=never, connectivity="offline")
+    dead = client.ok("POST", f"{V1}/upgrades", json=upgrade_body(ts, never))
+    ts.advance(2 * 24 * 3600)  # past the end of endDate (tomorrow)
+    client.login()
+    got = client.ok("GET", f"{V1}/upgrades/{ts.account}/upgrade/{mixed['id']}")
+    by_device = {d["deviceId"]: (d["status"], d.get("resultReason")) for d in got["deviceList"]}
+    reason = "The device did not connect before the end date"
+    assert by_device == {
+        devices[0]: ("UpgradeFailed", reason),
+        devices[1]: ("UpgradeFailed", reason),
+        devices[2]: ("UpgradeSuccess", None),  # offline only for requests created later
+    }
+    assert got["status"] == "Finished"
+    gone = client.ok("GET", f"{V1}/upgrades/{ts.account}/upgrade/{dead['id']}")
+    assert gone["status"] == "UpgradeFailed"
+    bad = client.http.post(f"{ts.base_url}/sim/devices", json={"device_ids": ["123"]})
+    assert bad.status_code == 400 and "not an IMEI" in bad.json()["error"]
