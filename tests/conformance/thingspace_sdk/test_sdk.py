@@ -412,3 +412,13 @@ def test_v2_account_devices(ts: TSHandle, sdk: VerizonClient) -> None:
     assert len(page.device_list) == 300
     meter = next(d for d in page.device_list if d.model == "WM-200")
     assert meter.distribution_type == "HTTP" and meter.software_list
+
+
+def test_v2_file_list(ts: TSHandle, sdk: VerizonClient) -> None:
+    files = sdk.configuration_files.get_list_of_files(ts.account, "HTTP").body
+    files = files.available_files_response
+    tracker = [f for f in files if f.file_name == "TRK-9-config"]
+    assert sorted(f.file_version for f in tracker) == ["1.0", "2.0"]
+    assert {(f.make, f.model, f.distribution_type) for f in tracker} == {
+        ("Roamly", "TRK-9", "HTTP")
+    }
