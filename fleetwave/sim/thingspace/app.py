@@ -27,6 +27,7 @@ from fleetwave.sim.thingspace.callbacks import CallbackPusher
 from fleetwave.sim.thingspace.config import TSConfig
 from fleetwave.sim.thingspace.state import (
     SM,
+    UWS,
     V1_DEVICE_PAGE,
     V1_REPORT_PAGE,
     V1_STATUSES,
@@ -172,7 +173,11 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
     @app.post(f"{API}/m2m/v1/session/login")
     async def login(request: Request) -> JSONResponse:
         gateway(request)
-        return JSONResponse(state.login(await _json(request)))
+        try:
+            body = await _json(request)
+        except FotaError as exc:  # the M2M service's words, not Software Management's
+            raise FotaError(f"{UWS}.INPUT_INVALID.Body", exc.message) from None
+        return JSONResponse(state.login(body))
 
     @app.post(f"{API}/m2m/v1/session/logout")
     async def logout(request: Request) -> JSONResponse:

@@ -606,11 +606,9 @@ class TSState:
             out.append((imei, i))
         return out
 
-    def _check_dates(
-        self, start: pendulum.Date, end: pendulum.Date | None, *, already_started: bool = False
-    ) -> None:
+    def _check_dates(self, start: pendulum.Date, end: pendulum.Date | None) -> None:
         today = self.today()
-        if start < today and not already_started:
+        if start < today:
             raise invalid("StartDate", f"startDate {start} is in the past (today is {today})")
         if end is not None and end < start:
             raise invalid("EndDate", f"endDate {end} is before startDate {start}")
