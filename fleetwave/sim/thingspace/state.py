@@ -7,6 +7,8 @@ request's dates, windows and the seeded device plans (:mod:`.timeline`).
 
 from __future__ import annotations
 
+import bisect
+import math
 import secrets
 import threading
 import uuid
@@ -169,6 +171,15 @@ def windows_json(windows: Sequence[Window]) -> list[dict[str, int]]:
     return [{"startTime": s, "endTime": e} for s, e in windows]
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a request's status needs of its devices, computed once per change of its plans."""
+
+    first_start: float  # when the first device started (inf: none will)
+    last_done: float  # when every device is done (inf: some never will)
+    any_success: bool
+
+
 @dataclass
 class Request:
     """One FOTA v1 upgrade or v2 campaign."""
@@ -200,6 +211,8 @@ class Request:
     cancel_status: str | None = None
     plans: dict[int, DevicePlan] = field(default_factory=dict)
     events: list[float] | None = None  # sorted instants when something changes
+    event_devices: list[str] = field(default_factory=list)  # IMEI of each event ("": request)
+    summary: Summary | None = None
     pushed: dict[str, Any] = field(default_factory=dict)  # callbacks: last pushed snapshot
 
     @property
@@ -227,6 +240,7 @@ class Request:
     def invalidate(self) -> None:
         self.plans = {}
         self.events = None
+        self.summary = None
 
 
 class TSState:
@@ -862,17 +876,30 @@ class TSState:
             return "Queued", None
         return "InProgress", None
 
+    def summary(self, req: Request) -> Summary:
+        """First start, last end and any success over the request's devices (cached)."""
+        if req.summary is None:
+            first, last, good = math.inf, req.created, False
+            cancelled = req.cancelled_at
+            for imei in req.devices:
+                if imei in req.rejected:
+                    continue
+                p = self.plan(req, imei)
+                if cancelled is not None and (p.started is None or p.started >= cancelled):
+                    last = max(last, cancelled)
+                    continue
+                if p.started is not None:
+                    first = min(first, p.started)
+                last = max(last, math.inf if p.done is None else p.done)
+                good = good or p.success
+            req.summary = Summary(first, last, good)
+        return req.summary
+
     def _all_done(self, req: Request, now: float) -> tuple[bool, bool]:
         """(every device terminal, any device succeeded or is still running)."""
-        done, good = True, False
-        for imei in req.devices:
-            status, _ = self.device_status(req, imei, now)
-            if status in ("UpgradeSuccess",):
-                good = True
-            elif status not in ("UpgradeFailed", "DeviceRejected", "RequestFailed"):
-                done = False
-                good = True
-        return done, good
+        s = self.summary(req)
+        done = now >= s.last_done
+        return done, s.any_success or not done
 
     def status(self, req: Request, now: float) -> str:
         if req.api == "v1":
@@ -880,10 +907,7 @@ class TSState:
                 return "RequestPending"
             if req.request_failed:
                 return "RequestFailed"
-            started = any(
-                (p := self.plan(req, imei)).started is not None and p.started <= now
-                for imei in req.devices
-            )
+            started = now >= self.summary(req).first_start
             done, _ = self._all_done(req, now)
             if done:
                 return "Finished" if started else "UpgradeFailed"
@@ -1021,6 +1045,7 @@ class TSState:
             )
             req.cancelled_at = now
             req.events = None
+            req.summary = None
 
     # licenses ---------------------------------------------------------------------------
 
@@ -1049,19 +1074,35 @@ class TSState:
     # event times (callbacks) ------------------------------------------------------------
 
     def event_times(self, req: Request) -> list[float]:
+        """Sorted instants when the request or one of its devices changes status (cached);
+        :attr:`Request.event_devices` names the device of each ("" for the request itself)."""
         if req.events is None:
-            times = {req.accept_at, req.start_at}
+            pairs = {(req.accept_at, ""), (req.start_at, "")}
             if req.end_at is not None:
-                times.add(req.end_at)
+                pairs.add((req.end_at, ""))
             if req.cancelled_at is not None:
-                times.add(req.cancelled_at)
+                pairs.add((req.cancelled_at, ""))
             for imei in req.devices:
                 p = self.plan(req, imei)
                 for t in (p.started, p.done):
                     if t is not None:
-                        times.add(t)
-            req.events = sorted(times)
+                        pairs.add((t, imei))
+            ordered = sorted(pairs)
+            req.events = [t for t, _ in ordered]
+            req.event_devices = [d for _, d in ordered]
         return req.events
+
+    def changed_between(self, req: Request, lo: float, hi: float) -> set[str] | None:
+        """IMEIs with an event in ``[lo, hi]``; None when the request itself has one (then
+        any device may have changed)."""
+        times = self.event_times(req)
+        out: set[str] = set()
+        for k in range(bisect.bisect_left(times, lo), bisect.bisect_right(times, hi)):
+            imei = req.event_devices[k]
+            if not imei:
+                return None
+            out.add(imei)
+        return out
 
     # statistics -------------------------------------------------------------------------
 
