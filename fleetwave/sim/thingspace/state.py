@@ -8,7 +8,9 @@ request's dates, windows and the seeded device plans (:mod:`.timeline`).
 from __future__ import annotations
 
 import bisect
+import datetime
 import math
+import re
 import secrets
 import threading
 import uuid
@@ -55,6 +57,7 @@ V2_CAMPAIGN_PAGE = 100
 _SALT_REQUEST_FAIL = 41
 
 SM = "SoftwareManagementService"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}($|T)")  # a date, or the date of a date-time
 UWS = "UnifiedWebService"
 
 V1_STATUSES = (
@@ -128,10 +131,12 @@ def parse_date(value: Any, name: str, *, required: bool = True) -> pendulum.Date
     if not isinstance(value, str):
         raise invalid(_cap(name), f"{name} must be a date string YYYY-MM-DD, not {value!r}")
     try:
-        parsed = pendulum.from_format(value[:10], "YYYY-MM-DD", tz="UTC")
+        if not _DATE.match(value):
+            raise ValueError(value)
+        parsed = datetime.date.fromisoformat(value[:10])
     except ValueError:
         raise invalid(_cap(name), f"{name} {value!r} is not a date YYYY-MM-DD") from None
-    return parsed.date()
+    return pendulum.Date(parsed.year, parsed.month, parsed.day)
 
 
 def _cap(name: str) -> str:

@@ -4,6 +4,7 @@ clock, an httpx client that holds a token and a session, and a callback receiver
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -29,7 +30,11 @@ class Client:
 
     def __init__(self, ts: TSHandle) -> None:
         self.ts = ts
-        self.http = httpx.Client(base_url=ts.base_url, timeout=30.0)
+        # TCP_NODELAY: a POST's headers and body leave at once (no Nagle/delayed-ACK stall)
+        transport = httpx.HTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        )
+        self.http = httpx.Client(base_url=ts.base_url, timeout=30.0, transport=transport)
         self.headers: dict[str, str] = {}
         self.login()
 

@@ -187,3 +187,65 @@ def test_unreachable_devices_fail_at_the_end_date_and_an_upgrade_that_never_ran_
     assert gone["status"] == "UpgradeFailed"
     bad = client.http.post(f"{ts.base_url}/sim/devices", json={"device_ids": ["123"]})
     assert bad.status_code == 400 and "not an IMEI" in bad.json()["error"]
+
+
+@pytest.mark.slow  # 202 creates over HTTP to cross the 100-a-page boundaries (about 10 s)
+def test_reports_and_campaign_lists_page() -> None:
+    with run_thingspace_simulator(devices=1000, groups=5, clock="manual", rate_limit=0) as ts:
+        c = Client(ts)
+        v1 = c.ok("GET", f"{V1}/devices/{ts.account}/index/0")["deviceList"]
+        sensors = [
+            d["deviceId"]
+            for d in v1
+            if d["model"] == "NBS-10" and d["fotaEligible"] and d["firmware"] == "3.1.0"
+        ]
+        v2 = c.ok("GET", f"/api/fota/v2/devices/{ts.account}")["deviceList"]
+        meters = [
+            d["deviceId"]
+            for d in v2
+            if d["model"] == "WM-200"
+            and d["fotaEligible"]
+            and d["softwareList"][1]["version"] == "2.0.1"
+        ]
+        assert len(sensors) > 100 and len(meters) > 100
+        ids = [
+            c.ok("POST", f"{V1}/upgrades", json=upgrade_body(ts, [imei]))["id"]
+            for imei in sensors[:101]
+        ]
+        page = c.ok("GET", f"{V1}/reports/{ts.account}/status/RequestPending/index/0")
+        assert page["hasMoreFlag"] is True and page["lastSeenUpgradeId"] == 100
+        rest = c.ok("GET", f"{V1}/reports/{ts.account}/status/RequestPending/index/100")
+        assert rest["hasMoreFlag"] is False and rest["lastSeenUpgradeId"] == 0
+        assert [u["id"] for u in page["reportList"] + rest["reportList"]] == ids
+        campaigns = [
+            c.ok(
+                "POST",
+                f"/api/fota/v2/campaigns/{ts.account}",
+                json={
+                    "campaignName": f"c{n}",
+                    "softwareName": "SW_Aquaflow_WM-200_2.0.1To2.1.0",
+                    "softwareFrom": "2.0.1",
+                    "softwareTo": "2.1.0",
+                    "distributionType": "HTTP",
+                    "startDate": day(ts),
+                    "endDate": day(ts, 1),
+                    "deviceList": [imei],
+                },
+            )["id"]
+            for n, imei in enumerate(meters[:101])
+        ]
+        path = f"/api/fota/v2/reports/{ts.account}/campaigns"
+        first = c.ok("GET", path, params={"campaignStatus": "CampaignRequestPending"})
+        assert first["hasMoreData"] is True and first["lastSeenCampaignId"] == campaigns[99]
+        second = c.ok(
+            "GET",
+            path,
+            params={
+                "campaignStatus": "CampaignRequestPending",
+                "lastSeenCampaignId": first["lastSeenCampaignId"],
+            },
+        )
+        assert second["hasMoreData"] is False
+        names = [x["campaignName"] for x in first["campaignList"] + second["campaignList"]]
+        assert names == [f"c{n}" for n in range(101)]
+        c.close()
