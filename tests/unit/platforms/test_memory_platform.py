@@ -27,7 +27,6 @@ from fleetwave.platforms.errors import (
     TargetMismatch,
 )
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform, config_of_profile
-from fleetwave.platforms.memory._compat import outcome_of
 
 
 def _meters(p: MemoryPlatform, n: int) -> list[str]:
@@ -44,7 +43,7 @@ async def _create(p: MemoryPlatform, devices: list[str], policy: TaskPolicy | No
 
 
 async def _outcomes(p: MemoryPlatform, op: str) -> dict[str, DeviceOutcome]:
-    return {r.device_id: outcome_of(r) async for r in p.task_results(op)}
+    return {r.device_id: r.outcome async for r in p.task_results(op)}
 
 
 def test_the_same_seed_gives_the_same_fleet() -> None:
@@ -86,7 +85,7 @@ async def test_an_offline_device_times_out_at_the_window_end() -> None:
     clock.advance(2 * 3600)
     results = {r.device_id: r async for r in p.task_results(op)}
     offline = results[devices[0]]
-    assert outcome_of(offline) is DeviceOutcome.TIMED_OUT
+    assert offline.outcome is DeviceOutcome.TIMED_OUT
     assert offline.stopped_at == end and offline.detail == "device did not come online"
 
 
