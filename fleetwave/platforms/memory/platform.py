@@ -131,6 +131,10 @@ class MemoryTask:
     parts: list[_Part]
     settled_at: pendulum.DateTime
     state: TaskState = TaskState.PENDING
+    external: bool = False
+    """Put there by :meth:`MemoryPlatform.add_task` (another tool's task): it keeps its state."""
+    reported_version: str | None = None
+    """The version the task list shows (an external task may show none)."""
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -175,13 +179,16 @@ class MemoryPlatform(AsyncClosing):
         clock: Clock | None = None,
         capabilities: Capabilities = CAPABILITIES,
         transport: httpx.AsyncBaseTransport | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
+        """``fleet``: a hand-built fleet (see :class:`Fleet`'s ``add_*``) instead of the one
+        ``config`` draws."""
         self.config = config or MemoryConfig()
         self.config.validate()
         self.clock: Clock = clock or RealClock()
         self._capabilities = capabilities
         self.connection_key = self.config.connection_key
-        self.fleet = Fleet.generate(self.config)
+        self.fleet = fleet if fleet is not None else Fleet.generate(self.config)
         self.tasks: dict[str, MemoryTask] = {}
         self.faults = MemoryFaults()
         self.calls: Counter[str] = Counter()
@@ -439,7 +446,7 @@ class MemoryPlatform(AsyncClosing):
             created_at=t.created_at,
             started_at=min(starts) if starts else None,
             stopped_at=max(stops) if t.state is TaskState.FINISHED and stops else None,
-            file_version=t.package.version,
+            file_version=t.reported_version if t.external else t.package.version,
             policy=t.policy,
         )
 
@@ -551,7 +558,7 @@ class MemoryPlatform(AsyncClosing):
     def _settle(self, now: pendulum.DateTime) -> None:
         """Move every live task's devices up to ``now`` (each transition at its instant)."""
         for t in self.tasks.values():
-            if t.state is TaskState.FINISHED or now <= t.settled_at:
+            if t.external or t.state is TaskState.FINISHED or now <= t.settled_at:
                 continue
             w_start, w_end = t.window()
             for p in t.parts:
@@ -632,6 +639,48 @@ class MemoryPlatform(AsyncClosing):
         await self.pump()
         for device_id in device_ids:
             self.fleet.by_id[device_id].online = online
+
+    def add_task(
+        self,
+        operation_id: str,
+        device_ids: Iterable[str],
+        *,
+        version: str | None,
+        kind: PackageKind = PackageKind.FIRMWARE,
+        state: TaskState = TaskState.RUNNING,
+    ) -> None:
+        """Put a task on the platform as another tool (or an earlier run) would have: it stays
+        in ``state``, shows ``version`` in the task list, and may name any device IDs."""
+        now = self.clock.now()
+        package = PackageInfo(
+            file_id=f"external-{operation_id}",
+            name=f"external-{operation_id}",
+            version=version or "",
+            kind=kind,
+            device_type="",
+            model="",
+            manufacturer_name="",
+        )
+        outcome = {
+            TaskState.PENDING: DeviceOutcome.PENDING,
+            TaskState.RUNNING: DeviceOutcome.RUNNING,
+        }.get(state, DeviceOutcome.SUCCEEDED)
+        parts = []
+        for device_id in device_ids:
+            d = self.fleet.by_id.get(device_id) or Fleet().add_device(device_id)
+            parts.append(_Part(d, 0.0, 0.0, outcome, "", d.version(kind), state=outcome))
+        self.tasks[operation_id] = MemoryTask(
+            operation_id=operation_id,
+            kind=kind,
+            package=package,
+            policy=TaskPolicy(),
+            created_at=now,
+            parts=parts,
+            settled_at=now,
+            state=state,
+            external=True,
+            reported_version=version,
+        )
 
     def tasks_per_device(self, file_ids: Iterable[str] | None = None) -> Counter[str]:
         """The platform's own count of tasks per device (of these packages, or all)."""
