@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.e2e.engine.helpers import (
     fleetwave_cli,
     sim_env,
 )
+from tests.processes import live_process
 
 NAME = "stop-trackers"
 CAMPAIGN = f"""
@@ -129,17 +129,6 @@ def _first_round(cwd: Path, env: dict[str, str]) -> sa.Engine:
     return _db(env)
 
 
-@contextmanager
-def _live_process() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process on this host (a lease holder that still runs), killed afterwards."""
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        yield sleeper
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-
-
 def _assert_exactly_once(sim: SimHandle, db: sa.Engine) -> None:
     tasks = sim.stats()["tasks"]
     per_device = check_exactly_once(db, NAME, tasks, {t["fileId"] for t in tasks})
@@ -223,7 +212,7 @@ def test_live_holder_is_refused_with_the_wait_lease_hint(
 ) -> None:
     cwd, env = work
     db = _first_round(cwd, env)
-    with _live_process() as sleeper:
+    with live_process() as sleeper:
         # alive on this host, its lease already lapsed in campaign time: still not taken
         _set_lease(db, f"{this_host()}:{sleeper.pid}:0:cafe0001", sim.clock() - timedelta(hours=1))
         refused = _fleetwave(RUN, cwd, env)
@@ -240,7 +229,7 @@ def test_wait_lease_never_steals_nor_moves_the_shared_clock(
 ) -> None:
     cwd, env = work
     db = _first_round(cwd, env)
-    with _live_process() as sleeper:
+    with live_process() as sleeper:
         live = f"{this_host()}:{sleeper.pid}:0:cafe0002"
         _set_lease(db, live, sim.clock().add(minutes=10))
         before = sim.clock()
