@@ -42,7 +42,7 @@ thresholds: {{max_failure_percent: 20, min_finished: 10, on_breach: halt}}
 async def test_canary_trips_on_polled_failures_before_its_task_times_out(
     tmp_path: Path,
 ) -> None:
-    platform = memory_platform(devices=3000, seed=5)
+    platform = memory_platform(seed=5)
     (group,) = [g for g in platform.fleet.groups if g.name == "flaky-vienna"]
     devices = platform.fleet.members[group.group_id][:20]
     assert len(devices) == 20
