@@ -22,8 +22,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/python -m fleetwave.demo
 
+# The suite runs in parallel (pytest-xdist), one test file per worker at a time so that
+# module-scoped simulators stay shared; PYTEST_ARGS come last (PYTEST_ARGS="-n 0": serial).
+PYTEST_PARALLEL ?= -n auto --dist loadfile
+
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -19,16 +19,13 @@ from fleetwave.engine.lease import (
     process_start,
     this_host,
 )
+from tests.processes import live_process
 
 
 @pytest.fixture()
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
+    with live_process(60) as proc:
         yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_default_holder_names_this_process() -> None:
