@@ -268,6 +268,7 @@ _DEVICE_FINAL = frozenset(
     }
 )
 
+
 class ConsentState(enum.StrEnum):
     """Where one device's owner stands on one consent campaign's upgrade.
 
