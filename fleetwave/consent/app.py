@@ -211,6 +211,29 @@ def _refused(refusals: list[tuple[str, Refusal]]) -> ConsentApiError:
     )
 
 
+def _owner(request: Request) -> str:
+    """The owner whose bearer token the request carries (401 otherwise; never logged)."""
+    raw = request.headers.get("authorization", "")
+    scheme, _, token = raw.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ConsentApiError(
+            ConsentErrorCode.UNAUTHENTICATED,
+            "send 'Authorization: Bearer <token>' (ask the operator for your token)",
+        )
+    engine: Engine = request.app.state.engine
+    with store.session_scope(engine, read_only=True) as session:
+        who = store.owner_for_token(session, token=token.strip())
+    if who is None:
+        raise ConsentApiError(
+            ConsentErrorCode.UNAUTHENTICATED, "the token is unknown or was replaced"
+        )
+    return who
+
+
+Owner = Annotated[str, Depends(_owner)]
+DeviceId = Annotated[str, Query(alias="deviceId", min_length=1, max_length=128)]
+
+
 # ---- the app -----------------------------------------------------------------------------
 
 
@@ -222,6 +245,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         description="Confirm, appoint or cancel firmware upgrades of your devices "
         "(see docs/consent-api.md).",
     )
+    app.state.engine = engine
 
     def clock() -> datetime:
         return now().astimezone(UTC)
@@ -245,25 +269,6 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
             {"error": {"code": "UNAVAILABLE", "message": "the store is busy; retry later"}},
             status_code=503,
         )
-
-    def owner(request: Request) -> str:
-        raw = request.headers.get("authorization", "")
-        scheme, _, token = raw.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ConsentApiError(
-                ConsentErrorCode.UNAUTHENTICATED,
-                "send 'Authorization: Bearer <token>' (ask the operator for your token)",
-            )
-        with store.session_scope(engine, read_only=True) as session:
-            who = store.owner_for_token(session, token=token.strip())
-        if who is None:
-            raise ConsentApiError(
-                ConsentErrorCode.UNAUTHENTICATED, "the token is unknown or was replaced"
-            )
-        return who
-
-    Owner = Annotated[str, Depends(owner)]
-    DeviceId = Annotated[str, Query(alias="deviceId", min_length=1, max_length=128)]
 
     @app.get("/enduserapi/v2/getDeviceUpgradePlan")
     def get_device_upgrade_plan(who: Owner, device_id: DeviceId) -> dict[str, Any]:
