@@ -14,10 +14,11 @@ from typing import Any
 import pendulum
 
 from fleetwave.platforms.base import DeviceOutcome
-from fleetwave.spec.model import BreachAction, FailureKind
-from fleetwave.store.models import DeviceRunStatus, WaveStatus
+from fleetwave.spec.model import BreachAction, ConsentTimeoutAction, FailureKind
+from fleetwave.store.models import ConsentState, DeviceRunStatus, WaveStatus
 
 __all__ = [
+    "ConsentSplit",
     "Counts",
     "Decision",
     "RetryCandidate",
@@ -28,6 +29,7 @@ __all__ = [
     "breach_action",
     "chunk_capacity",
     "classify_failure",
+    "consent_split",
     "count_outcomes",
     "evaluate_failure_threshold",
     "evaluate_wave_gate",
@@ -643,3 +645,68 @@ def wave_step(
     if status is ws.RUNNING:
         return Decision("wave_step", Verdict.CONTINUE, f"wave {wave} is running", inputs)
     raise ValueError(f"wave {wave} is {status.value}: it has no next step")
+
+
+# --------------------------------------------------------------------------- consent
+
+
+Appointment = tuple[pendulum.DateTime, pendulum.DateTime]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSplit:
+    """Pending devices of a consent campaign sorted by what their owners answered.
+
+    ``send``: consented (confirmed, auto, or unanswered past the timeout with ``proceed``);
+    ``appointed``: by appointment, each group sent in tasks whose window is the
+    appointment; ``held``: no answer yet; ``declined`` and ``expired``: never sent
+    (skipped, not failed).
+    """
+
+    send: list[str] = field(default_factory=list)
+    appointed: dict[Appointment, list[str]] = field(default_factory=dict)
+    held: list[str] = field(default_factory=list)
+    declined: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "send": len(self.send),
+            "appointed": sum(len(v) for v in self.appointed.values()),
+            "appointments": len(self.appointed),
+            "held": len(self.held),
+            "declined": len(self.declined),
+            "expired": len(self.expired),
+        }
+
+
+def consent_split(
+    states: Mapping[str, tuple[ConsentState, Appointment | None]],
+    *,
+    timed_out: bool,
+    on_timeout: ConsentTimeoutAction,
+) -> ConsentSplit:
+    """Which pending devices go now, in which appointment, wait, or are left out.
+
+    ``states`` maps each pending device to its consent and appointment (a device without
+    a consent row waits, as unanswered). Past the answer timeout (``timed_out``) an
+    unanswered or expired device follows ``on_timeout``: ``proceed`` sends it, ``skip``
+    leaves it out (``fail`` is not taken by the engine yet and also leaves it out).
+    """
+    out = ConsentSplit()
+    for device_id in sorted(states):
+        state, appointment = states[device_id]
+        if state in (ConsentState.CONFIRMED, ConsentState.AUTO):
+            out.send.append(device_id)
+        elif state is ConsentState.APPOINTED and appointment is not None:
+            out.appointed.setdefault(appointment, []).append(device_id)
+        elif state is ConsentState.DECLINED:
+            out.declined.append(device_id)
+        elif state is ConsentState.EXPIRED or timed_out:
+            if on_timeout is ConsentTimeoutAction.PROCEED:
+                out.send.append(device_id)
+            else:
+                out.expired.append(device_id)
+        else:
+            out.held.append(device_id)
+    return out

@@ -21,6 +21,7 @@ from fleetwave.engine.approval import (
     check_appointment,
     record_decision,
 )
+from fleetwave.engine.consent import appointment_policy, consent_round
 from fleetwave.engine.context import ApprovalRequest, RunContext, to_pendulum
 from fleetwave.engine.counts import campaign_counts, threshold_counts
 from fleetwave.engine.decide import (
@@ -45,6 +46,7 @@ from fleetwave.engine.retries import Retries, scan_retries
 from fleetwave.engine.rollback import roll_back
 from fleetwave.engine.screening import TargetScreen
 from fleetwave.engine.submit import create_intents, reconcile_intents, submit_intent, task_policy
+from fleetwave.platforms.base import TaskPolicy
 from fleetwave.spec.model import BreachAction, ExecuteMode, ThresholdScope
 from fleetwave.store import (
     ApprovalDecision,
@@ -294,11 +296,15 @@ class WaveDriver(Loop):
             return 0
         pol = self.spec.policy
         targeting = self.screen.refresh_targeting()
+        consent = self.spec.consent is not None
         with ctx.tx() as s:
             active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
             # A pending device's round is its attempt + 1: one whose retry intent was
             # abandoned comes back pending with its earlier attempts counted.
             pending: dict[int, list[str]] = {}
+            # a consent campaign reads every pending device: unanswered ones must not
+            # crowd consented ones out of the slice
+            limit = None if consent else ctx.chunk_size * pol.max_inflight_tasks
             for run in itertools.islice(
                 store.iter_device_runs(
                     s,
@@ -306,10 +312,26 @@ class WaveDriver(Loop):
                     wave_index=wave_index,
                     statuses=[D.PENDING],
                 ),
-                ctx.chunk_size * pol.max_inflight_tasks,
+                limit,
             ):
                 pending.setdefault(run.attempt, []).append(run.device_id)
         pending = self.screen.drop_pending(wave_index, pending, targeting)
+        appointed: list[tuple[int, list[list[str]], TaskPolicy]] = []
+        if consent:
+            answers = consent_round(ctx, wave_index, pending, now)
+            retrying = {d for ids in retries.due.values() for d in ids}
+            pending = {a: [d for d in ids if d not in retrying] for a, ids in answers.send.items()}
+            for appointment, by_attempt in sorted(answers.appointed.items()):
+                booked = appointment_policy(ctx, appointment, now)
+                if booked is None:
+                    continue
+                for attempt, ids in sorted(by_attempt.items(), reverse=True):
+                    ids = sorted(d for d in ids if d not in retrying)
+                    batches = [
+                        ids[i : i + ctx.chunk_size] for i in range(0, len(ids), ctx.chunk_size)
+                    ]
+                    if batches:
+                        appointed.append((attempt + 1, batches, booked))
         not_retried = {r: list(ids) for r, ids in retries.dropped.items()}
         for attempt, ids in list(retries.due.items()):
             keep, dropped = screen_targets(
@@ -323,16 +345,18 @@ class WaveDriver(Loop):
         for attempt, ids in [*retries.due.items(), *pending.items()]:
             if ids:
                 due.setdefault(attempt, []).extend(ids)
-        groups: list[tuple[int, list[list[str]]]] = []
+        groups: list[tuple[int, list[list[str]], TaskPolicy]] = []
         for attempt in sorted(due, reverse=True):  # retries first
             ids = sorted(due[attempt])
             groups.append(
                 (
                     attempt + 1,
                     [ids[i : i + ctx.chunk_size] for i in range(0, len(ids), ctx.chunk_size)],
+                    policy,
                 )
             )
-        sizes = [len(b) for _, batches in groups for b in batches]
+        groups += appointed  # one group per appointment: tasks whose window is it
+        sizes = [len(b) for _, batches, _ in groups for b in batches]
         allowed = chunk_capacity(
             active_tasks=len(active),
             active_devices=sum(c.device_count for c in active),
@@ -345,12 +369,16 @@ class WaveDriver(Loop):
         if retries.due and retries.decision is not None:
             ctx.decision(retries.decision, subject=f"wave {wave_index}")
         submitted = 0
-        for round_no, batches in groups:
+        for round_no, batches, group_policy in groups:
             take = batches[: allowed - submitted]
             if not take:
                 break
 
-            async def _go(take: list[list[str]] = take, round_no: int = round_no) -> int:
+            async def _go(
+                take: list[list[str]] = take,
+                round_no: int = round_no,
+                group_policy: TaskPolicy = group_policy,
+            ) -> int:
                 chunks = create_intents(
                     ctx,
                     kind=ChunkKind.UPGRADE,
@@ -358,7 +386,7 @@ class WaveDriver(Loop):
                     round=round_no,
                     batches=take,
                     file_id=ctx.package.file_id,
-                    policy=policy,
+                    policy=group_policy,
                 )
                 for chunk in chunks:
                     await submit_intent(ctx, chunk)

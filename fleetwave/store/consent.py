@@ -40,6 +40,7 @@ __all__ = [
     "ActiveConsent",
     "active_consents",
     "auto_upgrade_states",
+    "consent_rows",
     "consent_state_counts",
     "device_owners",
     "expire_awaiting_consents",
@@ -49,6 +50,7 @@ __all__ = [
     "issue_owner_token",
     "open_consent_plan",
     "owner_for_token",
+    "owner_retries",
     "record_app_report",
     "set_auto_upgrade",
     "set_consent",
@@ -319,6 +321,54 @@ def record_app_report(
     session.add(consent)
     session.flush()
     return consent
+
+
+def consent_rows(
+    session: Session, *, campaign_id: int, device_ids: Sequence[str]
+) -> dict[str, DeviceConsent]:
+    """The consent rows of these devices in one campaign (batched reads)."""
+    found: dict[str, DeviceConsent] = {}
+    for batch in _batches(device_ids):
+        stmt = (
+            select(DeviceConsent)
+            .where(DeviceConsent.campaign_id == campaign_id)
+            .where(col(DeviceConsent.device_id).in_(batch))
+        )
+        found.update(
+            {c.device_id: c for c in session.exec(stmt.execution_options(populate_existing=True))}
+        )
+    return found
+
+
+def owner_retries(session: Session, *, campaign_id: int, wave_index: int) -> list[tuple[str, int]]:
+    """``(device_id, attempt)`` of the wave's failed or timed-out devices whose owner asked
+    for a retry after the failure (consented again after the run finished)."""
+    stmt = (
+        select(DeviceRun.device_id, DeviceRun.attempt)
+        .join(
+            DeviceConsent,
+            sa.and_(
+                col(DeviceConsent.campaign_id) == col(DeviceRun.campaign_id),
+                col(DeviceConsent.device_id) == col(DeviceRun.device_id),
+            ),
+        )
+        .where(DeviceRun.campaign_id == campaign_id)
+        .where(DeviceRun.wave_index == wave_index)
+        .where(
+            col(DeviceRun.status).in_(
+                [DeviceRunStatus.FAILED.value, DeviceRunStatus.TIMED_OUT.value]
+            )
+        )
+        .where(col(DeviceConsent.retries) > 0)
+        .where(col(DeviceConsent.answered_at) > col(DeviceRun.finished_at))
+        .where(
+            col(DeviceConsent.state).in_(
+                [ConsentState.CONFIRMED.value, ConsentState.APPOINTED.value]
+            )
+        )
+        .order_by(col(DeviceRun.device_id))
+    )
+    return [(d, int(a)) for d, a in session.exec(stmt).all()]
 
 
 def expire_awaiting_consents(session: Session, *, campaign_id: int, now: datetime) -> int:

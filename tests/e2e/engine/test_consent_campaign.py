@@ -1,0 +1,140 @@
+"""A consent campaign end to end on the in-memory platform, owners answering over real
+HTTP through the consent API on the same SQLite store: confirm, appoint (the platform task
+carries the appointed window), cancel (a decline, not a failure), retry after a failure,
+auto-confirm, and the answer timeout."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pendulum
+
+from fleetwave import store
+from fleetwave.clock import ManualClock
+from fleetwave.consent.app import ConsentServer, create_consent_app
+from fleetwave.engine.runner import OutcomeKind, advance
+from fleetwave.platforms.base import ExecuteType
+from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
+from tests.e2e.engine.helpers import chunks, device_rows, events, new_store, spec_of
+
+D = store.DeviceRunStatus
+CONFIRM = "/enduserapi/v2/userBatchConfirmUpgrade"
+
+SPEC = """
+name: consent-meters
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h}
+thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
+consent:
+  period: 2d
+  answer_timeout: 12h
+"""
+
+
+def _iso(t: pendulum.DateTime) -> str:
+    return t.in_tz("UTC").to_iso8601_string()
+
+
+async def test_consent_campaign_over_real_http(tmp_path: Path) -> None:
+    clock = ManualClock()
+    t0 = clock.now()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.3), clock=clock)
+    db = new_store(tmp_path / "consent.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    assert len(devices) >= 8, devices
+    auto, declined, appointed, *rest = devices
+    silent = rest[-2:]  # never answer
+    confirmed = rest[:-2]
+    owners = {d: f"owner-{i % 3}" for i, d in enumerate(devices)}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=t0)
+        tokens = {o: store.issue_owner_token(s, owner_id=o, now=t0) for o in set(owners.values())}
+        store.set_auto_upgrade(s, device_id=auto, enabled=True, actor="owner-x", now=t0)
+    api_db = store.get_engine(f"sqlite:///{tmp_path / 'consent.db'}")
+    server = ConsentServer(create_consent_app(engine=api_db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+
+    def answer(device: str, action: str, **extra: str) -> httpx.Response:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            return c.post(
+                CONFIRM,
+                json={"items": [{"deviceId": device, "action": action, **extra}]},
+                headers={"Authorization": f"Bearer {tokens[owners[device]]}"},
+            )
+
+    try:
+        spec = spec_of(SPEC)
+        # run 1: plans and offers; only the auto-confirmed device may go
+        first = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+        assert first.kind is OutcomeKind.STOPPED
+        assert platform.tasks_per_device() == Counter({auto: 1})
+        # owners answer over HTTP
+        start = (t0 + timedelta(hours=3)).replace(second=0, microsecond=0)
+        end = start + timedelta(hours=2)
+        for d in confirmed:
+            assert answer(d, "confirm").status_code == 200
+        resp = answer(d := appointed, "appoint", appointStart=_iso(start), appointEnd=_iso(end))
+        assert resp.status_code == 200, resp.text
+        assert answer(declined, "cancel").json()["data"]["results"][0]["state"] == "declined"
+        # run 2: the confirmed and the appointed devices are sent; the silent ones wait
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=30)
+        runs = device_rows(db, "consent-meters")
+        failed = sorted(d for d in confirmed if runs[d].status is D.FAILED)
+        assert failed, "the seeded failure rate should fail at least one confirmed device"
+        assert {runs[d].status for d in silent} == {D.PENDING}
+        # the owner of a failed device retries; a replay of the retry changes nothing
+        retried = failed[0]
+        again = answer(retried, "confirm").json()["data"]["results"][0]
+        assert (again["changed"], again["retries"]) == (True, 1)
+        assert answer(retried, "confirm").json()["data"]["results"][0]["changed"] is False
+        # run 3: to the end; the answer timeout passes, the silent devices are skipped
+        last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert last.kind is OutcomeKind.COMPLETED, last
+    finally:
+        server.stop()
+        api_db.dispose()
+
+    runs = device_rows(db, "consent-meters")
+    per_device = platform.tasks_per_device()
+    # declined and silent devices never reached the platform; they are skipped, not failed
+    for d, kind in [(declined, "consent_declined"), *[(s, "consent_expired") for s in silent]]:
+        assert per_device[d] == 0
+        assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, kind)
+    # every consenting device was sent once, the retried one twice
+    assert per_device[retried] == 2
+    assert runs[retried].attempt == 2
+    for d in [auto, appointed, *confirmed]:
+        if d != retried:
+            assert per_device[d] == 1, d
+        assert runs[d].status.is_final
+    # the appointed device went in a task whose platform window is the appointment
+    task = next(t for t in platform.tasks.values() if appointed in t.device_ids)
+    assert task.policy.execute_type is ExecuteType.CUSTOM
+    assert (task.policy.start_time, task.policy.end_time) == (start, end)
+    (chunk,) = [c for c in chunks(db, "consent-meters") if appointed in c.device_ids]
+    assert chunk.policy["execute_type"] == "custom"
+    # the consent states and the log
+    with store.session_scope(db) as s:
+        cid = store.get_campaign(s, name="consent-meters").id
+        assert cid is not None
+        counts = store.consent_state_counts(s, campaign_id=cid)
+    assert counts == {
+        "awaiting": 0,
+        "confirmed": len(confirmed),
+        "appointed": 1,
+        "declined": 1,
+        "expired": 2,
+        "auto": 1,
+    }
+    kinds = Counter(e.kind for e in events(db, "consent-meters"))
+    assert kinds["consent.confirmed"] == len(confirmed)
+    assert kinds["consent.retry"] == 1 and kinds["consent_retries"] >= 1
+    assert kinds["consent_expired"] == 1
