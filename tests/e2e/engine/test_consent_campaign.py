@@ -34,7 +34,7 @@ policy: {poll_interval: 5m, task_timeout: 2h}
 thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
 consent:
   period: 2d
-  answer_timeout: 12h
+  answer_timeout: 4h
 """
 
 
