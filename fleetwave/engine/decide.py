@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pendulum
@@ -30,7 +30,9 @@ __all__ = [
     "chunk_capacity",
     "classify_failure",
     "consent_split",
+    "count_declines_as_failures",
     "count_outcomes",
+    "evaluate_decline_limit",
     "evaluate_failure_threshold",
     "evaluate_wave_gate",
     "in_flight_counts",
@@ -710,3 +712,56 @@ def consent_split(
         else:
             out.held.append(device_id)
     return out
+
+
+def count_declines_as_failures(counts: Counts, declined: int) -> Counts:
+    """``counts`` with the declined devices moved from skipped to failed (the spec's
+    ``consent.declines_count: true``)."""
+    moved = min(declined, counts.skipped)
+    return replace(counts, failed=counts.failed + moved, skipped=counts.skipped - moved)
+
+
+def evaluate_decline_limit(
+    *,
+    declined: int,
+    answered: int,
+    max_declined_rate: float | None,
+    min_answered: int = 1,
+    on_trip: Verdict = Verdict.HALT,
+    scope: str = "campaign",
+) -> Decision:
+    """Trip (``on_trip``) when declined / answered devices passes the declines' own limit
+    (``consent.max_declined_percent``), once ``min_answered`` owners answered; a rate equal
+    to the limit does not trip it."""
+    rate = declined / answered if answered else 0.0
+    inputs = {
+        "scope": scope,
+        "declined": declined,
+        "answered": answered,
+        "decline_rate": round(rate, 6),
+        "max_declined_rate": max_declined_rate,
+        "min_answered": min_answered,
+    }
+    if max_declined_rate is None:
+        return Decision("decline_limit", Verdict.CONTINUE, f"no decline limit in {scope}", inputs)
+    if answered < max(min_answered, 1):
+        return Decision(
+            "decline_limit",
+            Verdict.WAIT,
+            f"{answered} of at least {min_answered} owners answered in {scope}",
+            inputs,
+        )
+    if rate > max_declined_rate:
+        return Decision(
+            "decline_limit",
+            on_trip,
+            f"{declined} of {answered} answering owners declined in {scope} "
+            f"({rate:.1%}), above the limit {max_declined_rate:.1%}",
+            inputs,
+        )
+    return Decision(
+        "decline_limit",
+        Verdict.CONTINUE,
+        f"{declined} of {answered} answering owners declined in {scope} ({rate:.1%})",
+        inputs,
+    )

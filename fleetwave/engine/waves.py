@@ -32,6 +32,8 @@ from fleetwave.engine.decide import (
     approval_validity,
     breach_action,
     chunk_capacity,
+    count_declines_as_failures,
+    evaluate_decline_limit,
     evaluate_failure_threshold,
     evaluate_wave_gate,
     screen_targets,
@@ -506,10 +508,36 @@ class WaveDriver(Loop):
                     retrying=retries.by_kind,
                 )
             )
+            declines = (
+                store.decline_figures(
+                    s, campaign_id=ctx.campaign_id, wave_index=idx if wave_scope else None
+                )
+                if self.spec.consent is not None
+                else None
+            )
         scope_counts = recorded + in_flight
+        consent = self.spec.consent
+        if consent is not None and declines is not None and consent.declines_count:
+            scope_counts = count_declines_as_failures(scope_counts, declines[0])
         if override is not None and not wave_scope:
             scope_counts = scope_counts.minus(Counts.from_dict(override.data.get("baseline", {})))
         on_trip = Verdict.ROLLBACK if th.on_breach is BreachAction.ROLLBACK else Verdict.HALT
+        if consent is not None and declines is not None and not overridden:
+            limit = evaluate_decline_limit(
+                declined=declines[0],
+                answered=declines[1],
+                max_declined_rate=(
+                    consent.max_declined_percent / 100
+                    if consent.max_declined_percent is not None
+                    else None
+                ),
+                min_answered=th.min_finished,
+                on_trip=on_trip,
+                scope=f"wave {idx}" if wave_scope else "campaign",
+            )
+            if limit.verdict in (Verdict.HALT, Verdict.ROLLBACK):
+                ctx.decision(limit, subject=f"wave {idx}")
+                self.breach(idx, limit)
         decision = evaluate_failure_threshold(
             scope_counts,
             max_failure_rate=(

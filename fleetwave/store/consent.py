@@ -42,6 +42,7 @@ __all__ = [
     "auto_upgrade_states",
     "consent_rows",
     "consent_state_counts",
+    "decline_figures",
     "device_owners",
     "expire_awaiting_consents",
     "get_consent_plan",
@@ -381,6 +382,38 @@ def expire_awaiting_consents(session: Session, *, campaign_id: int, now: datetim
         .values(state=ConsentState.EXPIRED.value, updated_at=now)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def decline_figures(
+    session: Session, *, campaign_id: int, wave_index: int | None = None
+) -> tuple[int, int]:
+    """(declined, answered) devices of the campaign (or of one wave): answered counts
+    confirmed, appointed, declined and auto; unanswered and expired ones are left out."""
+    answered_states = [
+        s.value
+        for s in (
+            ConsentState.CONFIRMED,
+            ConsentState.APPOINTED,
+            ConsentState.DECLINED,
+            ConsentState.AUTO,
+        )
+    ]
+    stmt = (
+        select(DeviceConsent.state, sa.func.count())
+        .where(DeviceConsent.campaign_id == campaign_id)
+        .where(col(DeviceConsent.state).in_(answered_states))
+        .group_by(DeviceConsent.state)
+    )
+    if wave_index is not None:
+        stmt = stmt.join(
+            DeviceRun,
+            sa.and_(
+                col(DeviceRun.campaign_id) == col(DeviceConsent.campaign_id),
+                col(DeviceRun.device_id) == col(DeviceConsent.device_id),
+            ),
+        ).where(DeviceRun.wave_index == wave_index)
+    counts = {ConsentState(k): int(n) for k, n in session.exec(stmt).all()}
+    return counts.get(ConsentState.DECLINED, 0), sum(counts.values())
 
 
 def consent_state_counts(session: Session, *, campaign_id: int) -> dict[str, int]:

@@ -15,7 +15,7 @@ import pendulum
 from fleetwave import store
 from fleetwave.clock import ManualClock
 from fleetwave.consent.app import ConsentServer, create_consent_app
-from fleetwave.engine.runner import OutcomeKind, advance
+from fleetwave.engine.runner import Outcome, OutcomeKind, advance
 from fleetwave.platforms.base import ExecuteType
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from tests.e2e.engine.helpers import chunks, device_rows, events, new_store, spec_of
@@ -138,3 +138,63 @@ async def test_consent_campaign_over_real_http(tmp_path: Path) -> None:
     assert kinds["consent.confirmed"] == len(confirmed)
     assert kinds["consent.retry"] == 1 and kinds["consent_retries"] >= 1
     assert kinds["consent_expired"] == 1
+
+
+OPT_OUT = """
+name: consent-opt-out
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h}
+thresholds: {max_failure_percent: 95, min_finished: 3, wave_success_percent: 0}
+consent:
+  required: false
+  answer_timeout: 1h
+  period: 1d
+  max_declined_percent: {limit}
+"""
+
+
+async def _opt_out_run(tmp_path: Path, limit: int) -> tuple[Outcome, MemoryPlatform, list[str]]:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / f"opt-out-{limit}.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(OPT_OUT.replace("{limit}", str(limit)))
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    owners = {d: "owner" for d in devices}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            resp = c.post(
+                CONFIRM,
+                json={"items": [{"deviceId": d, "action": "cancel"} for d in devices[:3]]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert resp.status_code == 200, resp.text
+    finally:
+        server.stop()
+    outcome = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
+    return outcome, platform, devices
+
+
+async def test_declines_have_their_own_limit(tmp_path: Path) -> None:
+    outcome, platform, _ = await _opt_out_run(tmp_path, limit=30)
+    assert outcome.kind is OutcomeKind.HALTED
+    assert "3 of 3 answering owners declined" in outcome.reason
+    assert not platform.tasks  # nothing was sent before the owners' answers tripped it
+
+
+async def test_without_required_consent_silence_proceeds_at_the_timeout(tmp_path: Path) -> None:
+    outcome, platform, devices = await _opt_out_run(tmp_path, limit=100)
+    assert outcome.kind is OutcomeKind.COMPLETED
+    per_device = platform.tasks_per_device()
+    assert all(per_device[d] == 0 for d in devices[:3])  # the declined ones
+    assert all(per_device[d] == 1 for d in devices[3:])  # silent: sent after the timeout
