@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from fleetwave import store
 from fleetwave.consent.rules import (
+    RELEASED,
     Answer,
     AppReport,
     ConsentAction,
@@ -423,16 +424,19 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
                     "use getDeviceUpgradePlan",
                 )
             plan = found.plan
+            released = found.run_status in RELEASED
+            package = {
+                "url": plan.package_url,
+                "sha256": plan.package_sha256,
+                "size": plan.package_size,
+                "version": plan.target_version,
+            }
             return {
                 "data": {
                     **_plan_view(found),
                     "consent": _consent_view(found),
-                    "package": {
-                        "url": plan.package_url,
-                        "sha256": plan.package_sha256,
-                        "size": plan.package_size,
-                        "version": plan.target_version,
-                    },
+                    "released": released,
+                    "package": package if released else None,
                 }
             }
 
@@ -450,6 +454,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
                 delivery=f.plan.delivery,
                 current=c.state,
                 app_status=c.app_status,
+                released=f.run_status in RELEASED,
             )
             if isinstance(decided, Refusal):
                 raise _refused([(body.device_id, decided)])

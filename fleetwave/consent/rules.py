@@ -16,6 +16,7 @@ from fleetwave.store.models import ConsentState, DeviceRunStatus
 
 __all__ = [
     "MIN_APPOINTMENT",
+    "RELEASED",
     "Answer",
     "AppReport",
     "ConsentAction",
@@ -73,6 +74,7 @@ class ConsentErrorCode(enum.StrEnum):
     DEVICE_UPGRADING = "DEVICE_UPGRADING"
     NOT_APP_DELIVERED = "NOT_APP_DELIVERED"
     NOT_CONSENTED = "NOT_CONSENTED"
+    NOT_RELEASED = "NOT_RELEASED"
     RESULT_ALREADY_FINAL = "RESULT_ALREADY_FINAL"
 
 
@@ -262,6 +264,7 @@ def decide_report(
     delivery: str,
     current: ConsentState,
     app_status: str | None,
+    released: bool = True,
 ) -> Answer | Refusal:
     """What an app's status report does for an app-delivered device.
 
@@ -300,7 +303,25 @@ def decide_report(
             ConsentErrorCode.NOT_CONSENTED,
             f"device {device_id}: no consent yet ({current.value}); report 'confirmed' first",
         )
+    if not released:
+        return Refusal(
+            ConsentErrorCode.NOT_RELEASED,
+            f"device {device_id}: the campaign has not released the package to this device "
+            "yet (its wave or appointment has not come); poll getFetchPlan",
+        )
     return Answer(current, changed=app_status != report.value, app_status=report)
+
+
+RELEASED = frozenset(
+    {
+        DeviceRunStatus.SUBMITTED,
+        DeviceRunStatus.IN_PROGRESS,
+        DeviceRunStatus.TIMED_OUT,
+        DeviceRunStatus.SUCCEEDED,
+        DeviceRunStatus.FAILED,
+    }
+)
+"""Run statuses of an app-delivered device whose package the engine released to the app."""
 
 
 def upgrade_status(

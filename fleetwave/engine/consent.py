@@ -19,18 +19,20 @@ from sqlmodel import Session
 from fleetwave import store
 from fleetwave.clock import utc_instant
 from fleetwave.engine.context import RunContext
-from fleetwave.engine.decide import Appointment, ConsentSplit, consent_split
+from fleetwave.engine.decide import Appointment, ConsentSplit, app_result, consent_split
 from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowTooShort, to_policy_window
 from fleetwave.platforms.base import ExecuteType, TaskPolicy
-from fleetwave.spec.model import ConsentDelivery, ConsentTimeoutAction
+from fleetwave.spec.model import ConsentTimeoutAction
 from fleetwave.store import ConsentState, DeviceRunStatus
 
 __all__ = [
     "ConsentRound",
     "appointment_policy",
     "check_supported",
+    "collect_app_reports",
     "consent_round",
+    "hand_to_app",
     "open_plan",
 ]
 
@@ -45,12 +47,6 @@ def check_supported(ctx: RunContext) -> None:
     c = ctx.spec.consent
     if c is None:
         return
-    if c.delivery is ConsentDelivery.APP:
-        raise UserError(
-            f"campaign {ctx.spec.name}: consent.delivery: app is served by the consent API "
-            "but not yet run by the engine",
-            hint="use delivery: platform for now",
-        )
     if c.timeout_action is ConsentTimeoutAction.FAIL:
         raise UserError(
             f"campaign {ctx.spec.name}: consent.on_timeout: fail is not yet carried out by "
@@ -201,3 +197,66 @@ def appointment_policy(
     except WindowTooShort:
         return TaskPolicy(ExecuteType.NOW, retry_times=retries)
     return TaskPolicy(ExecuteType.CUSTOM, s, e, retries)
+
+
+def hand_to_app(ctx: RunContext, answers: ConsentRound, now: pendulum.DateTime) -> int:
+    """App delivery: the consented devices (appointed ones once their appointment opens)
+    are released to their apps instead of a platform task (SUBMITTED, one more attempt);
+    ``getFetchPlan`` then gives the package. Returns how many were released."""
+    ids = [d for group in answers.send.values() for d in group]
+    for (start, _end), by_attempt in answers.appointed.items():
+        if start <= now:
+            ids += [d for group in by_attempt.values() for d in group]
+    if not ids:
+        return 0
+    with ctx.tx() as s:
+        released = store.release_to_app(s, campaign_id=ctx.campaign_id, device_ids=ids, now=now)
+        store.append_event(
+            s,
+            campaign_id=ctx.campaign_id,
+            kind="released_to_app",
+            now=now,
+            actor="engine",
+            flow_run_id=ctx.flow_run_id,
+            data={"devices": released},
+        )
+    return released
+
+
+def collect_app_reports(ctx: RunContext, now: pendulum.DateTime) -> dict[str, int]:
+    """App delivery: move released devices by their apps' reports (started, succeeded,
+    failed) and time out the silent ones after ``policy.task_timeout``; once per result."""
+    timeout = ctx.spec.policy.task_timeout.total_seconds()
+    results: list[store.DeviceResult] = []
+    with ctx.tx() as s:
+        for device_id, run, since, app_status, detail, version in store.app_delivery_runs(
+            s, campaign_id=ctx.campaign_id
+        ):
+            target = app_result(
+                run, app_status, since=utc_instant(since), now=now, timeout_seconds=timeout
+            )
+            if target is None:
+                continue
+            kind = {DeviceRunStatus.FAILED: "fail", DeviceRunStatus.TIMED_OUT: "timeout"}.get(
+                target
+            )
+            why = detail if target is DeviceRunStatus.FAILED else None
+            if target is DeviceRunStatus.TIMED_OUT:
+                why = "no final report from the app before the task timeout"
+            results.append(
+                store.DeviceResult(
+                    device_id,
+                    target,
+                    failure_kind=kind,
+                    failure_detail=why,
+                    current_version=version if target is DeviceRunStatus.SUCCEEDED else None,
+                )
+            )
+        if results:
+            store.record_device_results(s, campaign_id=ctx.campaign_id, results=results, now=now)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    if counts:
+        ctx.event("app_reports", data=counts)
+    return counts

@@ -24,6 +24,7 @@ __all__ = [
     "RetryCandidate",
     "Verdict",
     "after_gate",
+    "app_result",
     "approval_validity",
     "backoff_seconds",
     "breach_action",
@@ -765,3 +766,30 @@ def evaluate_decline_limit(
         f"{declined} of {answered} answering owners declined in {scope} ({rate:.1%})",
         inputs,
     )
+
+
+def app_result(
+    run: DeviceRunStatus,
+    app_status: str | None,
+    *,
+    since: pendulum.DateTime,
+    now: pendulum.DateTime,
+    timeout_seconds: float,
+) -> DeviceRunStatus | None:
+    """Where an app-delivered device's run moves after its app's last report (None: stays).
+
+    ``succeeded``/``failed`` settle it (also after a timeout: a late result counts, once);
+    ``downloading``/``installing`` start it; no final report ``timeout_seconds`` after it
+    was handed over or last moved (``since``) times it out, as a platform task would.
+    """
+    if app_status == "succeeded":
+        return None if run is DeviceRunStatus.SUCCEEDED else DeviceRunStatus.SUCCEEDED
+    if app_status == "failed":
+        return None if run is DeviceRunStatus.FAILED else DeviceRunStatus.FAILED
+    if run is DeviceRunStatus.TIMED_OUT:
+        return None
+    if run is DeviceRunStatus.SUBMITTED and app_status in ("downloading", "installing"):
+        return DeviceRunStatus.IN_PROGRESS
+    if (now - since).total_seconds() >= timeout_seconds:
+        return DeviceRunStatus.TIMED_OUT
+    return None

@@ -21,7 +21,12 @@ from fleetwave.engine.approval import (
     check_appointment,
     record_decision,
 )
-from fleetwave.engine.consent import appointment_policy, consent_round
+from fleetwave.engine.consent import (
+    appointment_policy,
+    collect_app_reports,
+    consent_round,
+    hand_to_app,
+)
 from fleetwave.engine.context import ApprovalRequest, RunContext, to_pendulum
 from fleetwave.engine.counts import campaign_counts, threshold_counts
 from fleetwave.engine.decide import (
@@ -49,7 +54,7 @@ from fleetwave.engine.rollback import roll_back
 from fleetwave.engine.screening import TargetScreen
 from fleetwave.engine.submit import create_intents, reconcile_intents, submit_intent, task_policy
 from fleetwave.platforms.base import TaskPolicy
-from fleetwave.spec.model import BreachAction, ExecuteMode, ThresholdScope
+from fleetwave.spec.model import BreachAction, ConsentDelivery, ExecuteMode, ThresholdScope
 from fleetwave.store import (
     ApprovalDecision,
     CampaignStatus,
@@ -88,6 +93,8 @@ class WaveDriver(Loop):
         self._last_threshold: tuple[str, int] | None = None
         self._span: tuple[pendulum.DateTime, pendulum.DateTime] | None = None
         self.screen = TargetScreen(ctx)
+        consent = ctx.spec.consent
+        self.app_delivery = consent is not None and consent.delivery is ConsentDelivery.APP
 
     # ------------------------------------------------------------------ main loop
 
@@ -321,6 +328,8 @@ class WaveDriver(Loop):
         appointed: list[tuple[int, list[list[str]], TaskPolicy]] = []
         if consent:
             answers = consent_round(ctx, wave_index, pending, now)
+            if self.app_delivery:  # the apps install: no platform task, no engine resubmits
+                return hand_to_app(ctx, answers, now)
             retrying = {d for ids in retries.due.values() for d in ids}
             pending = {a: [d for d in ids if d not in retrying] for a, ids in answers.send.items()}
             for appointment, by_attempt in sorted(answers.appointed.items()):
@@ -435,6 +444,8 @@ class WaveDriver(Loop):
         idx = wave.index
         self.tick()
         now = ctx.now()
+        if self.app_delivery:
+            collect_app_reports(ctx, now)
         retries = scan_retries(ctx, idx, now, self.screen.targeting)
         open_now, next_open = self.window_state(now)
         submitted = 0

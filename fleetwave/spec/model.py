@@ -1050,6 +1050,18 @@ class CampaignSpec(_Model):
                     "window as the task's start/end)",
                 )
             )
+        if (
+            self.consent is not None
+            and self.consent.delivery is ConsentDelivery.APP
+            and self.policy.resubmit
+        ):
+            out.append(
+                Issue(
+                    ("policy", "resubmit"),
+                    "resubmit rules resend platform tasks; with consent.delivery: app the "
+                    "owners retry through their app, so remove policy.resubmit",
+                )
+            )
         if self.rollback is not None and self.rollback == self.package:
             out.append(Issue(("rollback",), "the rollback package is the package itself"))
         return out

@@ -39,6 +39,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "ActiveConsent",
     "active_consents",
+    "app_delivery_runs",
     "auto_upgrade_states",
     "consent_rows",
     "consent_state_counts",
@@ -53,6 +54,7 @@ __all__ = [
     "owner_for_token",
     "owner_retries",
     "record_app_report",
+    "release_to_app",
     "set_auto_upgrade",
     "set_consent",
 ]
@@ -370,6 +372,79 @@ def owner_retries(session: Session, *, campaign_id: int, wave_index: int) -> lis
         .order_by(col(DeviceRun.device_id))
     )
     return [(d, int(a)) for d, a in session.exec(stmt).all()]
+
+
+def app_delivery_runs(
+    session: Session, *, campaign_id: int
+) -> list[tuple[str, DeviceRunStatus, datetime, str | None, str | None, str | None]]:
+    """Devices handed to their apps and not settled: ``(device_id, run status, updated_at,
+    app_status, app_detail, app_version)`` for runs SUBMITTED, IN_PROGRESS or TIMED_OUT."""
+    stmt = (
+        sa.select(
+            col(DeviceRun.device_id),
+            col(DeviceRun.status),
+            col(DeviceRun.updated_at),
+            col(DeviceConsent.app_status),
+            col(DeviceConsent.app_detail),
+            col(DeviceConsent.app_version),
+        )
+        .join(
+            DeviceConsent,
+            sa.and_(
+                col(DeviceConsent.campaign_id) == col(DeviceRun.campaign_id),
+                col(DeviceConsent.device_id) == col(DeviceRun.device_id),
+            ),
+        )
+        .where(col(DeviceRun.campaign_id) == campaign_id)
+        .where(
+            col(DeviceRun.status).in_(
+                [
+                    DeviceRunStatus.SUBMITTED.value,
+                    DeviceRunStatus.IN_PROGRESS.value,
+                    DeviceRunStatus.TIMED_OUT.value,
+                ]
+            )
+        )
+        .order_by(col(DeviceRun.device_id))
+    )
+    return [
+        (d, DeviceRunStatus(st), up, a, det, ver)
+        for d, st, up, a, det, ver in session.execute(stmt).all()
+    ]
+
+
+def release_to_app(
+    session: Session, *, campaign_id: int, device_ids: Sequence[str], now: datetime
+) -> int:
+    """App delivery: hand devices (pending, or failed ones an owner retries) to their apps:
+    QUEUED then SUBMITTED with one more attempt, as a platform task would. Returns how many."""
+    from fleetwave.store.api import set_device_status
+
+    table = DeviceRun.__table__  # type: ignore[attr-defined]
+    set_device_status(
+        session,
+        campaign_id=campaign_id,
+        status=DeviceRunStatus.QUEUED,
+        device_ids=device_ids,
+        now=now,
+    )
+    released = 0
+    for batch in _batches(device_ids):
+        result = session.execute(
+            sa.update(table)
+            .where(table.c.campaign_id == campaign_id)
+            .where(table.c.device_id.in_(batch))
+            .where(table.c.status == DeviceRunStatus.QUEUED.value)
+            .values(
+                status=DeviceRunStatus.SUBMITTED.value,
+                attempt=table.c.attempt + 1,
+                failure_kind=None,
+                failure_detail=None,
+                updated_at=now,
+            )
+        )
+        released += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return released
 
 
 def expire_awaiting_consents(session: Session, *, campaign_id: int, now: datetime) -> int:

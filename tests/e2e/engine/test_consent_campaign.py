@@ -198,3 +198,77 @@ async def test_without_required_consent_silence_proceeds_at_the_timeout(tmp_path
     per_device = platform.tasks_per_device()
     assert all(per_device[d] == 0 for d in devices[:3])  # the declined ones
     assert all(per_device[d] == 1 for d in devices[3:])  # silent: sent after the timeout
+
+
+APP = """
+name: consent-ble
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 1h}
+thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
+consent:
+  period: 1d
+  answer_timeout: 3h
+  delivery: app
+  package_url: https://files.example/wm-1.5.0.bin
+  package_sha256: "%s"
+""" % ("cd" * 32)
+
+
+async def test_app_delivered_devices_never_get_a_platform_task(tmp_path: Path) -> None:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3), clock=clock)
+    db = new_store(tmp_path / "ble.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(APP)
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    ok, retried, silent_app, *never = devices
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    client = httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    def report(device: str, status: str) -> int:
+        resp = client.post(
+            "/enduserapi/reportUpgradeStatus", json={"deviceId": device, "status": status}
+        )
+        return resp.status_code
+
+    async def rounds(n: int) -> None:
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=n)
+
+    try:
+        assert {report(d, "confirmed") for d in (ok, retried, silent_app)} == {200}
+        await rounds(1)  # released to the apps
+        fetch = client.get("/enduserapi/getFetchPlan", params={"deviceId": ok}).json()["data"]
+        assert fetch["package"]["sha256"] == "cd" * 32
+        assert [report(ok, s) for s in ("downloading", "succeeded")] == [200, 200]
+        assert report(retried, "failed") == 200
+        await rounds(1)
+        assert device_rows(db, "consent-ble")[retried].status is D.FAILED
+        again = client.post(
+            CONFIRM, json={"items": [{"deviceId": retried, "action": "confirm"}]}
+        ).json()["data"]["results"][0]
+        assert (again["changed"], again["retries"]) == (True, 1)
+        await rounds(1)  # released again
+        assert report(retried, "succeeded") == 200
+        last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
+        assert last.kind is OutcomeKind.COMPLETED, last
+    finally:
+        client.close()
+        server.stop()
+    runs = device_rows(db, "consent-ble")
+    assert not platform.tasks  # the apps installed everything
+    assert (runs[ok].status, runs[ok].attempt) == (D.SUCCEEDED, 1)
+    assert (runs[retried].status, runs[retried].attempt) == (D.SUCCEEDED, 2)
+    assert (runs[silent_app].status, runs[silent_app].failure_kind) == (D.TIMED_OUT, "timeout")
+    for d in never:
+        assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, "consent_expired")

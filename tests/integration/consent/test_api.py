@@ -305,22 +305,34 @@ def test_auto_confirm_switch_outlives_campaigns(env: ConsentEnv) -> None:
 
 def test_app_delivered_device(env: ConsentEnv) -> None:
     report = "/enduserapi/reportUpgradeStatus"
+    fetch_plan = "/enduserapi/getFetchPlan"
     with env.client("alice") as alice:
-        fetch = alice.get("/enduserapi/getFetchPlan", params={"deviceId": "ble-a1"}).json()["data"]
+        fetch = alice.get(fetch_plan, params={"deviceId": "ble-a1"}).json()["data"]
+        assert (fetch["released"], fetch["package"]) == (False, None)
+        error(alice.get(fetch_plan, params={"deviceId": "dev-a1"}), 409, "NOT_APP_DELIVERED")
+        early = alice.post(report, json={"deviceId": "ble-a1", "status": "downloading"})
+        error(early, 409, "NOT_CONSENTED")
+        ok = alice.post(report, json={"deviceId": "ble-a1", "status": "confirmed"})
+        assert ok.json()["data"]["state"] == "confirmed"
+        error(
+            alice.post(report, json={"deviceId": "ble-a1", "status": "downloading"}),
+            409,
+            "NOT_RELEASED",
+        )
+        with store.session_scope(env.engine) as session:  # what the engine does in its round
+            released = store.release_to_app(
+                session, campaign_id=env.campaign_ids["c-app"], device_ids=["ble-a1"], now=NOW
+            )
+        assert released == 1
+        fetch = alice.get(fetch_plan, params={"deviceId": "ble-a1"}).json()["data"]
+        assert fetch["released"] is True
         assert fetch["package"] == {
             "url": "https://files.example/fw-2.0.0.bin",
             "sha256": "ab" * 32,
             "size": 1024,
             "version": "2.0.0",
         }
-        error(
-            alice.get("/enduserapi/getFetchPlan", params={"deviceId": "dev-a1"}),
-            409,
-            "NOT_APP_DELIVERED",
-        )
-        early = alice.post(report, json={"deviceId": "ble-a1", "status": "downloading"})
-        error(early, 409, "NOT_CONSENTED")
-        for status in ("confirmed", "downloading", "installing", "succeeded"):
+        for status in ("downloading", "installing", "succeeded"):
             resp = alice.post(
                 report, json={"deviceId": "ble-a1", "status": status, "version": "2.0.0"}
             )
