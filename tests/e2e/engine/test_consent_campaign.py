@@ -18,6 +18,8 @@ from fleetwave.consent.app import ConsentServer, create_consent_app
 from fleetwave.engine.runner import Outcome, OutcomeKind, advance
 from fleetwave.platforms.base import ExecuteType
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
+from fleetwave.report import render_markdown
+from fleetwave.report.store import load_report
 from tests.e2e.engine.helpers import chunks, device_rows, events, new_store, spec_of
 
 D = store.DeviceRunStatus
@@ -134,6 +136,11 @@ async def test_consent_campaign_over_real_http(tmp_path: Path) -> None:
         "expired": 2,
         "auto": 1,
     }
+    with store.session_scope(db, read_only=True) as s:
+        report = load_report(s, "consent-meters")
+    assert dict(report.consent)["declined"] == 1
+    assert report.to_json()["consent"]["expired"] == 2
+    assert "- consent (apart from outcomes): awaiting 0, confirmed " in render_markdown(report)
     kinds = Counter(e.kind for e in events(db, "consent-meters"))
     assert kinds["consent.confirmed"] == len(confirmed)
     assert kinds["consent.retry"] == 1 and kinds["consent_retries"] >= 1
