@@ -11,11 +11,13 @@ from pathlib import Path
 
 import httpx
 import pendulum
+import pytest
 
 from fleetwave import store
 from fleetwave.clock import ManualClock
 from fleetwave.consent.app import ConsentServer, create_consent_app
 from fleetwave.engine.runner import Outcome, OutcomeKind, advance
+from fleetwave.errors import UserError
 from fleetwave.platforms.base import ExecuteType
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from fleetwave.report import render_markdown
@@ -279,3 +281,17 @@ async def test_app_delivered_devices_never_get_a_platform_task(tmp_path: Path) -
     assert (runs[silent_app].status, runs[silent_app].failure_kind) == (D.TIMED_OUT, "timeout")
     for d in never:
         assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, "consent_expired")
+
+
+async def test_on_timeout_fail_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3), clock=clock)
+    db = new_store(tmp_path / "fail.db")
+    spec = spec_of(SPEC.replace("answer_timeout: 4h", "answer_timeout: 4h\n  on_timeout: fail"))
+    assert spec.consent is not None and spec.consent.on_timeout is not None
+    with pytest.raises(UserError, match="on_timeout: fail is not yet carried out"):
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    assert not platform.tasks
+    with store.session_scope(db) as s:
+        c = store.find_campaign(s, name="consent-meters")
+        assert c is None or not store.get_waves(s, campaign_id=c.id or 0)
