@@ -22,6 +22,7 @@ from fleetwave.platforms.base import ExecuteType
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from fleetwave.report import render_markdown
 from fleetwave.report.store import load_report
+from fleetwave.sim.owners import Behaviour, OwnerPopulation
 from tests.e2e.engine.helpers import chunks, device_rows, events, new_store, spec_of
 
 D = store.DeviceRunStatus
@@ -295,3 +296,59 @@ async def test_on_timeout_fail_is_refused_before_anything_is_sent(tmp_path: Path
     with store.session_scope(db) as s:
         c = store.find_campaign(s, name="consent-meters")
         assert c is None or not store.get_waves(s, campaign_id=c.id or 0)
+
+
+async def test_a_seeded_owner_population_over_real_http(tmp_path: Path) -> None:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=120, seed=5, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / "population.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    owners = {d: f"owner-{i % 4}" for i, d in enumerate(devices)}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=clock.now())
+        tokens = {
+            o: store.issue_owner_token(s, owner_id=o, now=clock.now()) for o in set(owners.values())
+        }
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    population = OwnerPopulation(server.url, owners=owners, tokens=tokens, seed=11)
+    expected = Counter(population.behaviours.values())
+    assert len(expected) >= 4, expected  # the seed gives a real mix
+    spec = spec_of(SPEC)
+    try:
+        await population.switch_auto_on()
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+        answered = await population.answer(clock.now())
+        last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    finally:
+        server.stop()
+    assert last.kind is OutcomeKind.COMPLETED, last
+    assert answered == Counter(
+        {
+            b.value: n
+            for b, n in expected.items()
+            if b in (Behaviour.CONFIRM, Behaviour.APPOINT, Behaviour.CANCEL)
+        }
+    )
+    assert population.calls["userBatchConfirmUpgrade"] <= len(set(owners.values()))
+    with store.session_scope(db) as s:
+        cid = store.get_campaign(s, name="consent-meters").id
+        assert cid is not None
+        counts = store.consent_state_counts(s, campaign_id=cid)
+    assert counts == {
+        "awaiting": 0,
+        "confirmed": expected[Behaviour.CONFIRM],
+        "appointed": expected[Behaviour.APPOINT],
+        "declined": expected[Behaviour.CANCEL],
+        "expired": expected[Behaviour.SILENT],
+        "auto": expected[Behaviour.AUTO],
+    }
+    per_device = platform.tasks_per_device()
+    for d, b in population.behaviours.items():
+        sent = b not in (Behaviour.CANCEL, Behaviour.SILENT)
+        assert per_device[d] == (1 if sent else 0), (d, b)
+    appointed = {d for d, b in population.behaviours.items() if b is Behaviour.APPOINT}
+    for task in platform.tasks.values():
+        custom = task.policy.execute_type is ExecuteType.CUSTOM
+        assert custom == bool(appointed & set(task.device_ids))
