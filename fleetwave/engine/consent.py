@@ -43,7 +43,7 @@ EXPIRED_KIND = "consent_expired"
 
 
 def check_supported(ctx: RunContext) -> None:
-    """Refuse, before anything is stored or sent, what the engine does not carry out yet."""
+    """Refuse, before any device is planned or sent, what the engine does not carry out yet."""
     c = ctx.spec.consent
     if c is None:
         return

@@ -260,7 +260,7 @@ def active_consents(
             )
             .where(col(DeviceConsent.device_id).in_(batch))
             .where(col(Campaign.status).in_(_HOLDING))
-            .order_by(col(DeviceConsent.campaign_id))
+            .order_by(col(DeviceConsent.campaign_id), col(DeviceConsent.device_id))
         )
         if for_update:
             stmt = stmt.with_for_update(of=DeviceConsent.__table__)  # type: ignore[attr-defined]

@@ -284,7 +284,7 @@ async def test_app_delivered_devices_never_get_a_platform_task(tmp_path: Path) -
         assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, "consent_expired")
 
 
-async def test_on_timeout_fail_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+async def test_on_timeout_fail_is_refused_before_any_device_is_planned(tmp_path: Path) -> None:
     clock = ManualClock()
     platform = MemoryPlatform(MemoryConfig(devices=80, seed=3), clock=clock)
     db = new_store(tmp_path / "fail.db")
