@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleetwave import store
 from fleetwave.cli import main
+from fleetwave.serving import stop_process_group
 from tests.integration.consent.conftest import seed
 
 
@@ -40,3 +45,27 @@ def test_import_token_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert f"{bad}:2: owner_id of device d1 is missing" in err and "Traceback" not in err
     engine.dispose()
+
+
+def test_serve_answers_over_http_and_stops(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fw.db'}"
+    engine = store.get_engine(url)
+    store.upgrade_schema(engine)
+    engine.dispose()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetwave", "consent", "serve", "--port", "0", "--db", url],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert line.startswith("consent API on http://127.0.0.1:"), line
+        base = line.split()[3]
+        assert httpx.get(f"{base}/openapi.json", timeout=30).status_code == 200
+        resp = httpx.get(f"{base}/enduserapi/getAutoUpgradeSwitch?deviceId=x", timeout=30)
+        assert resp.status_code == 401
+    finally:
+        stop_process_group(proc)
+    assert proc.returncode is not None
