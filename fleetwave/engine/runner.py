@@ -97,6 +97,7 @@ async def advance(
     progress: ProgressSink | None = None,
     approver: Approver | None = None,
     stage: StageRunner | None = None,
+    step: StageRunner | None = None,
     flow_run_id: str | None = None,
     holder: str | None = None,
     sleep_through_windows: bool = False,
@@ -123,6 +124,9 @@ async def advance(
     subscribes it for the campaign's kind, and the monitor then polls only as a safety net.
     A started campaign takes changes of its mutable fields (``MUTABLE_FIELDS``) from the
     file and refuses others unless ``accept_spec_change`` (recorded as by ``operator``).
+    ``stage`` runs each stage (a Prefect task run under the flow): the fixed ones, each
+    running wave's rounds as one, each submission batch inside it, and the rollback phase;
+    ``step`` runs each monitoring round inside its wave's stage (in place by default).
     Raises ``UserError`` for problems the operator must fix (spec, package, targets).
     """
     if max_rounds is not None and max_rounds < 1:
@@ -192,6 +196,7 @@ async def advance(
                 rollback_package=verified.rollback,
                 progress=progress or null_sink,
                 stage=runner,
+                step=step or plain_stage_runner,
                 approver=approver,
                 flow_run_id=flow_run_id,
                 push=push,
