@@ -30,6 +30,7 @@ from fleetwave.clock import Clock, RealClock
 from fleetwave.engine.context import Approver, RunContext, StageRunner, plain_stage_runner
 from fleetwave.engine.counts import campaign_counts, threshold_counts
 from fleetwave.engine.lease import default_holder, take_lease
+from fleetwave.engine.lease import lease_ttl as lease_ttl_setting
 from fleetwave.engine.outcome import Outcome, OutcomeKind, Stop, early_outcome
 from fleetwave.engine.progress import ProgressSink, null_sink
 from fleetwave.engine.verify import verify_packages
@@ -144,7 +145,7 @@ async def advance(
         store.ensure_schema_current(engine)
     holder = holder or default_holder()
     poll = spec.policy.poll_interval.total_seconds()
-    ttl = lease_ttl or timedelta(seconds=max(600.0, 3 * poll))
+    ttl = lease_ttl or lease_ttl_setting(poll)
     now = clock.now()
     with store.session_scope(engine) as s:
         snapshot = spec_snapshot(spec)
