@@ -220,6 +220,22 @@ async def take_lease(
             if state is not Liveness.ALIVE and store.acquire_lease(
                 s, campaign_id=campaign_id, holder=holder, ttl=ttl, now=at
             ):
+                if other is not None and other != holder and until is not None and until <= at:
+                    # another host's run stopped renewing (it died with its machine or
+                    # worker): say so, as for a dead process on this host
+                    why = (
+                        f"the lease of {describe_holder(other)} expired at "
+                        f"{until.to_iso8601_string() if until else '?'} without renewal"
+                    )
+                    store.append_event(
+                        s,
+                        campaign_id=campaign_id,
+                        kind="lease_taken_over",
+                        now=at,
+                        actor="engine",
+                        data={"from": other, "to": holder, "why": why},
+                    )
+                    log.warning("%s: lease taken over: %s", name, why)
                 return
         if not wait:
             raise LeaseHeldError(
