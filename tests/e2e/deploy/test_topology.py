@@ -372,9 +372,14 @@ def _run(
 
     # the final flow runs completed: the surviving worker's first runs and every new run
     final = {n: again.get(n, runs[n]) for n in CAMPAIGNS}
-    with get_client(sync_client=True) as client:
-        states = {n: client.read_flow_run(fid).state for n, fid in final.items()}
-    assert all(s is not None and s.is_completed() for s in states.values()), states
+
+    def final_states() -> dict[str, Any] | None:
+        with get_client(sync_client=True) as client:
+            states = {n: client.read_flow_run(fid).state for n, fid in final.items()}
+        return states if all(s is not None and s.is_final() for s in states.values()) else None
+
+    states = _wait("the last flow runs to end", final_states, deadline, workers)
+    assert all(s.is_completed() for s in states.values()), states
 
     # the lost campaigns moved to the survivor only after their leases lapsed
     with store.session_scope(db, read_only=True) as s:
