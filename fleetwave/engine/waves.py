@@ -2,8 +2,9 @@
 
 Per pass over the current wave: its next step by status (``decide.wave_step``), the
 approval gate, windows, submission (retries first), a monitoring round, then the failure
-thresholds and the wave gate (``decide``) and what follows them. The rules are pure
-functions in :mod:`fleetwave.engine.decide`; this module carries them out.
+thresholds and the wave gate (``decide``) and what follows them. A running wave's rounds
+are one stage (``run_wave``): stages grow with chunks and status changes, not with rounds.
+The rules are pure functions in :mod:`fleetwave.engine.decide`; this module carries them out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fleetwave.engine.consent import (
     consent_round,
     hand_to_app,
 )
-from fleetwave.engine.context import ApprovalRequest, RunContext, to_pendulum
+from fleetwave.engine.context import ApprovalRequest, RunContext, carried, to_pendulum
 from fleetwave.engine.counts import campaign_counts, threshold_counts
 from fleetwave.engine.decide import (
     Counts,
@@ -168,7 +169,27 @@ class WaveDriver(Loop):
             assert until is not None  # a soak without an end is over at once
             await self.wait_until(until, step.reason)
         else:
-            await self.running_step(wave)
+            await self.run_wave(idx)
+
+    async def run_wave(self, idx: int) -> None:
+        """The running wave's rounds (submission, monitoring, thresholds, the gate, sleeps)
+        as one stage, i.e. one Prefect task run per wave and run however many rounds it
+        polls; its submissions are stages inside it, its monitoring rounds steps. It ends
+        when the wave leaves RUNNING or the campaign leaves running (rolling back); a
+        ``Stop`` or rollback inside it is raised again outside the stage."""
+
+        async def _rounds() -> None:
+            wave: Wave | None = next(w for w in self.waves() if w.index == idx)
+            while wave is not None and wave.status is WaveStatus.RUNNING:
+                await self.running_step(wave)
+                self.renew()
+                if self.check_halt() is not CampaignStatus.RUNNING:
+                    return  # rolling back: the run's loop takes over
+                wave = next((w for w in self.waves() if w.index == idx), None)
+
+        await carried(
+            self.ctx.stage, f"wave {idx}: submit and monitor", _rounds, carry=(Stop, RollBack)
+        )
 
     async def wait_until(
         self, when: pendulum.DateTime, reason: str, kind: OutcomeKind = OutcomeKind.WAITING_WINDOW
@@ -458,7 +479,7 @@ class WaveDriver(Loop):
         with ctx.tx() as s:
             active = len(store.list_active_chunks(s, campaign_id=ctx.campaign_id))
         if active:
-            await ctx.stage(f"monitor round {ctx.rounds}", lambda: monitor_round(ctx))
+            await ctx.step(f"monitor round {ctx.rounds}", lambda: monitor_round(ctx))
             retries = scan_retries(ctx, idx, ctx.now(), self.screen.targeting)
         self.progress()
         if self.decide(idx, retries):

@@ -207,6 +207,25 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(
     _assert_exactly_once(sim, db)
 
 
+def test_an_expired_lease_of_another_host_is_taken_with_an_event(
+    sim: SimHandle, work: tuple[Path, dict[str, str]]
+) -> None:
+    cwd, env = work
+    _first_round(cwd, env)
+    db = _db(env)
+    # a worker on another machine died holding the lease; it stopped renewing an hour ago
+    gone = "worker-7/4026531836:4242:0:0badf00d"
+    _set_lease(db, gone, sim.clock() - timedelta(hours=1))
+
+    again = _fleetwave(RUN, cwd, env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    taken = events(db, NAME, ["lease_taken_over"])
+    assert [e.data["from"] for e in taken] == [gone]
+    assert "process 4242 on worker-7" in taken[0].data["why"]
+    assert "expired" in taken[0].data["why"]
+    _assert_exactly_once(sim, db)
+
+
 def test_live_holder_is_refused_with_the_wait_lease_hint(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
