@@ -142,12 +142,18 @@ def schema_command(
 def _offline_capabilities(spec: CampaignSpec) -> tuple[Capabilities | None, str | None]:
     """The capabilities of the spec's platform from its settings (no call to it), or a note
     saying why they cannot be read here."""
-    from fleetwave.platforms import platform_capabilities
+    from fleetwave.platforms import default_capabilities, platform_capabilities
     from fleetwave.platforms.errors import PlatformError
 
     try:
         return asyncio.run(platform_capabilities(spec.platform)), None
     except (UserError, PlatformError) as exc:
+        defaults = default_capabilities(spec.platform.type)
+        if defaults is not None:
+            return defaults, (
+                f"platform {spec.platform} is not usable here ({exc}); checked against the "
+                f"{spec.platform.type} defaults, plan and run check its settings' limits"
+            )
         return None, (
             f"platform {spec.platform} is not usable here ({exc}); its limits are checked "
             "by plan and run"

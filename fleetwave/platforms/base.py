@@ -143,6 +143,7 @@ class Capabilities:
     rate_limit_per_minute: int | None
     """Calls a minute this connection may spend (None: no limit known)."""
     can_cancel_tasks: bool
+    """Whether :meth:`Platform.cancel_task` can stop a task that has not started."""
     has_groups: bool
     """Whether targets may name device groups."""
     push: bool
@@ -388,6 +389,12 @@ class Platform(Protocol):
 
     def parse_push(self, body: bytes) -> list[UpgradeEvent]:
         """The upgrade events in one pushed body; raises :class:`PushParseError`."""
+        ...
+
+    async def cancel_task(self, operation_id: str) -> bool:
+        """Cancel a task none of whose devices has started; True when the platform
+        cancelled it, False when it cannot (already started or ended, or the platform has
+        no cancel call: :attr:`Capabilities.can_cancel_tasks` is False). Safe to repeat."""
         ...
 
     def call_counts(self) -> Mapping[str, int]:

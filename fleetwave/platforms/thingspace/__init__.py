@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from fleetwave.clock import Clock
 
-from .adapter import MAX_DEVICES_PER_TASK, PAGE_SIZES, PATHS, ThingSpacePlatform
+from .adapter import (
+    MAX_DEVICES_PER_TASK,
+    PAGE_SIZES,
+    PATHS,
+    ThingSpacePlatform,
+    thingspace_capabilities,
+)
 from .client import ThingSpaceClient, reset_limiters
 from .settings import ThingSpaceSettings, env_prefix
 from .windows import Schedule, schedule_for, schedule_note
@@ -27,6 +33,7 @@ __all__ = [
     "reset_limiters",
     "schedule_for",
     "schedule_note",
+    "thingspace_capabilities",
 ]
 
 PLATFORM_TYPE = "thingspace"
@@ -46,7 +53,14 @@ def _simulator_url(profile: str) -> str | None:
 def _register() -> None:
     from fleetwave.platforms import register_platform
 
-    register_platform(PLATFORM_TYPE, open_thingspace, simulator_url=_simulator_url)
+    register_platform(
+        PLATFORM_TYPE,
+        open_thingspace,
+        simulator_url=_simulator_url,
+        default_capabilities=thingspace_capabilities(
+            ThingSpaceSettings.model_fields["rate_limit"].default
+        ),
+    )
 
 
 _register()

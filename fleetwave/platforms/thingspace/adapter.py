@@ -59,6 +59,7 @@ from .wire import (
     firmware_package,
     items,
     operation_id_of,
+    reason_of,
     split_file_id,
     split_operation_id,
     v1_results,
@@ -66,7 +67,14 @@ from .wire import (
     v2_task,
 )
 
-__all__ = ["MAX_DEVICES_PER_TASK", "PAGE_SIZES", "PATHS", "ThingSpacePlatform", "connection_key_of"]
+__all__ = [
+    "MAX_DEVICES_PER_TASK",
+    "PAGE_SIZES",
+    "PATHS",
+    "ThingSpacePlatform",
+    "connection_key_of",
+    "thingspace_capabilities",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,24 @@ _KEY_MAX = 200
 V1_CALLBACK_NAME = "Fota"
 
 
+def thingspace_capabilities(rate_limit: int) -> Capabilities:
+    """What ThingSpace can do: firmware (v1) and files (v2), hour windows on dates, no
+    groups, cancellable until started, callbacks; the budget is the contract's."""
+    return Capabilities(
+        platform="thingspace",
+        max_devices_per_task=MAX_DEVICES_PER_TASK,
+        package_kinds=frozenset(PackageKind),
+        execute_types=frozenset({ExecuteType.NOW, ExecuteType.CUSTOM}),
+        min_window=timedelta(hours=1),
+        window_granularity=timedelta(hours=1),
+        page_sizes=dict(PAGE_SIZES),
+        rate_limit_per_minute=rate_limit or None,
+        can_cancel_tasks=True,
+        has_groups=False,
+        push=True,
+    )
+
+
 def connection_key_of(settings: ThingSpaceSettings) -> str:
     """``thingspace:HOST:PORT/ACCOUNT``: the stable, secret-free identity of a connection."""
     parts = urlsplit(settings.base_url)
@@ -108,14 +134,6 @@ def connection_key_of(settings: ThingSpaceSettings) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         key = f"{key[: _KEY_MAX - 17]}#{digest}"
     return key
-
-
-def _predecessor(imei: str) -> str | None:
-    """The IMEI just below ``imei`` (the v1 device list starts *after* its startIndex)."""
-    if not imei.isdigit():
-        return None
-    value = int(imei)
-    return "0" if value == 0 else str(value - 1).zfill(len(imei))
 
 
 class ThingSpacePlatform:
@@ -139,19 +157,7 @@ class ThingSpacePlatform:
         self.settings = client.settings
         self.connection_key = connection_key_of(self.settings)
         self._packages: dict[str, PackageInfo] = {}
-        self._capabilities = Capabilities(
-            platform="thingspace",
-            max_devices_per_task=MAX_DEVICES_PER_TASK,
-            package_kinds=frozenset(PackageKind),
-            execute_types=frozenset({ExecuteType.NOW, ExecuteType.CUSTOM}),
-            min_window=timedelta(hours=1),
-            window_granularity=timedelta(hours=1),
-            page_sizes=dict(PAGE_SIZES),
-            rate_limit_per_minute=self.settings.rate_limit or None,
-            can_cancel_tasks=True,
-            has_groups=False,
-            push=True,
-        )
+        self._capabilities = thingspace_capabilities(self.settings.rate_limit)
 
     def __repr__(self) -> str:
         s = self.settings
@@ -246,14 +252,11 @@ class ThingSpacePlatform:
             start = str(last)
 
     async def get_device(self, device_id: str) -> DeviceInfo:
-        before = _predecessor(device_id)
-        if before is not None:
-            body = await self.client.get(
-                PATHS["v1_devices"], path_params={**self._account, "startIndex": before}
-            )
-            for d in items(body, "deviceList", "GET /devices")[:2]:
-                if str(d.get("deviceId")) == device_id:
-                    return device_info(d)
+        """One device, found by paging the account's device list (ThingSpace has no
+        single-device read in the FOTA API; the engine never calls this per device)."""
+        async for info in self.devices():
+            if info.device_id == device_id:
+                return info
         raise DeviceNotFound(
             f"no device with IMEI {device_id!r} in ThingSpace account "
             f"{self.settings.account_name}; check the IMEI"
@@ -490,7 +493,10 @@ class ThingSpacePlatform:
                     task = v1_task(await self._v1_upgrade(platform_id), "GET upgrade")
                 else:
                     devices = [d async for d in self._v2_devices(platform_id)]
-                    if devices and all(device_outcome(d.get("status")).is_final for d in devices):
+                    if devices and all(
+                        device_outcome(d.get("status"), reason=reason_of(d)).is_final
+                        for d in devices
+                    ):
                         campaign: Mapping[str, Any] = {"id": platform_id, "status": ""}
                     else:
                         campaign = await self._v2_campaign(platform_id)
@@ -511,11 +517,12 @@ class ThingSpacePlatform:
         final = is_final_task_status(campaign.get("status"))
         target = campaign.get("fileVersion") or campaign.get("softwareTo")
         async for d in self._v2_devices(platform_id):
-            outcome = device_outcome(d.get("status"), task_final=final)
+            detail = reason_of(d)
+            outcome = device_outcome(d.get("status"), task_final=final, reason=detail)
             yield SubtaskResult(
                 device_id=str(field(d, "deviceId", "GET campaign devices")),
                 outcome=outcome,
-                detail=d.get("reason"),
+                detail=detail,
                 target_version=target,
                 current_version=target if outcome.value == "succeeded" else None,
             )

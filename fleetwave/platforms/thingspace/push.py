@@ -69,7 +69,8 @@ def _events(
     else:
         kind, op = PackageKind.FIRMWARE, operation_id_of(1, str(upgrade)) if upgrade else None
     status = str(merged.get("status") or merged.get("deviceStatus") or "")
-    outcome = device_outcome(status)
+    detail = merged.get("resultReason") or merged.get("reason")
+    outcome = device_outcome(status, reason=str(detail) if detail else None)
     target = merged.get("firmwareTo") or merged.get("fileVersion") or merged.get("softwareTo")
     source = merged.get("firmwareFrom") or merged.get("softwareFrom")
     common: dict[str, Any] = {
@@ -80,7 +81,7 @@ def _events(
         "source": status or "callback",
         "target_version": str(target) if target else None,
         "source_version": str(source) if source else None,
-        "detail": merged.get("reason") or merged.get("resultReason"),
+        "detail": str(detail) if detail else None,
     }
     if outcome.is_final:
         return [

@@ -74,12 +74,17 @@ _DEVICE: dict[str, DeviceOutcome] = {
 }
 
 
-def device_outcome(status: str | None, *, task_final: bool = False) -> DeviceOutcome:
-    """The neutral outcome of a device status. A device still pending or running when its
-    upgrade or campaign has ended did not finish in time: TIMED_OUT."""
+def device_outcome(
+    status: str | None, *, task_final: bool = False, reason: str | None = None
+) -> DeviceOutcome:
+    """The neutral outcome of a device status. A device rejected because its upgrade was
+    cancelled is CANCELLED; one still pending or running when its upgrade or campaign has
+    ended did not finish in time: TIMED_OUT."""
     outcome = _DEVICE.get((status or "").replace(" ", "").replace("_", "").lower())
     if outcome is None:
         outcome = DeviceOutcome.RUNNING
+    if outcome is DeviceOutcome.FAILED and "cancel" in (reason or "").lower():
+        return DeviceOutcome.CANCELLED
     if task_final and not outcome.is_final:
         return DeviceOutcome.TIMED_OUT
     return outcome

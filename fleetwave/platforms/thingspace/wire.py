@@ -35,6 +35,7 @@ __all__ = [
     "firmware_package",
     "items",
     "operation_id_of",
+    "reason_of",
     "split_file_id",
     "split_operation_id",
     "v1_results",
@@ -94,6 +95,12 @@ def _date(value: Any) -> pendulum.DateTime | None:
     return parsed if isinstance(parsed, pendulum.DateTime) else None
 
 
+def reason_of(d: Mapping[str, Any]) -> str | None:
+    """A device's result reason (``resultReason`` in upgrade lists, ``reason`` in history)."""
+    value = d.get("resultReason") or d.get("reason") or d.get("Reason")
+    return str(value) if value else None
+
+
 def firmware_package(f: Mapping[str, Any]) -> PackageInfo:
     """A FOTA v1 firmware image (GET /firmware/{account})."""
     name = str(field(f, "firmwareName", "GET /firmware"))
@@ -151,12 +158,13 @@ def v1_results(upgrade: Mapping[str, Any], where: str) -> list[SubtaskResult]:
     target = upgrade.get("firmwareTo")
     out = []
     for d in items(upgrade, "deviceList", where):
-        outcome = device_outcome(d.get("status"), task_final=final)
+        detail = reason_of(d)
+        outcome = device_outcome(d.get("status"), task_final=final, reason=detail)
         out.append(
             SubtaskResult(
                 device_id=str(field(d, "deviceId", where)),
                 outcome=outcome,
-                detail=d.get("resultReason") or d.get("reason"),
+                detail=detail,
                 target_version=target,
                 current_version=target if outcome is DeviceOutcome.SUCCEEDED else None,
             )
@@ -187,7 +195,7 @@ def v2_task(
     ids, outcomes = [], []
     for d in devices:
         ids.append(str(field(d, "deviceId", where)))
-        outcomes.append(device_outcome(d.get("status"), task_final=final))
+        outcomes.append(device_outcome(d.get("status"), task_final=final, reason=reason_of(d)))
     counts = counts_of(outcomes)
     version = campaign.get("fileVersion") or campaign.get("softwareTo")
     return PlatformTask(
