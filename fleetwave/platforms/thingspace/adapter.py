@@ -25,6 +25,7 @@ from fleetwave.platforms.base import (
     Capabilities,
     DeviceGroup,
     DeviceInfo,
+    DeviceOutcome,
     ExecuteType,
     PackageInfo,
     PackageKind,
@@ -157,6 +158,7 @@ class ThingSpacePlatform:
         self.settings = client.settings
         self.connection_key = connection_key_of(self.settings)
         self._packages: dict[str, PackageInfo] = {}
+        self._cancelled: dict[str, tuple[str, ...]] = {}  # v1 upgrades cancelled here
         self._capabilities = thingspace_capabilities(self.settings.rate_limit)
 
     def __repr__(self) -> str:
@@ -510,6 +512,11 @@ class ThingSpacePlatform:
     async def task_results(self, operation_id: str) -> AsyncIterator[SubtaskResult]:
         version, platform_id = self._split(operation_id)
         if version == 1:
+            cancelled = self._cancelled_results(operation_id)
+            if cancelled is not None:
+                for r in cancelled:
+                    yield r
+                return
             for r in v1_results(await self._v1_upgrade(platform_id), "GET upgrade"):
                 yield r
             return
@@ -529,8 +536,22 @@ class ThingSpacePlatform:
 
     async def cancel_task(self, operation_id: str) -> bool:
         """Cancel an upgrade or campaign that has not started. True when ThingSpace
-        cancelled it; False when it had started or ended (ThingSpace refuses then)."""
+        cancelled it; False when it had started or ended (ThingSpace refuses then).
+
+        A v1 upgrade is read first (its status says whether it started; cancelled, it is
+        gone from every read): the devices of the ones cancelled here read as CANCELLED
+        for the rest of this process. After a restart, such an upgrade has vanished.
+        """
         version, platform_id = self._split(operation_id)
+        devices: tuple[str, ...] = ()
+        if version == 1:
+            try:
+                task = v1_task(await self._v1_upgrade(platform_id), "GET upgrade")
+            except NotFound:
+                return False
+            if task.state is not TaskState.PENDING:
+                return False
+            devices = task.device_ids
         template = PATHS["upgrade" if version == 1 else "campaign"]
         key = "upgradeId" if version == 1 else "campaignId"
         try:
@@ -543,7 +564,19 @@ class ThingSpacePlatform:
         except RequestRejected as exc:
             log.info("ThingSpace did not cancel %s: %s", operation_id, exc)
             return False
+        if version == 1:
+            self._cancelled[operation_id] = devices
+        log.info("cancelled %s before it started", operation_id)
         return True
+
+    def _cancelled_results(self, operation_id: str) -> list[SubtaskResult] | None:
+        devices = self._cancelled.get(operation_id)
+        if devices is None:
+            return None
+        return [
+            SubtaskResult(d, DeviceOutcome.CANCELLED, "cancelled before it started")
+            for d in devices
+        ]
 
     # -- push ----------------------------------------------------------------------------
 
