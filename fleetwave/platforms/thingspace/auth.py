@@ -99,7 +99,6 @@ class Credentials:
             token = self._token
             if token is None or not self._fresh(token) or token.value == seen_token:
                 await self._login_token()
-                self._session = None  # a session belongs to the token it was made with
             session = self._session
             if session is None or not self._fresh(session) or session.value == seen_session:
                 await self._login_session()
