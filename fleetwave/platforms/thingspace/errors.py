@@ -96,9 +96,62 @@ def is_session_refusal(status: int, code: str | None, message: str | None) -> bo
 _HINT_REQUEST = "check the request against the ThingSpace Software Management API reference"
 
 
+_POLICY_HINT = (
+    "check the window: dates not in the past, startDate <= endDate, hour windows "
+    "startTime 0-23 < endTime 1-24"
+)
+_MISMATCH_HINT = (
+    "all devices of one upgrade must share make, model and current firmware, and the "
+    "package must fit them"
+)
+# the last part of a ``Service.CATEGORY.Code`` code -> (class, what to check)
+_CODES: dict[str, tuple[type[PlatformError], str]] = {
+    "UpgradeId": (TaskNotFound, "check the upgrade id (a cancelled upgrade is gone)"),
+    "CampaignId": (TaskNotFound, "check the campaign id"),
+    "FirmwareName": (PackageNotFound, "check the firmware name against GET /firmware"),
+    "FirmwareTo": (PackageNotFound, "firmwareTo must be the firmware image's toVersion"),
+    "SoftwareName": (PackageNotFound, "check the software name against GET /software"),
+    "FileName": (PackageNotFound, "check the file name against GET /files"),
+    "FileVersion": (PackageNotFound, "check the file version against GET /files"),
+    "DeviceId": (DeviceNotFound, "check the IMEIs: each must be a device of the account, once"),
+    "StartDate": (InvalidPolicy, _POLICY_HINT),
+    "EndDate": (InvalidPolicy, _POLICY_HINT),
+    "DownloadAfterDate": (InvalidPolicy, _POLICY_HINT),
+    "InstallAfterDate": (InvalidPolicy, _POLICY_HINT),
+    "TimeWindow": (InvalidPolicy, _POLICY_HINT),
+    "DeviceMismatch": (TargetMismatch, _MISMATCH_HINT),
+    "DeviceNotEligible": (TargetMismatch, "the devices must be FOTA eligible"),
+    "LicenseNotAssigned": (
+        RequestRejected,
+        "the account's subscription needs a Software Management license on each device",
+    ),
+    "DeviceInActiveUpgrade": (
+        RequestRejected,
+        "a device is already in an unfinished upgrade of this kind; wait for it or cancel it",
+    ),
+    "RequestStarted": (RequestRejected, "it has started: it can no longer be changed"),
+    "UserLocked": (
+        AuthFailed,
+        "the M2M user is locked after five failed logins; have Verizon unlock it, then "
+        "check THINGSPACE_USERNAME and THINGSPACE_PASSWORD",
+    ),
+    "InvalidCredentials": (
+        AuthFailed,
+        "check THINGSPACE_USERNAME and THINGSPACE_PASSWORD (five failures lock the user)",
+    ),
+}
+
+
 def _rule(
     status: int | None, code: str | None, message: str | None
 ) -> tuple[type[PlatformError], str]:
+    known = _CODES.get((code or "").rsplit(".", 1)[-1])
+    if known is not None and status is not None and status < 500:
+        return known
+    if (code or "").rsplit(".", 1)[-1] == "DeviceList":
+        if "over" in (message or "") or "too many" in (message or "").lower():
+            return TooManyTargets, "send fewer devices per upgrade"
+        return RequestRejected, "the device list must be a non-empty list of IMEIs"
     text = f"{code or ''} {message or ''}".lower()
     if status == 429 or "throttl" in text or "ratelimit" in text or "rate limit" in text:
         return Throttled, (

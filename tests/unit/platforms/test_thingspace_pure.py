@@ -29,6 +29,7 @@ from fleetwave.platforms.errors import (
     TargetMismatch,
     TaskNotFound,
     Throttled,
+    TooManyTargets,
 )
 from fleetwave.platforms.redact import REDACTED, redact
 from fleetwave.platforms.thingspace import ThingSpaceSettings, schedule_for, schedule_note
@@ -218,6 +219,14 @@ def test_error_bodies_and_gateway_faults() -> None:
         (429, None, None, Throttled),
         (401, "UnauthorizedAccess", None, AuthFailed),
         (400, "FOTA.REQUEST.Whatever", "odd", RequestRejected),
+        (400, "SoftwareManagementService.INPUT_INVALID.UpgradeId", "not found", TaskNotFound),
+        (400, "SoftwareManagementService.INPUT_INVALID.FirmwareName", "nope", PackageNotFound),
+        (400, "SoftwareManagementService.INPUT_INVALID.StartDate", "past", InvalidPolicy),
+        (400, "SoftwareManagementService.INPUT_INVALID.TimeWindow", "0-25", InvalidPolicy),
+        (400, "SoftwareManagementService.REQUEST_FAILED.DeviceMismatch", "x", TargetMismatch),
+        (400, "SoftwareManagementService.INPUT_INVALID.DeviceList", "over 10,000", TooManyTargets),
+        (400, "SoftwareManagementService.REQUEST_FAILED.RequestStarted", "x", RequestRejected),
+        (400, "UnifiedWebService.SECURITY.UserLocked", "locked", AuthFailed),
     ],
 )
 def test_error_mapping(status: int, code: str | None, message: str | None, cls: type) -> None:
