@@ -38,6 +38,7 @@ __all__ = [
     "UpgradeEvent",
     "UpgradeEventKind",
     "UpgradeStep",
+    "WindowDescriber",
 ]
 
 
@@ -402,3 +403,15 @@ class Platform(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class WindowDescriber(Protocol):
+    """A platform that cannot keep a window to the instant says how it would send one."""
+
+    def describe_window(
+        self, kind: PackageKind, start: pendulum.DateTime, end: pendulum.DateTime
+    ) -> str:
+        """How a task of ``kind`` with the window ``start..end`` would be sent (the
+        platform's own terms, rounded as it rounds them), or why it cannot be."""
+        ...

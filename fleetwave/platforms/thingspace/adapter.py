@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pendulum
 
 from fleetwave.clock import Clock
 from fleetwave.platforms.base import (
@@ -40,6 +41,7 @@ from fleetwave.platforms.base import (
 from fleetwave.platforms.errors import (
     DeviceNotFound,
     GroupNotFound,
+    InvalidPolicy,
     NotFound,
     OutcomeUnknown,
     PackageNotFound,
@@ -271,6 +273,21 @@ class ThingSpacePlatform:
         return schedule_for(
             kind, policy, now=self.client.clock.now(), campaign_days=self.settings.campaign_days
         )
+
+    def describe_window(
+        self, kind: PackageKind, start: pendulum.DateTime, end: pendulum.DateTime
+    ) -> str:
+        """The dates and UTC hours a task with this window is sent with, or why not."""
+        try:
+            schedule = schedule_for(
+                kind,
+                TaskPolicy(ExecuteType.CUSTOM, start, end),
+                now=start,
+                campaign_days=self.settings.campaign_days,
+            )
+        except InvalidPolicy as exc:
+            return f"cannot be sent: {exc.message}"
+        return schedule_note(schedule)
 
     async def create_upgrade_task(
         self,

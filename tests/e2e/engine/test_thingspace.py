@@ -175,3 +175,49 @@ async def test_a_file_campaign_keeps_its_download_and_install_hours(
     ids = {c.operation_id.removeprefix("v2:") for c in chunks(db, spec.name) if c.operation_id}
     sent = [r for r in sim.stats()["requests"] if r["id"] in ids]
     assert sent and all(r["api"] == "v2" for r in sent)
+
+
+async def test_plan_says_how_each_window_is_sent(sim: TSHandle, tmp_path: Path) -> None:
+    from fleetwave.cli.campaign import preview_campaign
+
+    ids = _ids(sim, tmp_path, "plan", 30)
+    night = FILES.format(ids=ids).replace('"02:00"', '"22:30"').replace('"05:00"', '"03:00"')
+    clock = SimLinkedClock(sim.base_url)
+    settings = ThingSpaceSettings(
+        base_url=sim.base_url,
+        key=sim.client_key,
+        secret=sim.client_secret,
+        username=sim.username,
+        password=sim.password,
+        account_name=sim.account,
+        rate_limit=0,
+    )
+    platform = ThingSpacePlatform(settings, clock=clock)
+    try:
+        now = sim.clock()
+        data = await preview_campaign(spec_of(night), platform, now=now)
+        sent = [w["sent_as"] for w in data["windows"]["next"]]
+        assert sent and all(
+            s.endswith(
+                "23:00-24:00 UTC (cut at midnight UTC: the rest of the "
+                "window would reopen on other days)"
+            )
+            for s in sent
+        ), sent
+        fw = (
+            FIRMWARE.format(ids=ids).replace(
+                "  max_devices_per_task: 50\n",
+                "  max_devices_per_task: 50\n  execute: window\n",
+            )
+            + "windows:\n  timezone: UTC\n  allowed:\n    - {days: [mon], start: '02:00', end: '05:00'}\n"
+        )
+        data = await preview_campaign(spec_of(fw), platform, now=now)
+        assert all(
+            w["sent_as"].startswith(
+                "cannot be sent: FOTA v1 firmware upgrades are scheduled by date"
+            )
+            for w in data["windows"]["next"]
+        )
+    finally:
+        await platform.aclose()
+        clock.close()
