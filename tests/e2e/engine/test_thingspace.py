@@ -209,7 +209,8 @@ async def test_plan_says_how_each_window_is_sent(sim: TSHandle, tmp_path: Path) 
                 "  max_devices_per_task: 50\n",
                 "  max_devices_per_task: 50\n  execute: window\n",
             )
-            + "windows:\n  timezone: UTC\n  allowed:\n    - {days: [mon], start: '02:00', end: '05:00'}\n"
+            + "windows:\n  timezone: UTC\n  allowed:\n"
+            + "    - {days: [mon], start: '02:00', end: '05:00'}\n"
         )
         data = await preview_campaign(spec_of(fw), platform, now=now)
         assert all(
