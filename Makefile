@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_TELEMETRY_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: venv demo test lint typecheck check clean sim
+.PHONY: venv demo test lint typecheck check clean sim sim-thingspace
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ check: lint typecheck test
 
 sim: $(STAMP)
 	@$(BIN)/fleetwave sim serve --devices 10000 --seed 1
+
+sim-thingspace: $(STAMP)
+	@$(BIN)/fleetwave sim serve --platform thingspace --devices 10000 --seed 1
 
 clean:
 	rm -rf $(VENV) .fleetwave .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,7 @@ from fleetwave.sim.thingspace.callbacks import CallbackPusher
 from fleetwave.sim.thingspace.config import TSConfig
 from fleetwave.sim.thingspace.state import (
     SM,
+    UWS,
     V1_DEVICE_PAGE,
     V1_REPORT_PAGE,
     V1_STATUSES,
@@ -172,7 +173,11 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
     @app.post(f"{API}/m2m/v1/session/login")
     async def login(request: Request) -> JSONResponse:
         gateway(request)
-        return JSONResponse(state.login(await _json(request)))
+        try:
+            body = await _json(request)
+        except FotaError as exc:  # the M2M service's words, not Software Management's
+            raise FotaError(f"{UWS}.INPUT_INVALID.Body", exc.message) from None
+        return JSONResponse(state.login(body))
 
     @app.post(f"{API}/m2m/v1/session/logout")
     async def logout(request: Request) -> JSONResponse:
@@ -481,7 +486,11 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
         op = body.get("Type", body.get("type"))
         state.change_devices(req, op, body.get("deviceList"))
         return JSONResponse(
-            {"accountName": config.account, "campaignId": req.id, "requestId": _request_id()}
+            {
+                "accountName": config.account,
+                "campaignId": req.id,
+                "requestId": state.next_change_id(),
+            }
         )
 
     @app.delete(f"{V2}/campaigns/{{account}}/{{campaign_id}}")
@@ -658,8 +667,9 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
 
     @app.get("/sim/stats")
     async def sim_stats(request: Request) -> JSONResponse:
-        full = (request.query_params.get("requests") or "true").lower() not in ("false", "0")
-        return JSONResponse(state.stats(with_requests=full))
+        query = request.query_params
+        raw = query.get("requests") or query.get("tasks") or "true"  # ?tasks= as on IoDM
+        return JSONResponse(state.stats(with_requests=raw.lower() not in ("false", "0")))
 
     @app.post("/sim/unlock")
     async def sim_unlock() -> JSONResponse:
@@ -679,6 +689,17 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
         with state.lock:
             state.failure_rate = float(rate)
         return JSONResponse({"rate": state.failure_rate})
+
+    @app.post("/sim/devices")
+    async def sim_devices(request: Request) -> JSONResponse:
+        body = await _admin_body(request)
+        if body.get("__invalid__"):
+            return _admin_error(400, "the body must be a JSON object")
+        try:
+            changed = state.set_devices(body)
+        except ValueError as exc:
+            return _admin_error(400, str(exc))
+        return JSONResponse({"changed": changed})
 
     @app.get("/sim/callbacks")
     async def sim_callbacks() -> JSONResponse:
@@ -731,12 +752,6 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
         )
 
     return app
-
-
-def _request_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
 
 
 def _admin_error(status: int, message: str) -> JSONResponse:

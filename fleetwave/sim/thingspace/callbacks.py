@@ -9,7 +9,6 @@ push, at most 1,000 devices a message. Failed deliveries are retried twice.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import ssl
@@ -96,20 +95,36 @@ class CallbackPusher:
                 if reg is None:
                     continue
                 checked = req.pushed.get("checked", req.created)
-                times = state.event_times(req)
-                if bisect.bisect_left(times, checked) >= bisect.bisect_right(times, now):
-                    continue
+                candidates: set[str] | None = None
+                if req.pushed.get("events") is not state.event_times(req):
+                    req.pushed["events"] = req.events  # plans changed: look at every device
+                else:
+                    candidates = state.changed_between(req, checked, now)
+                    if candidates is not None and not candidates:
+                        continue
                 req.pushed["checked"] = now
-                out.extend((reg["url"], body) for body in self._diff(req, reg, now))
+                out.extend((reg["url"], body) for body in self._diff(req, reg, now, candidates))
         return out
 
-    def _diff(self, req: Request, reg: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    def _diff(
+        self, req: Request, reg: dict[str, Any], now: float, candidates: set[str] | None
+    ) -> list[dict[str, Any]]:
+        """What changed since the last push: the request's status and the devices among
+        ``candidates`` (None: every device) whose status moved."""
         state = self.state
         status = state.status(req, now)
-        last_status = req.pushed.get("status", "RequestPending" if req.api == "v1" else None)
+        # creation is answered synchronously: the first callback is the first change after it
+        first = "RequestPending" if req.api == "v1" else "CampaignRequestPending"
+        last_status = req.pushed.get("status", first)
         seen: dict[str, str] = req.pushed.setdefault("devices", {})
         changed: list[dict[str, Any]] = []
-        for imei in req.devices:
+        if candidates is None:
+            imeis = req.devices
+        else:
+            imeis = sorted(
+                (m for m in candidates if m in req.position), key=req.position.__getitem__
+            )
+        for imei in imeis:
             dstatus, reason = state.device_status(req, imei, now)
             if seen.get(imei) != dstatus and dstatus not in ("RequestPending", "Accepted"):
                 seen[imei] = dstatus

@@ -63,7 +63,7 @@ class TSConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a clear message when a setting is out of range."""
-        as_iodm = SimConfig(
+        shared = SimConfig(  # the settings both simulators have
             devices=self.devices,
             groups=self.groups,
             seed=self.seed,
@@ -73,7 +73,7 @@ class TSConfig:
             tls_cert=self.tls_cert,
             tls_key=self.tls_key,
         )
-        as_iodm.validate()
+        shared.validate()
         if self.devices > 1_000_000:
             raise ValueError(
                 f"--devices must be at most 1000000 (IMEI serials), not {self.devices}"

@@ -7,6 +7,10 @@ request's dates, windows and the seeded device plans (:mod:`.timeline`).
 
 from __future__ import annotations
 
+import bisect
+import datetime
+import math
+import re
 import secrets
 import threading
 import uuid
@@ -18,7 +22,7 @@ from typing import Any
 import pendulum
 
 from fleetwave.clock import Clock
-from fleetwave.sim.fleet import DeviceModel, Fleet, hash_u
+from fleetwave.sim.fleet import Connectivity, DeviceModel, Fleet, hash64, hash_u
 from fleetwave.sim.thingspace.catalog import FILE_BASE_VERSION, Catalog, distribution_of
 from fleetwave.sim.thingspace.config import TSConfig
 from fleetwave.sim.thingspace.timeline import (
@@ -53,6 +57,7 @@ V2_CAMPAIGN_PAGE = 100
 _SALT_REQUEST_FAIL = 41
 
 SM = "SoftwareManagementService"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}($|T)")  # a date, or the date of a date-time
 UWS = "UnifiedWebService"
 
 V1_STATUSES = (
@@ -126,10 +131,12 @@ def parse_date(value: Any, name: str, *, required: bool = True) -> pendulum.Date
     if not isinstance(value, str):
         raise invalid(_cap(name), f"{name} must be a date string YYYY-MM-DD, not {value!r}")
     try:
-        parsed = pendulum.from_format(value[:10], "YYYY-MM-DD", tz="UTC")
+        if not _DATE.match(value):
+            raise ValueError(value)
+        parsed = datetime.date.fromisoformat(value[:10])
     except ValueError:
         raise invalid(_cap(name), f"{name} {value!r} is not a date YYYY-MM-DD") from None
-    return parsed.date()
+    return pendulum.Date(parsed.year, parsed.month, parsed.day)
 
 
 def _cap(name: str) -> str:
@@ -169,6 +176,15 @@ def windows_json(windows: Sequence[Window]) -> list[dict[str, int]]:
     return [{"startTime": s, "endTime": e} for s, e in windows]
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a request's status needs of its devices, computed once per change of its plans."""
+
+    first_start: float  # when the first device started (inf: none will)
+    last_done: float  # when every device is done (inf: some never will)
+    any_success: bool
+
+
 @dataclass
 class Request:
     """One FOTA v1 upgrade or v2 campaign."""
@@ -200,6 +216,8 @@ class Request:
     cancel_status: str | None = None
     plans: dict[int, DevicePlan] = field(default_factory=dict)
     events: list[float] | None = None  # sorted instants when something changes
+    event_devices: list[str] = field(default_factory=list)  # IMEI of each event ("": request)
+    summary: Summary | None = None
     pushed: dict[str, Any] = field(default_factory=dict)  # callbacks: last pushed snapshot
 
     @property
@@ -227,6 +245,7 @@ class Request:
     def invalidate(self) -> None:
         self.plans = {}
         self.events = None
+        self.summary = None
 
 
 class TSState:
@@ -248,8 +267,13 @@ class TSState:
         self.logins = 0
         self.requests: dict[str, Request] = {}
         self._seq = 0
+        self._change_seq = 0
         self.device_requests: dict[int, list[Request]] = defaultdict(list)
         self.licensed: set[int] = set()
+        self.device_fail: dict[int, float] = {}
+        self.model_fail: dict[str, float] = {}
+        self.device_conn: dict[int, tuple[Connectivity, int]] = {}
+        self.model_conn: dict[str, tuple[Connectivity, int]] = {}
         self.callbacks: dict[str, dict[str, Any]] = {}  # "v1" | "v2" -> registration
         self.calls: dict[str, Counter[str]] = defaultdict(Counter)
         self._throttle_window = -1
@@ -368,8 +392,12 @@ class TSState:
                 )
             self.failed_logins = 0
             self.logins += 1
+            now = self.now()
+            self.sessions = {
+                t: last for t, last in self.sessions.items() if now - last < SESSION_IDLE_S
+            }
             token = secrets.token_hex(16)
-            self.sessions[token] = self.now()
+            self.sessions[token] = now
             return {"sessionToken": token}
 
     def logout(self, session: str | None) -> dict[str, str]:
@@ -408,10 +436,67 @@ class TSState:
             raise invalid("AccountName", f"account {account!r} is not an account of this client")
 
     def traits(self, index: int) -> DeviceTraits:
-        conn, wake = self.fleet.base_connectivity(index)
         model = self.fleet.model_of(index)
-        rate = model.failure_rate if model.failure_rate is not None else self.failure_rate
+        conn, wake = self.device_conn.get(index) or self.model_conn.get(
+            model.model, self.fleet.base_connectivity(index)
+        )
+        rate = self.device_fail.get(index, self.model_fail.get(model.model))
+        if rate is None:
+            rate = model.failure_rate if model.failure_rate is not None else self.failure_rate
         return DeviceTraits(index, conn, wake, self.fleet.wake_phase(index), model.duration_s, rate)
+
+    def set_devices(self, body: Mapping[str, Any]) -> int:
+        """``POST /sim/devices``: failure rate and connectivity overrides by IMEI or model, for
+        plans computed afterwards (requests created or re-dated later). Raises ValueError."""
+        known = {"device_ids", "models", "failure_rate", "connectivity", "wake_minutes"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; use {sorted(known)}")
+        rate = body.get("failure_rate", ...)
+        if (
+            rate is not ...
+            and rate is not None
+            and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1)
+        ):
+            raise ValueError(f"failure_rate must be a number between 0 and 1 or null, not {rate!r}")
+        conn: tuple[Connectivity, int] | None = None
+        name = body.get("connectivity")
+        if name is not None:
+            choices = {"online": Connectivity.ALWAYS, "offline": Connectivity.OFFLINE}
+            choices["sleeper"] = Connectivity.SLEEPER
+            if name not in choices:
+                raise ValueError(f"connectivity must be one of {sorted(choices)}, not {name!r}")
+            wake = body.get("wake_minutes", 30) if name == "sleeper" else 0
+            if isinstance(wake, bool) or not isinstance(wake, int) or wake < 0:
+                raise ValueError(f"wake_minutes must be a whole number >= 1, not {wake!r}")
+            conn = (choices[name], wake)
+        targets: list[tuple[dict[Any, Any], dict[Any, Any], Any]] = []
+        ids, models = body.get("device_ids"), body.get("models")
+        if ids is not None:
+            if not isinstance(ids, list):
+                raise ValueError("device_ids must be a list of IMEIs")
+            for imei in ids:
+                index = self.catalog.index_of(imei) if isinstance(imei, str) else None
+                if index is None:
+                    raise ValueError(f"{imei!r} is not an IMEI of this fleet")
+                targets.append((self.device_fail, self.device_conn, index))
+        if models is not None:
+            names = {g.model.model for g in self.fleet.groups}
+            if not isinstance(models, list) or not set(models) <= names:
+                raise ValueError(f"models must be a list of {sorted(names)}")
+            targets += [(self.model_fail, self.model_conn, m) for m in models]
+        with self.lock:
+            if not targets and rate is not ...:  # neither: the global rate
+                self.failure_rate = self.config.failure_rate if rate is None else float(rate)
+                return 1
+            for fail, connectivity, key in targets:
+                if rate is None:
+                    fail.pop(key, None)
+                elif rate is not ...:
+                    fail[key] = float(rate)
+                if conn is not None:
+                    connectivity[key] = conn
+            return len(targets)
 
     def plan(self, req: Request, imei: str) -> DevicePlan:
         i = req.index[imei]
@@ -540,11 +625,9 @@ class TSState:
             out.append((imei, i))
         return out
 
-    def _check_dates(
-        self, start: pendulum.Date, end: pendulum.Date | None, *, already_started: bool = False
-    ) -> None:
+    def _check_dates(self, start: pendulum.Date, end: pendulum.Date | None) -> None:
         today = self.today()
-        if start < today and not already_started:
+        if start < today:
             raise invalid("StartDate", f"startDate {start} is in the past (today is {today})")
         if end is not None and end < start:
             raise invalid("EndDate", f"endDate {end} is before startDate {start}")
@@ -571,11 +654,22 @@ class TSState:
         now = self.now()
         self._seq += 1
         seq = self._seq
-        rid = str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+        rid = self.seeded_uuid(seq)
         fails = hash_u(self.config.seed, seq, _SALT_REQUEST_FAIL) < self.config.request_failure_rate
         return Request(
             id=rid, seq=seq, created=now, accept_at=now + ACCEPT_DELAY_S, request_failed=fails, **kw
         )
+
+    def seeded_uuid(self, seq: int, salt: int = 0x75) -> str:
+        """A UUID drawn from ``(seed, salt, seq)``: the same requests get the same ids."""
+        raw = (hash64(self.config.seed, salt, seq) << 64) | hash64(self.config.seed, salt + 1, seq)
+        return str(uuid.UUID(int=raw, version=4))
+
+    def next_change_id(self) -> str:
+        """The ``requestId`` of a v2 device change (seeded, like every id)."""
+        with self.lock:
+            self._change_seq += 1
+            return self.seeded_uuid(self._change_seq, salt=0x77)
 
     def _register(self, req: Request, devices: Sequence[tuple[str, int]]) -> None:
         req.set_devices(devices)
@@ -787,17 +881,30 @@ class TSState:
             return "Queued", None
         return "InProgress", None
 
+    def summary(self, req: Request) -> Summary:
+        """First start, last end and any success over the request's devices (cached)."""
+        if req.summary is None:
+            first, last, good = math.inf, req.created, False
+            cancelled = req.cancelled_at
+            for imei in req.devices:
+                if imei in req.rejected:
+                    continue
+                p = self.plan(req, imei)
+                if cancelled is not None and (p.started is None or p.started >= cancelled):
+                    last = max(last, cancelled)
+                    continue
+                if p.started is not None:
+                    first = min(first, p.started)
+                last = max(last, math.inf if p.done is None else p.done)
+                good = good or p.success
+            req.summary = Summary(first, last, good)
+        return req.summary
+
     def _all_done(self, req: Request, now: float) -> tuple[bool, bool]:
         """(every device terminal, any device succeeded or is still running)."""
-        done, good = True, False
-        for imei in req.devices:
-            status, _ = self.device_status(req, imei, now)
-            if status in ("UpgradeSuccess",):
-                good = True
-            elif status not in ("UpgradeFailed", "DeviceRejected", "RequestFailed"):
-                done = False
-                good = True
-        return done, good
+        s = self.summary(req)
+        done = now >= s.last_done
+        return done, s.any_success or not done
 
     def status(self, req: Request, now: float) -> str:
         if req.api == "v1":
@@ -805,10 +912,7 @@ class TSState:
                 return "RequestPending"
             if req.request_failed:
                 return "RequestFailed"
-            started = any(
-                (p := self.plan(req, imei)).started is not None and p.started <= now
-                for imei in req.devices
-            )
+            started = now >= self.summary(req).first_start
             done, _ = self._all_done(req, now)
             if done:
                 return "Finished" if started else "UpgradeFailed"
@@ -829,13 +933,11 @@ class TSState:
         return "CampaignScheduled"
 
     def modifiable(self, req: Request, now: float) -> bool:
-        """Devices and dates change only before the request is scheduled to run."""
+        """Devices and dates change only before the request is scheduled to run: while it
+        is pending, or accepted with its startDate still ahead."""
         if req.cancelled_at is not None or (req.request_failed and now >= req.accept_at):
             return False
-        return now < req.start_at and not any(
-            (p := self.plan(req, imei)).started is not None and p.started <= now
-            for imei in req.devices
-        )
+        return now < max(req.accept_at, req.start_at)
 
     # requests: changes ------------------------------------------------------------------
 
@@ -948,6 +1050,7 @@ class TSState:
             )
             req.cancelled_at = now
             req.events = None
+            req.summary = None
 
     # licenses ---------------------------------------------------------------------------
 
@@ -976,19 +1079,35 @@ class TSState:
     # event times (callbacks) ------------------------------------------------------------
 
     def event_times(self, req: Request) -> list[float]:
+        """Sorted instants when the request or one of its devices changes status (cached);
+        :attr:`Request.event_devices` names the device of each ("" for the request itself)."""
         if req.events is None:
-            times = {req.accept_at, req.start_at}
+            pairs = {(req.accept_at, ""), (req.start_at, "")}
             if req.end_at is not None:
-                times.add(req.end_at)
+                pairs.add((req.end_at, ""))
             if req.cancelled_at is not None:
-                times.add(req.cancelled_at)
+                pairs.add((req.cancelled_at, ""))
             for imei in req.devices:
                 p = self.plan(req, imei)
                 for t in (p.started, p.done):
                     if t is not None:
-                        times.add(t)
-            req.events = sorted(times)
+                        pairs.add((t, imei))
+            ordered = sorted(pairs)
+            req.events = [t for t, _ in ordered]
+            req.event_devices = [d for _, d in ordered]
         return req.events
+
+    def changed_between(self, req: Request, lo: float, hi: float) -> set[str] | None:
+        """IMEIs with an event in ``[lo, hi]``; None when the request itself has one (then
+        any device may have changed)."""
+        times = self.event_times(req)
+        out: set[str] = set()
+        for k in range(bisect.bisect_left(times, lo), bisect.bisect_right(times, hi)):
+            imei = req.event_devices[k]
+            if not imei:
+                return None
+            out.add(imei)
+        return out
 
     # statistics -------------------------------------------------------------------------
 

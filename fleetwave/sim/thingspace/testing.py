@@ -57,6 +57,8 @@ class TSHandle:
         self._call("POST", "/sim/faults", json={})
 
     def stats(self, *, requests: bool = True) -> dict[str, Any]:
+        """Call counts, logins, callbacks and (unless ``requests=False``) every upgrade and
+        campaign with ``device_request_counts`` per IMEI (GET /sim/stats)."""
         result: dict[str, Any] = self._call(
             "GET", "/sim/stats", params=None if requests else {"requests": "false"}
         )
@@ -79,6 +81,11 @@ class TSHandle:
 
     def expire_sessions(self) -> int:
         return int(self._call("POST", "/sim/sessions/expire")["expired"])
+
+    def set_devices(self, **body: Any) -> None:
+        """Failure rate / connectivity overrides by ``device_ids`` (IMEIs) or ``models``
+        (POST /sim/devices); they apply to requests created afterwards."""
+        self._call("POST", "/sim/devices", json=body)
 
     def set_failure_rate(self, rate: float) -> None:
         self._call("POST", "/sim/failure-rate", json={"rate": rate})

@@ -62,6 +62,7 @@ class DevicePlan:
     done: float | None
     success: bool
     reason: str | None
+    installing: float | None = None  # when the install began (None: never reached)
 
 
 Window = tuple[int, int]  # (startTime 0..23, endTime 1..24): hour h is inside when s <= h < e
@@ -145,5 +146,5 @@ def plan_device(
     if end is not None and install >= end:
         return DevicePlan(start, end, False, REASON_WINDOW_MISSED)
     if fails:
-        return DevicePlan(start, install + (duration / 2) * at, False, reason)
-    return DevicePlan(start, install + duration / 2, True, None)
+        return DevicePlan(start, install + (duration / 2) * at, False, reason, install)
+    return DevicePlan(start, install + duration / 2, True, None, install)
