@@ -222,3 +222,36 @@ async def test_plan_says_how_each_window_is_sent(sim: TSHandle, tmp_path: Path) 
     finally:
         await platform.aclose()
         clock.close()
+
+
+FLAKY = """
+name: ts-flaky-rollback
+kind: firmware
+platform: {{type: thingspace}}
+package: {{version: "0.2.0", model: FLAKY-1, manufacturer_name: Flakeworks}}
+rollback: {{version: "0.1.0", model: FLAKY-1, manufacturer_name: Flakeworks}}
+targets: {{devices_file: {ids}}}
+waves:
+  - count: 20
+  - percent: 100
+policy: {{poll_interval: 10m, task_timeout: 6h, max_devices_per_task: 10}}
+thresholds: {{max_failure_percent: 20, min_finished: 10, on_breach: rollback}}
+"""
+
+
+async def test_a_breach_rolls_back_with_the_previous_firmware(
+    sim: TSHandle, tmp_path: Path
+) -> None:
+    path = tmp_path / "flaky.txt"
+    path.write_text("\n".join(sim.imeis("FLAKY-1")[:30]) + "\n")
+    db = new_store(tmp_path / "flaky.db")
+    spec = spec_of(FLAKY.format(ids=path))
+    outcome, _, _ = await _run(spec, db, sim, Recorder())
+    assert outcome.kind is OutcomeKind.ROLLED_BACK, outcome
+    rows = device_rows(db, spec.name)
+    back = [d for d, r in rows.items() if r.status is D.ROLLED_BACK]
+    assert back, {r.status for r in rows.values()}
+    for device in back:  # the platform's truth: the previous firmware again
+        assert sim.device(device)["softwareList"][0]["version"] == "0.1.0"
+    rollback = [c for c in chunks(db, spec.name) if c.kind is store.ChunkKind.ROLLBACK]
+    assert rollback and {c.file_id for c in rollback} == {"FOTA_Flakeworks_FLAKY-1_0.2.0To0.1.0"}
