@@ -255,3 +255,51 @@ async def test_a_breach_rolls_back_with_the_previous_firmware(
         assert sim.device(device)["softwareList"][0]["version"] == "0.1.0"
     rollback = [c for c in chunks(db, spec.name) if c.kind is store.ChunkKind.ROLLBACK]
     assert rollback and {c.file_id for c in rollback} == {"FOTA_Flakeworks_FLAKY-1_0.2.0To0.1.0"}
+
+
+@pytest.mark.slow
+async def test_callbacks_over_https_feed_the_push_receiver(tmp_path: Path) -> None:
+    """ThingSpace posts only to https:// URLs: the receiver serves TLS with a certificate
+    the platform trusts, and the campaign's device runs move on what it posts."""
+    from fleetwave.notify import NotifySettings, PushChannel
+    from tests.integration.client.test_tls import _ca, _leaf, _write_cert, _write_key
+
+    ca_key, ca_cert = _ca("fleetwave push CA")
+    key, cert = _leaf(ca_key, ca_cert, "127.0.0.1", server=True)
+    ca = _write_cert(ca_cert, tmp_path / "ca.pem")
+    tls = NotifySettings(
+        flush_ms=20,
+        quiet_after=3600,
+        tls_cert=str(_write_cert(cert, tmp_path / "push.pem")),
+        tls_key=str(_write_key(key, tmp_path / "push.key")),
+    )
+    with run_thingspace_simulator(
+        devices=600, groups=3, seed=5, clock="manual", rate_limit=0, callback_ca=ca
+    ) as ts:
+        db = new_store(tmp_path / "push.db")
+        spec = spec_of(FIRMWARE.format(ids=_ids(ts, tmp_path, "push", 40)))
+        clock = SimLinkedClock(ts.base_url)
+        settings = ThingSpaceSettings(
+            base_url=ts.base_url,
+            key=ts.client_key,
+            secret=ts.client_secret,
+            username=ts.username,
+            password=ts.password,
+            account_name=ts.account,
+            rate_limit=0,
+        )
+        platform = ThingSpacePlatform(settings, clock=clock)
+        try:
+            with PushChannel(db, clock=clock, settings=tls) as channel:
+                assert channel.callback_url.startswith("https://127.0.0.1:")
+                outcome = await advance(
+                    spec, db=db, platform=platform, clock=clock, push=channel, max_rounds=2000
+                )
+                stats = channel.stats()
+        finally:
+            await platform.aclose()
+            clock.close()
+        pushed = ts.stats(requests=False)["callbacks"]
+    assert outcome.kind is OutcomeKind.COMPLETED, outcome
+    assert pushed.get("delivered", 0) > 0 and not pushed.get("failed"), pushed
+    assert stats.accepted > 0 and stats.changed > 0 and stats.malformed == 0, stats
