@@ -53,7 +53,7 @@ from fleetwave.platforms.errors import (
 from .client import ThingSpaceClient
 from .push import parse_push_body
 from .settings import ThingSpaceSettings
-from .vocab import device_outcome, is_final_task_status, live_statuses
+from .vocab import device_outcome, final_statuses, is_final_task_status, live_statuses
 from .windows import Schedule, schedule_for, schedule_note
 from .wire import (
     device_info,
@@ -454,7 +454,7 @@ class ThingSpacePlatform:
         statuses = (
             live_statuses(version)
             if state in (TaskState.PENDING, TaskState.RUNNING)
-            else (*live_statuses(version), *_FINAL_STATUSES[version])
+            else (*live_statuses(version), *final_statuses(version))
         )
         for status in statuses:
             if version == 1:
@@ -624,15 +624,3 @@ class ThingSpacePlatform:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-_FINAL_STATUSES = {
-    1: ("Finished", "RequestFailed", "UpgradeFailed", "Cancelled"),
-    2: (
-        "CampaignEnded",
-        "CampaignCancelled",
-        "CampaignAborted",
-        "CampaignFailed",
-        "CampaignRequestFailed",
-    ),
-}

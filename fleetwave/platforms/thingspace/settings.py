@@ -113,7 +113,7 @@ class ThingSpaceSettings(BaseModel):
     @classmethod
     def _check_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not re.match(r"^https?://[^/\s@]+$", value):
+        if not re.match(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^/\s@:\[\]]+)(:\d{1,5})?$", value):
             raise ValueError(
                 f"{value!r} is not a base URL: use https://host[:port] without a path "
                 "(fleetwave adds /api/...; http:// only for the local simulator)"

@@ -21,6 +21,7 @@ __all__ = [
     "V2_LIVE",
     "counts_of",
     "device_outcome",
+    "final_statuses",
     "is_final_task_status",
     "live_statuses",
     "task_state",
@@ -93,6 +94,11 @@ def device_outcome(
 def is_final_task_status(status: str | None) -> bool:
     """Whether an upgrade's or campaign's own status is final."""
     return (status or "") in V1_FINAL or (status or "") in V2_FINAL
+
+
+def final_statuses(version: int) -> tuple[str, ...]:
+    """The statuses of upgrades (v1) or campaigns (v2) that have ended."""
+    return V1_FINAL if version == 1 else V2_FINAL
 
 
 def live_statuses(version: int) -> tuple[str, ...]:

@@ -293,6 +293,11 @@ def test_settings_errors_name_the_variable() -> None:
     env = {k: v for k, v in _ENV.items() if not k.endswith("PASSWORD")}
     with pytest.raises(UserError, match="THINGSPACE_LAB_PASSWORD is unset"):
         ThingSpaceSettings.from_env("lab", env)
+    for bad in ("http://127.0.0.1:", "https://ts.example.com/api", "ts.example.com"):
+        with pytest.raises(UserError, match="THINGSPACE_LAB_BASE_URL"):
+            ThingSpaceSettings.from_env("lab", {**_ENV, "THINGSPACE_LAB_BASE_URL": bad})
+    ok = {**_ENV, "THINGSPACE_LAB_BASE_URL": "http://[::1]:8744"}
+    assert ThingSpaceSettings.from_env("lab", ok).base_url == "http://[::1]:8744"
     with pytest.raises(UserError, match="THINGSPACE_LAB_RATE_LIMIT"):
         ThingSpaceSettings.from_env("lab", {**_ENV, "THINGSPACE_LAB_RATE_LIMIT": "-1"})
     with pytest.raises(UserError) as caught:
