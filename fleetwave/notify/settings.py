@@ -3,7 +3,7 @@
 ``HOST``/``PORT`` are where it listens (default 127.0.0.1 and a free port); ``PUBLIC_URL``
 is the base URL the platform must call when that differs (NAT, a proxy, another host).
 ``TLS_CERT``/``TLS_KEY`` (PEM, both or neither) make it serve HTTPS only, for platforms
-that post only to ``https://`` callbacks (ThingSpace).
+that post only to ``https://`` callbacks.
 """
 
 from __future__ import annotations

@@ -78,9 +78,9 @@ def sim() -> Iterator[TSHandle]:
         yield handle
 
 
-def _ids(sim: TSHandle, tmp_path: Path, name: str, count: int) -> Path:
+def _ids(sim: TSHandle, tmp_path: Path, name: str, count: int, skip: int = 0) -> Path:
     path = tmp_path / f"{name}.txt"
-    path.write_text("\n".join(sim.imeis("WM-200")[:count]) + "\n")
+    path.write_text("\n".join(sim.imeis("WM-200")[skip : skip + count]) + "\n")
     return path
 
 
@@ -303,3 +303,26 @@ async def test_callbacks_over_https_feed_the_push_receiver(tmp_path: Path) -> No
     assert outcome.kind is OutcomeKind.COMPLETED, outcome
     assert pushed.get("delivered", 0) > 0 and not pushed.get("failed"), pushed
     assert stats.accepted > 0 and stats.changed > 0 and stats.malformed == 0, stats
+
+
+async def test_a_lost_create_reply_is_reconciled_not_resent(sim: TSHandle, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "lost.db")
+    text = FIRMWARE.format(ids=_ids(sim, tmp_path, "lost", 40, skip=200))
+    spec = spec_of(text.replace("name: ts-meters-fw", "name: ts-meters-fw-lost"))
+    sim.set_faults(
+        drop_rate=1.0,
+        drop_after_commit=True,  # ThingSpace creates the upgrade; its answer is lost
+        methods=["POST"],
+        path_prefix="/api/fota/v1/upgrades",
+        count=1,
+    )
+    try:
+        outcome, calls, _ = await _run(spec, db, sim, Recorder())
+    finally:
+        sim.clear_faults()
+    assert outcome.kind is OutcomeKind.COMPLETED, outcome
+    file_ids = {c.file_id for c in chunks(db, spec.name)}
+    per_device = check_exactly_once(db, spec.name, _platform_tasks(sim), file_ids)
+    assert per_device and set(per_device.values()) == {1}  # nobody got a second upgrade
+    assert any(c.reconciled for c in chunks(db, spec.name))
+    assert calls["GET /api/fota/v1/reports/{account}/devices/{deviceId}"] >= 1  # by history
