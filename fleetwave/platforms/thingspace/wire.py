@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import pendulum
-
 from fleetwave.platforms.base import (
     DeviceInfo,
     DeviceOutcome,
@@ -83,16 +81,6 @@ def split_file_id(file_id: str) -> tuple[str, str] | None:
     """(fileName, fileVersion) of a v2 file's package id ``NAME@VERSION``."""
     name, sep, version = file_id.rpartition(FILE_ID_SEPARATOR)
     return (name, version) if sep and name and version else None
-
-
-def _date(value: Any) -> pendulum.DateTime | None:
-    if not value:
-        return None
-    try:
-        parsed = pendulum.parse(str(value), tz="UTC")
-    except (ValueError, pendulum.parsing.exceptions.ParserError):
-        return None
-    return parsed if isinstance(parsed, pendulum.DateTime) else None
 
 
 def reason_of(d: Mapping[str, Any]) -> str | None:
@@ -182,7 +170,7 @@ def v1_task(upgrade: Mapping[str, Any], where: str) -> PlatformTask:
         state=task_state(upgrade.get("status"), counts),
         device_ids=tuple(r.device_id for r in results),
         counts=counts,
-        created_at=_date(upgrade.get("startDate")),
+        created_at=None,  # ThingSpace does not say when; startDate is the schedule
         file_version=upgrade.get("firmwareTo"),
     )
 
@@ -204,6 +192,6 @@ def v2_task(
         state=task_state(campaign.get("status"), counts),
         device_ids=tuple(ids),
         counts=counts,
-        created_at=_date(campaign.get("startDate")),
+        created_at=None,  # ThingSpace does not say when; startDate is the schedule
         file_version=str(version) if version else None,
     )
