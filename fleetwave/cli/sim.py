@@ -114,6 +114,21 @@ def serve_command(
             callback_ca=callback_ca,
         )
         return
+    thingspace_only = {
+        "--account": account is not None,
+        "--license-required": license_required,
+        "--licenses": licenses != 0,
+        "--request-failure-rate": request_failure_rate != 0.0,
+        "--allow-http-callbacks": allow_http_callbacks,
+        "--callback-ca": callback_ca is not None,
+    }
+    given = [flag for flag, used in thingspace_only.items() if used]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the "
+            "ThingSpace simulator",
+            hint="add --platform thingspace",
+        )
     from fleetwave.sim.config import SimConfig
     from fleetwave.sim.server import SimServer, serve
 

@@ -38,8 +38,8 @@ from fleetwave.sim.thingspace.state import (
     GatewayError,
     OAuthError,
     TSState,
-    _fmt_time,
     failed,
+    fmt_time,
     invalid,
     windows_json,
 )
@@ -290,7 +290,7 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
                         "firmwareFrom": req.from_version,
                         "firmwareTo": req.to_version,
                         "startDate": req.start_date.isoformat(),
-                        "upgradeStartTime": _fmt_time(started) or "",
+                        "upgradeStartTime": fmt_time(started) or "",
                         "status": status,
                         "reason": reason or "",
                     }
@@ -380,7 +380,7 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
                 "purchaseType": "MRC" if config.license_required else "One-time",
                 "licenseCount": state.license_pool() if config.license_required else 0,
                 "licenseUsedCount": len(state.licensed),
-                "updateTime": _fmt_time(now),
+                "updateTime": fmt_time(now),
             }
         )
 

@@ -42,7 +42,9 @@ __all__ = [
     "GatewayError",
     "OAuthError",
     "Request",
+    "Summary",
     "TSState",
+    "fmt_time",
 ]
 
 TOKEN_TTL_S = 3600
@@ -566,7 +568,7 @@ class TSState:
             "firmware": fw,
             "fotaEligible": self.catalog.fota_eligible(index),
             "licenseAssigned": self.licensed_device(index),
-            "upgradeTime": _fmt_time(when) if when is not None else "",
+            "upgradeTime": fmt_time(when) if when is not None else "",
         }
 
     def devices_json_v2(self, index: int, now: float) -> dict[str, Any]:
@@ -586,14 +588,14 @@ class TSState:
             "licenseAssigned": self.licensed_device(index),
             "distributionType": distribution_of(m),
             "softwareList": [
-                {"name": f"{m.model}-firmware", "version": fw, "upgradeTime": _fmt_time(fw_when)},
-                {"name": f"{m.model}-software", "version": sw, "upgradeTime": _fmt_time(sw_when)},
-                {"name": f"{m.model}-config", "version": fv, "upgradeTime": _fmt_time(f_when)},
+                {"name": f"{m.model}-firmware", "version": fw, "upgradeTime": fmt_time(fw_when)},
+                {"name": f"{m.model}-software", "version": sw, "upgradeTime": fmt_time(sw_when)},
+                {"name": f"{m.model}-config", "version": fv, "upgradeTime": fmt_time(f_when)},
             ],
-            "createTime": _fmt_time(pendulum.datetime(2024, 1, 1, tz="UTC").timestamp() + index),
-            "upgradeTime": _fmt_time(max(times)) if times else None,
-            "updateTime": _fmt_time(max(times)) if times else None,
-            "refreshTime": _fmt_time(now),
+            "createTime": fmt_time(pendulum.datetime(2024, 1, 1, tz="UTC").timestamp() + index),
+            "upgradeTime": fmt_time(max(times)) if times else None,
+            "updateTime": fmt_time(max(times)) if times else None,
+            "refreshTime": fmt_time(now),
         }
 
     def licensed_device(self, index: int) -> bool:
@@ -1143,7 +1145,7 @@ class TSState:
                         "package": r.package,
                         "campaignName": r.campaign_name,
                         "devices": list(r.devices),
-                        "created": _fmt_time(r.created),
+                        "created": fmt_time(r.created),
                         "cancelled": r.cancelled_at is not None,
                     }
                     for r in self.requests.values()
@@ -1172,7 +1174,7 @@ def _oauth_error(status: int, error: str, description: str) -> OAuthError:
     return OAuthError(status, error, description)
 
 
-def _fmt_time(t: float | None) -> str | None:
+def fmt_time(t: float | None) -> str | None:
     if t is None:
         return None
     return pendulum.from_timestamp(t, tz="UTC").format("YYYY-MM-DD[T]HH:mm:ss.SSS[Z]")

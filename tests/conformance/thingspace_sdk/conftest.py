@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 
-verizon = pytest.importorskip("verizon", reason="the Verizon SDK is a dev dependency")
+# the SDK is a dev dependency (pyproject.toml): without it this suite fails, never skips
+from verizon.configuration import Configuration, Environment, Server
+from verizon.http.auth.thingspace_oauth import ThingspaceOauthCredentials
+from verizon.http.auth.vz_m2m_token import VZM2mTokenCredentials
+from verizon.models.log_in_request import LogInRequest
+from verizon.verizon_client import VerizonClient
 
-from verizon.configuration import Configuration, Environment, Server  # noqa: E402
-from verizon.http.auth.thingspace_oauth import ThingspaceOauthCredentials  # noqa: E402
-from verizon.http.auth.vz_m2m_token import VZM2mTokenCredentials  # noqa: E402
-from verizon.models.log_in_request import LogInRequest  # noqa: E402
-from verizon.verizon_client import VerizonClient  # noqa: E402
-
-from fleetwave.sim.testing import TSHandle, run_thingspace_simulator  # noqa: E402
+from fleetwave.sim.testing import TSHandle, run_thingspace_simulator
 
 PRODUCTION = "https://thingspace.verizon.com"
 

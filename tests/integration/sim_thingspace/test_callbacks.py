@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleetwave.sim.testing import TSHandle, run_thingspace_simulator
-from tests.integration.sim.test_tls_serving import _self_signed
+from tests.certs import self_signed
 from tests.integration.sim_thingspace.conftest import (
     FW_SENSORS,
     V1,
@@ -87,7 +87,7 @@ def test_v1_callbacks_carry_the_registered_credentials(
 
 
 def test_callbacks_are_pushed_over_https_to_a_trusted_receiver(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path, "receiver")
+    cert, key = self_signed(tmp_path, "receiver")
     receiver = Receiver(tls=(str(cert), str(key)))
     try:
         with run_thingspace_simulator(

@@ -35,6 +35,18 @@ def test_cli_refuses_an_unknown_platform() -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_cli_refuses_thingspace_options_on_iodm() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetwave", "sim", "serve", "--account", "1-1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    out = proc.stderr + proc.stdout
+    assert "--account applies only to the ThingSpace simulator" in out and "Traceback" not in out
+
+
 def test_injected_server_errors_use_thingspace_words(ts: TSHandle, client: Client) -> None:
     ts.set_faults(error_rate=1.0, count=1)
     resp = client.call("GET", f"{V1}/firmware/{ts.account}")
