@@ -22,7 +22,7 @@ import pendulum
 import typer
 
 from fleetwave.errors import UserError
-from fleetwave.platforms.base import Capabilities
+from fleetwave.platforms.base import Capabilities, PackageKind
 from fleetwave.spec import (
     SpecError,
     SpecProblem,
@@ -139,15 +139,45 @@ def schema_command(
         output.write_text(text, encoding="utf-8")
 
 
+def _sent_as(
+    spec: CampaignSpec,
+    platform: Any,
+    caps: Capabilities,
+    opens: pendulum.DateTime,
+    closes: pendulum.DateTime,
+) -> str | None:
+    """How a task sent in this window reaches a platform that rounds windows its own way
+    (None: the platform keeps the window as the engine rounds it, or tasks take none)."""
+    from fleetwave.plan.windows import WindowTooShort, to_policy_window
+    from fleetwave.platforms.base import WindowDescriber
+    from fleetwave.spec.model import ExecuteMode
+
+    if spec.policy.execute is not ExecuteMode.WINDOW or not isinstance(platform, WindowDescriber):
+        return None
+    try:
+        start, end = to_policy_window(
+            opens, closes, min_window=caps.min_window, granularity=caps.window_granularity
+        )
+    except WindowTooShort as exc:
+        return f"cannot be sent: {exc}"
+    return platform.describe_window(PackageKind(spec.kind.value), start, end)
+
+
 def _offline_capabilities(spec: CampaignSpec) -> tuple[Capabilities | None, str | None]:
     """The capabilities of the spec's platform from its settings (no call to it), or a note
     saying why they cannot be read here."""
-    from fleetwave.platforms import platform_capabilities
+    from fleetwave.platforms import default_capabilities, platform_capabilities
     from fleetwave.platforms.errors import PlatformError
 
     try:
         return asyncio.run(platform_capabilities(spec.platform)), None
     except (UserError, PlatformError) as exc:
+        defaults = default_capabilities(spec.platform.type)
+        if defaults is not None:
+            return defaults, (
+                f"platform {spec.platform} is not usable here ({exc}); checked against the "
+                f"{spec.platform.type} defaults, plan and run check its settings' limits"
+            )
         return None, (
             f"platform {spec.platform} is not usable here ({exc}); its limits are checked "
             "by plan and run"
@@ -224,6 +254,7 @@ async def preview_campaign(
                 "opens_utc": opens.in_tz("UTC").to_iso8601_string(),
                 "closes_utc": closes.in_tz("UTC").to_iso8601_string(),
                 "open_now": opens <= now < closes,
+                "sent_as": _sent_as(spec, platform, caps, opens, closes),
             }
         )
     estimate = estimate_calls(
@@ -399,18 +430,23 @@ def _render(data: dict[str, Any]) -> None:
             console.print("windows  nothing allowed within the horizon (blackouts)")
     else:
         table = Table(title=f"Next windows ({win['timezone']})", title_justify="left")
-        for col in ("opens (local)", "closes (local)", "opens (UTC)", "closes (UTC)", "now"):
+        sent = any(w.get("sent_as") for w in win["next"])
+        cols = ["opens (local)", "closes (local)", "opens (UTC)", "closes (UTC)", "now"]
+        for col in cols:
             table.add_column(col, no_wrap=True)
+        if sent:
+            table.add_column("sent to the platform as")
         for w in win["next"]:
-            table.add_row(
+            row = [
                 _short(w["opens_local"]),
                 _short(w["closes_local"]),
                 _short(w["opens_utc"]),
                 _short(w["closes_utc"]),
                 "open" if w["open_now"] else "",
-            )
+            ]
+            table.add_row(*row, *([w.get("sent_as") or ""] if sent else []))
         if not win["next"]:
-            table.add_row("none within the horizon", "", "", "", "")
+            table.add_row("none within the horizon", "", "", "", "", *([""] if sent else []))
         console.print(table)
 
     e = data["estimate"]

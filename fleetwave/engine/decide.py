@@ -40,6 +40,7 @@ __all__ = [
     "screen_targets",
     "select_resubmissions",
     "task_timed_out",
+    "tasks_to_cancel",
     "wave_step",
 ]
 
@@ -793,3 +794,36 @@ def app_result(
     if (now - since).total_seconds() >= timeout_seconds:
         return DeviceRunStatus.TIMED_OUT
     return None
+
+
+def tasks_to_cancel(
+    *, can_cancel: bool, tasks: Sequence[tuple[str, Mapping[str, int] | None]]
+) -> Decision:
+    """On a halt: which live tasks to cancel (their operationIds in ``inputs["cancel"]``).
+
+    ``tasks`` are (operationId, the per-outcome counts of its last progress read, or None
+    when never read). A task none of whose devices had started or finished at that read
+    (or never read) is cancelled; the platform refuses one that started meanwhile, so a
+    stale read costs one refused call, never a stopped upgrade. Nothing is cancelled on a
+    platform without a cancel call (CONTINUE: its tasks run to their end).
+    """
+    if not can_cancel:
+        return Decision(
+            "cancel_on_halt",
+            Verdict.CONTINUE,
+            "the platform cannot cancel tasks; the live ones run to their end",
+            {"cancel": [], "live": len(tasks)},
+        )
+    chosen = [
+        op
+        for op, stats in tasks
+        if stats is None
+        or sum(v for k, v in stats.items() if k not in ("total", DeviceOutcome.PENDING.value)) == 0
+    ]
+    verdict = Verdict.HALT if chosen else Verdict.CONTINUE
+    reason = (
+        f"cancelling {len(chosen)} of {len(tasks)} live tasks that have not started"
+        if chosen
+        else "every live task has started; none is cancelled"
+    )
+    return Decision("cancel_on_halt", verdict, reason, {"cancel": chosen, "live": len(tasks)})

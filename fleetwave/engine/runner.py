@@ -29,6 +29,7 @@ from fleetwave import store
 from fleetwave.clock import Clock, RealClock
 from fleetwave.engine.context import Approver, RunContext, StageRunner, plain_stage_runner
 from fleetwave.engine.counts import campaign_counts, threshold_counts
+from fleetwave.engine.decide import tasks_to_cancel
 from fleetwave.engine.lease import default_holder, take_lease
 from fleetwave.engine.lease import lease_ttl as lease_ttl_setting
 from fleetwave.engine.outcome import Outcome, OutcomeKind, Stop, early_outcome
@@ -41,7 +42,7 @@ from fleetwave.platforms.errors import PlatformError
 from fleetwave.spec import SpecSource, load_spec_with_source, spec_snapshot
 from fleetwave.spec.capability_check import apply_capabilities
 from fleetwave.spec.model import CampaignSpec, spec_change_records, spec_fingerprint
-from fleetwave.store import CampaignStatus, WaveStatus
+from fleetwave.store import CampaignStatus, ChunkKind, WaveStatus
 
 if TYPE_CHECKING:
     from fleetwave.notify import PushHealth
@@ -74,6 +75,35 @@ async def _capabilities(
     from fleetwave.platforms import platform_capabilities
 
     return await platform_capabilities(spec.platform, clock=clock)
+
+
+async def cancel_unstarted(ctx: RunContext) -> list[str]:
+    """After a halt: cancel the campaign's live upgrade tasks that have not started, where
+    the platform can (:func:`fleetwave.engine.decide.tasks_to_cancel`); the decision and
+    each refusal go to the event log. Returns the operationIds the platform cancelled."""
+    with ctx.tx() as s:
+        live = [
+            (c.operation_id, c.stats)
+            for c in store.list_active_chunks(s, campaign_id=ctx.campaign_id)
+            if c.operation_id and c.kind is ChunkKind.UPGRADE
+        ]
+    if not live:
+        return []
+    decision = tasks_to_cancel(can_cancel=ctx.platform.capabilities.can_cancel_tasks, tasks=live)
+    ctx.decision(decision)
+    cancelled: list[str] = []
+    for op in decision.inputs["cancel"]:
+        try:
+            if await ctx.platform.cancel_task(op):
+                cancelled.append(op)
+        except PlatformError as exc:
+            log.warning("%s: could not cancel task %s: %s", ctx.spec.name, op, exc)
+    if decision.inputs["cancel"]:
+        ctx.event(
+            "tasks_cancelled",
+            data={"cancelled": cancelled, "asked": len(decision.inputs["cancel"])},
+        )
+    return cancelled
 
 
 @asynccontextmanager
@@ -214,6 +244,8 @@ async def advance(
                 outcome = loop.outcome(OutcomeKind.FAILED, f"platform error: {exc}")
             except store.LeaseLostError as exc:
                 outcome = loop.outcome(OutcomeKind.FAILED, str(exc))
+            if outcome.kind is OutcomeKind.HALTED:
+                await cancel_unstarted(ctx)
             ctx.event("run_ended", data=outcome.as_dict())
             ctx.emit(
                 "outcome", message=str(outcome), waves=ctx.wave_progress(), detail=outcome.as_dict()

@@ -115,7 +115,13 @@ class PushChannel:
             max_body_bytes=self.settings.max_body_bytes,
         )
         self._writer.start()
-        server = ReceiverServer(app, self.settings.host, self.settings.port)
+        server = ReceiverServer(
+            app,
+            self.settings.host,
+            self.settings.port,
+            tls_cert=self.settings.tls_cert,
+            tls_key=self.settings.tls_key,
+        )
         try:
             server.start()
         except BaseException:
@@ -149,7 +155,7 @@ class PushChannel:
 
     @property
     def local_url(self) -> str:
-        """``http://host:port`` the receiver listens on (no token)."""
+        """``http(s)://host:port`` the receiver listens on (no token)."""
         if self._server is None:
             raise RuntimeError("the push channel is not started")
         return self._server.local_url

@@ -116,9 +116,25 @@ def create_receiver_app(
 class ReceiverServer(ThreadedServer):
     """uvicorn serving the receiver app on a socket bound at construction (port known)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        *,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
         super().__init__(
-            app, host, port, name="push receiver", backlog=1024, lifespan="off", server_header=False
+            app,
+            host,
+            port,
+            name="push receiver",
+            backlog=1024,
+            lifespan="off",
+            server_header=False,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
         )
 
     @property

@@ -2,6 +2,8 @@
 
 ``HOST``/``PORT`` are where it listens (default 127.0.0.1 and a free port); ``PUBLIC_URL``
 is the base URL the platform must call when that differs (NAT, a proxy, another host).
+``TLS_CERT``/``TLS_KEY`` (PEM, both or neither) make it serve HTTPS only, for platforms
+that post only to ``https://`` callbacks.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class NotifySettings:
     max_queue: int = 100_000
     park_seconds: float = 5.0
     max_body_bytes: int = 65_536
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, value: object, want: str) -> UserError:
@@ -55,6 +59,15 @@ class NotifySettings:
                 "address the platform must call is unknown",
                 hint=f"set {ENV_PREFIX}PUBLIC_URL, e.g. http://engine.example.net:8790",
             )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UserError(
+                f"{ENV_PREFIX}TLS_CERT and {ENV_PREFIX}TLS_KEY go together: the receiver "
+                "serves HTTPS with both, plain HTTP with neither",
+                hint="set both (PEM certificate chain and its unencrypted key) or unset both",
+            )
+        for name, path in (("TLS_CERT", self.tls_cert), ("TLS_KEY", self.tls_key)):
+            if path is not None and not os.path.isfile(path):
+                raise bad(name, path, "a readable PEM file")
         if self.quiet_after <= 0:
             raise bad("QUIET_AFTER", self.quiet_after, "a positive number of seconds")
         if self.batch_size < 1:
@@ -90,6 +103,9 @@ class NotifySettings:
             kwargs["host"] = host
         if (url := get("PUBLIC_URL")) is not None:
             kwargs["public_url"] = url
+        for name in ("TLS_CERT", "TLS_KEY"):
+            if (path := get(name)) is not None:
+                kwargs[name.lower()] = path
         number("PORT", int)
         number("QUIET_AFTER", float)
         number("BATCH_SIZE", int)

@@ -29,6 +29,7 @@ __all__ = [
     "PlatformRef",
     "PlatformRefLike",
     "UnknownPlatformType",
+    "default_capabilities",
     "known_platform_types",
     "open_platform",
     "platform_capabilities",
@@ -75,6 +76,7 @@ class PlatformRef:
 class _Entry:
     factory: PlatformFactory
     simulator_url: Callable[[str], str | None] | None
+    default_capabilities: Capabilities | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -89,13 +91,16 @@ def register_platform(
     factory: PlatformFactory,
     *,
     simulator_url: Callable[[str], str | None] | None = None,
+    default_capabilities: Capabilities | None = None,
 ) -> None:
     """Register (or replace) the factory of platform ``type_``.
 
     ``simulator_url(profile)``, when given, is the base URL of the simulator a profile
     talks to (``fleetwave run --clock sim`` links the engine's clock to it).
+    ``default_capabilities``: what every connection of the type can do with default
+    settings, so ``validate`` can check a campaign whose profile is not configured here.
     """
-    _REGISTRY[type_] = _Entry(factory, simulator_url)
+    _REGISTRY[type_] = _Entry(factory, simulator_url, default_capabilities)
 
 
 def _lookup(type_: str) -> _Entry | None:
@@ -166,6 +171,13 @@ async def open_platform(
         yield platform
     finally:
         await platform.aclose()
+
+
+def default_capabilities(type_: str) -> Capabilities | None:
+    """The capabilities of platform type ``type_`` with default settings (None: the type
+    registered none); raises :class:`UnknownPlatformType` for an unknown type."""
+    platform_factory(type_)
+    return _REGISTRY[type_].default_capabilities
 
 
 async def platform_capabilities(

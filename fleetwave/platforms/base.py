@@ -40,6 +40,7 @@ __all__ = [
     "UpgradeEvent",
     "UpgradeEventKind",
     "UpgradeStep",
+    "WindowDescriber",
 ]
 
 
@@ -145,6 +146,7 @@ class Capabilities:
     rate_limit_per_minute: int | None
     """Calls a minute this connection may spend (None: no limit known)."""
     can_cancel_tasks: bool
+    """Whether :meth:`Platform.cancel_task` can stop a task that has not started."""
     has_groups: bool
     """Whether targets may name device groups."""
     push: bool
@@ -392,6 +394,12 @@ class Platform(Protocol):
         """The upgrade events in one pushed body; raises :class:`PushParseError`."""
         ...
 
+    async def cancel_task(self, operation_id: str) -> bool:
+        """Cancel a task none of whose devices has started; True when the platform
+        cancelled it, False when it cannot (already started or ended, or the platform has
+        no cancel call: :attr:`Capabilities.can_cancel_tasks` is False). Safe to repeat."""
+        ...
+
     def call_counts(self) -> Mapping[str, int]:
         """Calls made so far, per endpoint label (e.g. ``GET /operations``)."""
         ...
@@ -416,3 +424,15 @@ class AsyncClosing:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+@runtime_checkable
+class WindowDescriber(Protocol):
+    """A platform that cannot keep a window to the instant says how it would send one."""
+
+    def describe_window(
+        self, kind: PackageKind, start: pendulum.DateTime, end: pendulum.DateTime
+    ) -> str:
+        """How a task of ``kind`` with the window ``start..end`` would be sent (the
+        platform's own terms, rounded as it rounds them), or why it cannot be."""
+        ...

@@ -15,11 +15,13 @@ import pendulum
 import pytest
 
 from fleetwave.clock import ManualClock
-from fleetwave.platforms.base import PackageInfo, PackageKind, Platform
+from fleetwave.platforms.base import DeviceInfo, PackageInfo, PackageKind, Platform
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
+from fleetwave.platforms.thingspace import ThingSpacePlatform, ThingSpaceSettings
+from fleetwave.sim.fleet import Fleet
 from fleetwave.sim.linked_clock import SimLinkedClock
-from fleetwave.sim.testing import SimHandle, run_simulator
+from fleetwave.sim.testing import SimHandle, TSHandle, run_simulator, run_thingspace_simulator
 
 # The target every platform offers: WaterMeter WM-200 (always online), firmware 1.5.0.
 TARGET_KIND = PackageKind.FIRMWARE
@@ -55,12 +57,21 @@ class Driver(Protocol):
         """The platform's own count of upgrade tasks per device."""
         ...
 
+    def reachable(self, device: DeviceInfo) -> bool:
+        """Whether the device is online for good (the platform's status, or the fleet's
+        truth where the platform reports none)."""
+        ...
+
 
 @dataclass
 class Case:
     name: str
     platform: Platform
     driver: Driver
+    window_kind: PackageKind = TARGET_KIND
+    """The package kind whose tasks take hour or minute windows (a task of it is what the
+    window tests create)."""
+    window_version: str = TARGET_VERSION
 
 
 class MemoryDriver:
@@ -84,6 +95,9 @@ class MemoryDriver:
 
     def tasks_per_device(self) -> Counter[str]:
         return self.platform.tasks_per_device()
+
+    def reachable(self, device: DeviceInfo) -> bool:
+        return device.status == "ONLINE"
 
 
 _OPERATIONS = "/iodm/northbound/v1.5.0/operations"
@@ -118,8 +132,48 @@ class IoDMDriver:
     def tasks_per_device(self) -> Counter[str]:
         return Counter(self.sim.stats()["device_task_counts"])
 
+    def reachable(self, device: DeviceInfo) -> bool:
+        return device.status == "ONLINE"
 
-@pytest.fixture(params=["iodm", "memory"])
+
+class ThingSpaceDriver:
+    """ThingSpace reports no online status: the seeded fleet says which devices are."""
+
+    def __init__(self, sim: TSHandle) -> None:
+        self.sim = sim
+        self.fleet_size = sim.config.devices
+        self._fleet = Fleet(sim.config.devices, sim.config.groups, sim.config.seed)
+
+    def now(self) -> pendulum.DateTime:
+        return self.sim.clock()
+
+    async def advance(self, seconds: float) -> None:
+        self.sim.advance(seconds)
+
+    def _drop_next_create(self, *, after_commit: bool) -> None:
+        self.sim.set_faults(
+            drop_rate=1.0,
+            drop_after_commit=after_commit,
+            methods=["POST"],
+            path_prefix="/api/fota/v1/upgrades",
+            count=1,
+        )
+
+    def lose_next_create_reply(self) -> None:
+        self._drop_next_create(after_commit=True)
+
+    def lose_next_create_request(self) -> None:
+        self._drop_next_create(after_commit=False)
+
+    def tasks_per_device(self) -> Counter[str]:
+        return Counter(self.sim.stats()["device_request_counts"])
+
+    def reachable(self, device: DeviceInfo) -> bool:
+        index = int(device.device_id[8:14])  # the simulator's IMEI serial is the fleet index
+        return self._fleet.base_status(index) == "ONLINE"
+
+
+@pytest.fixture(params=["iodm", "memory", "thingspace"])
 async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
     """An opened platform of each type with its driver (a fresh fleet per test)."""
     if request.param == "memory":
@@ -129,6 +183,40 @@ async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
             yield Case("memory", memory, MemoryDriver(memory, clock))
         finally:
             await memory.aclose()
+        return
+    if request.param == "thingspace":
+        with run_thingspace_simulator(
+            devices=3000,
+            groups=5,
+            seed=3,
+            clock="manual",
+            rate_limit=0,
+            failure_rate=0.1,
+            allow_http_callbacks=True,  # the contract's receiver is plain HTTP
+        ) as ts:
+            ts_clock = SimLinkedClock(ts.base_url)
+            ts_settings = ThingSpaceSettings(
+                base_url=ts.base_url,
+                key=ts.client_key,
+                secret=ts.client_secret,
+                username=ts.username,
+                password=ts.password,
+                account_name=ts.account,
+                rate_limit=0,
+            )
+            thingspace = ThingSpacePlatform(ts_settings, clock=ts_clock)
+            try:
+                # FOTA v1 firmware is scheduled by date only: the window tests use v2 files
+                yield Case(
+                    "thingspace",
+                    thingspace,
+                    ThingSpaceDriver(ts),
+                    window_kind=PackageKind.SOFTWARE,
+                    window_version="2.0",
+                )
+            finally:
+                await thingspace.aclose()
+                ts_clock.close()
         return
     with _simulator() as sim:
         linked = SimLinkedClock(sim.base_url)
@@ -149,22 +237,22 @@ def _simulator() -> Any:
     )
 
 
-async def target(platform: Platform, count: int) -> tuple[PackageInfo, list[str]]:
-    """The target package and ``count`` online devices it fits that are not on its version."""
+async def target(
+    case: Case, count: int, *, kind: PackageKind = TARGET_KIND, version: str = TARGET_VERSION
+) -> tuple[PackageInfo, list[str]]:
+    """The target package (WM-200, ``kind`` at ``version``) and ``count`` reachable devices
+    it fits that are not on its version."""
+    platform: Platform = case.platform
     packages = [
-        p
-        async for p in platform.find_packages(
-            kind=TARGET_KIND,
-            device_type=TARGET_DEVICE_TYPE,
-            model=TARGET_MODEL,
-            version=TARGET_VERSION,
-        )
+        p async for p in platform.find_packages(kind=kind, model=TARGET_MODEL, version=version)
     ]
     assert len(packages) == 1, packages
     package = packages[0]
+    assert package.device_type in (TARGET_DEVICE_TYPE, ""), package  # "": no device types
     devices: list[str] = []
-    async for d in platform.devices(device_type=package.device_type, status="ONLINE"):
-        if d.model == package.model and d.fw_version != package.version:
+    async for d in platform.devices(device_type=package.device_type or None):
+        fits = d.model == package.model and d.version(kind) != package.version
+        if fits and case.driver.reachable(d):
             devices.append(d.device_id)
             if len(devices) == count:
                 break

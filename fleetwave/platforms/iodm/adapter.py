@@ -543,6 +543,10 @@ class IoDMPlatform(AsyncClosing):
             replay_safe=True,
         )
 
+    async def cancel_task(self, operation_id: str) -> bool:
+        """IoDM's northbound reference documents no call that stops a task: never cancelled."""
+        return False
+
     # -- bookkeeping ---------------------------------------------------------------------
 
     def call_counts(self) -> Mapping[str, int]:

@@ -78,7 +78,7 @@ CAPABILITIES = Capabilities(
     window_granularity=timedelta(minutes=1),
     page_sizes=PAGE_SIZES,
     rate_limit_per_minute=None,
-    can_cancel_tasks=False,
+    can_cancel_tasks=True,
     has_groups=True,
     push=True,
 )
@@ -527,6 +527,23 @@ class MemoryPlatform(AsyncClosing):
         return parse_body(body, received_at=self.clock.now())
 
     # -- time ----------------------------------------------------------------------------
+
+    async def cancel_task(self, operation_id: str) -> bool:
+        """Cancel a task none of whose devices has started (every device CANCELLED)."""
+        await self._call("cancel_task")
+        t = self.tasks.get(operation_id)
+        if t is None:
+            raise TaskNotFound(f"no task {operation_id!r} on the in-memory platform")
+        now = self.clock.now()
+        self._settle(now)
+        if t.state is not TaskState.PENDING or any(
+            p.state is not DeviceOutcome.PENDING for p in t.parts
+        ):
+            return False
+        for p in t.parts:
+            self._finish(t, p, now, DeviceOutcome.CANCELLED, "cancelled before it started")
+        t.state = TaskState.FINISHED
+        return True
 
     async def pump(self) -> int:
         """Settle every live task up to now and post the due push events; returns how many

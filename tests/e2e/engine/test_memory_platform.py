@@ -8,6 +8,7 @@ the platform's side (its own tasks per device), as on the simulator.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fleetwave import store
 from fleetwave.engine.runner import OutcomeKind
@@ -91,3 +92,44 @@ async def test_a_lost_create_reply_is_reconciled_not_resent(tmp_path: Path) -> N
     assert events(db, spec.name, ["chunk_reconciled"])
     per_device = memory_exactly_once(db, spec.name, platform)
     assert set(per_device.values()) == {1}
+
+
+HALT_CANCELS = """
+name: memory-halt-cancels
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 6h, max_devices_per_task: 10}
+"""
+
+
+async def test_an_operator_halt_cancels_the_tasks_that_have_not_started(tmp_path: Path) -> None:
+    from fleetwave.engine.control import halt_campaign
+    from fleetwave.platforms.base import DeviceOutcome, TaskState
+
+    platform = memory_platform(failure_rate=0.0)
+    (group,) = [g for g in platform.fleet.groups if g.name == "meters-vienna"]
+    members = platform.fleet.members[group.group_id]
+    late = members[: len(members) // 2]  # offline: their tasks cannot start
+    await platform.set_online(late, False)
+    db = new_store(tmp_path / "halt.db")
+    spec = spec_of(HALT_CANCELS)
+
+    def halt_after_submitting(event: Any) -> None:
+        if event.kind == "submitted":
+            halt_campaign(db, name=spec.name, by="test", reason="stop", now=platform.clock.now())
+
+    outcome, _ = await run_memory(spec, db, platform, recorder=halt_after_submitting)
+    assert outcome.kind is OutcomeKind.HALTED, outcome
+    ops = [c.operation_id for c in chunks(db, spec.name) if c.operation_id]
+    assert ops
+    cancelled = [op for op in ops if platform.tasks[op].state is TaskState.FINISHED]
+    assert cancelled, "the tasks were halted before they started"
+    for op in cancelled:
+        assert {p.state for p in platform.tasks[op].parts} == {DeviceOutcome.CANCELLED}
+    (done,) = [e for e in events(db, spec.name, ["tasks_cancelled"])]
+    assert sorted(done.data["cancelled"]) == sorted(cancelled)
+    decision = [e for e in events(db, spec.name, ["decision"]) if "cancel" in e.data["inputs"]]
+    assert decision and decision[-1].data["inputs"]["cancel"] == done.data["cancelled"]

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from fleetwave.cli import main
-from fleetwave.sim.testing import SimHandle, run_simulator
+from fleetwave.sim.testing import SimHandle, run_simulator, run_thingspace_simulator
 
 ROOT = Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((ROOT / "campaigns").glob("*.yaml"))
+EXAMPLES = sorted(p for p in (ROOT / "campaigns").glob("*.yaml") if "thingspace" not in p.name)
+TS_EXAMPLES = sorted((ROOT / "campaigns").glob("thingspace-*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +182,37 @@ def test_plan_checks_the_platform_limits_first(
     code, out, _ = _run(capsys, "plan", str(camp), "--json", "--at", "2026-03-27T12:00:00Z")
     assert code == 0
     assert json.loads(out)["max_devices_per_task"] == 256  # the platform's largest task
+
+
+@pytest.mark.parametrize("path", TS_EXAMPLES, ids=[p.stem for p in TS_EXAMPLES])
+def test_thingspace_example_plans_read_only(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_thingspace_simulator(rate_limit=0) as ts:  # the fleet of the IMEI list
+        for name, value in {
+            "BASE_URL": ts.base_url,
+            "KEY": ts.client_key,
+            "SECRET": ts.client_secret,
+            "USERNAME": ts.username,
+            "PASSWORD": ts.password,
+            "ACCOUNT_NAME": ts.account,
+            "RATE_LIMIT": "0",
+        }.items():
+            monkeypatch.setenv(f"THINGSPACE_{name}", value)
+        code, out, err = _run(capsys, "plan", str(path), "--json", "--at", "2026-03-27T02:00:00Z")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["platform"] == {"type": "thingspace", "profile": "default"}
+        assert data["targets"]["eligible"] > 150
+        assert data["estimate"]["create_calls"] == data["chunks"]
+        windows = [] if data["windows"]["always_open"] else data["windows"]["next"]
+        assert bool(windows) == ("config" in path.name)
+        for w in windows:  # the file campaign's nightly 01:00-04:00 UTC
+            assert w["sent_as"] == f"on {w['opens_utc'][:10]}, 01:00-04:00 UTC", w
+        stats = ts.stats()
+        writes = {
+            e: c
+            for e, c in stats["calls"].items()
+            if not e.startswith("GET ") and "/oauth2/" not in e and "/session/" not in e
+        }
+        assert writes == {} and stats["requests_total"] == 0

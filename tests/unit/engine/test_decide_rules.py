@@ -17,6 +17,7 @@ from fleetwave.engine.decide import (
     approval_validity,
     breach_action,
     count_outcomes,
+    tasks_to_cancel,
     wave_step,
 )
 from fleetwave.spec.model import BreachAction, FailureKind
@@ -227,3 +228,23 @@ def test_every_final_failure_lands_in_one_bucket(
     final = sum(max(0, n - retrying.get(k, 0)) for k, n in kinds.items())
     assert r.failed + r.timed_out + r.ignored == final
     assert r.retrying == sum(retrying.values())
+
+
+# ---------------------------------------------------------------------------- cancel on halt
+
+
+def test_a_halt_cancels_only_tasks_that_have_not_started() -> None:
+    live = [
+        ("never-read", None),
+        ("all-pending", {"total": 3, "pending": 3, "running": 0, "succeeded": 0}),
+        ("one-running", {"total": 3, "pending": 2, "running": 1}),
+        ("one-done", {"total": 3, "pending": 2, "failed": 1}),
+    ]
+    d = tasks_to_cancel(can_cancel=True, tasks=live)
+    assert d.verdict is Verdict.HALT and d.inputs["cancel"] == ["never-read", "all-pending"]
+    assert "2 of 4" in d.reason
+    started = tasks_to_cancel(can_cancel=True, tasks=live[2:])
+    assert started.verdict is Verdict.CONTINUE and started.inputs["cancel"] == []
+    cannot = tasks_to_cancel(can_cancel=False, tasks=live)
+    assert cannot.verdict is Verdict.CONTINUE and cannot.inputs["cancel"] == []
+    assert "cannot cancel" in cannot.reason

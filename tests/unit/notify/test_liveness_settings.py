@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pendulum
 import pytest
 
@@ -73,3 +75,17 @@ def test_bad_settings_name_the_variable(env: dict[str, str], words: str) -> None
     with pytest.raises(UserError) as err:
         NotifySettings.from_env(env)
     assert words in str(err.value)
+
+
+def test_tls_files_go_together_and_must_exist(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("y")
+    s = NotifySettings.from_env(
+        {"FLEETWAVE_NOTIFY_TLS_CERT": str(cert), "FLEETWAVE_NOTIFY_TLS_KEY": str(key)}
+    )
+    assert (s.tls_cert, s.tls_key) == (str(cert), str(key))
+    with pytest.raises(UserError, match="TLS_CERT and FLEETWAVE_NOTIFY_TLS_KEY go together"):
+        NotifySettings.from_env({"FLEETWAVE_NOTIFY_TLS_CERT": str(cert)})
+    with pytest.raises(UserError, match=r"FLEETWAVE_NOTIFY_TLS_KEY is .*a readable PEM file"):
+        NotifySettings(tls_cert=str(cert), tls_key=str(tmp_path / "missing.pem"))

@@ -138,12 +138,40 @@ def test_validate_reports_an_unknown_type(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(BASE.format(platform="platform: {type: thingspace}"))
+    path.write_text(BASE.format(platform="platform: {type: acme}"))
     with pytest.raises(SystemExit) as info:
         main(["validate", str(path)])
     assert info.value.code == 2
     out = capsys.readouterr().out
-    assert f"{path}:3:18: platform.type: unknown platform type 'thingspace'; use one of " in out
+    assert f"{path}:3:18: platform.type: unknown platform type 'acme'; use one of " in out
     assert "Traceback" not in out
     with pytest.raises(UserError):
-        platforms.platform_factory("thingspace")
+        platforms.platform_factory("acme")
+
+
+def test_validate_refuses_groups_on_thingspace_at_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("THINGSPACE_BASE_URL", "THINGSPACE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "ts.yaml"
+    path.write_text(
+        "name: ts\nkind: firmware\nplatform: {type: thingspace}\npackage: {file_id: abc}\n"
+        "targets:\n  groups:\n    - name: meters\nwaves: [{percent: 100}]\n"
+    )
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(path)])
+    assert info.value.code == 2
+    out = capsys.readouterr().out
+    assert (
+        f"{path}:6:3: targets.groups: platform thingspace has no device groups; list the devices"
+        in out
+    )
+    assert "checked against the thingspace defaults" in out
+    assert "Traceback" not in out
+    listed = tmp_path / "ids.yaml"
+    listed.write_text(BASE.format(platform="platform: {type: thingspace}"))
+    with pytest.raises(SystemExit) as ok:
+        main(["validate", str(listed)])
+    assert ok.value.code == 0
+    assert "ok (t, firmware, 1 waves)" in capsys.readouterr().out
