@@ -251,9 +251,11 @@ class ProgressReader:
                     unverified = [op for op in sorted(wanted) if op not in out]
             if unverified:
                 whole = math.ceil((total or 0) / self._page)
-                if len(unverified) > whole:
-                    query = (IoDMStatus.PROCESSING, Pages(self._page))
-                    await self._list(params, *query, set(unverified), out)
+                if len(unverified) > whole:  # fewer calls than reading them one by one
+                    whole_list = Pages(self._page)
+                    await self._list(
+                        params, IoDMStatus.PROCESSING, whole_list, set(unverified), out
+                    )
                     unverified = []
             if not any(status is IoDMStatus.WAIT for status, _ in plan):
                 # absent from the processing list: finished, unless it may still wait (never
