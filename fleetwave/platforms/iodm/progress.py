@@ -249,26 +249,15 @@ class ProgressReader:
                     # the list's order is undocumented: a task outside the window may
                     # still be processing somewhere else in the list
                     unverified = [op for op in sorted(wanted) if op not in out]
-            waits_listed = any(status is IoDMStatus.WAIT for status, _ in plan)
             if unverified:
-                # tasks last seen processing: the whole list finds them at fewer calls than
-                # reading them one by one when there are more of them than it has pages (a
-                # new or waiting task is read by itself either way, as without a window)
-                lost = [op for op in unverified if memos[op].status is IoDMStatus.PROCESSING]
-                if len(lost) > math.ceil((total or 0) / self._page):
+                whole = math.ceil((total or 0) / self._page)
+                if len(unverified) > whole:  # fewer calls than reading them one by one
                     whole_list = Pages(self._page)
                     await self._list(
                         params, IoDMStatus.PROCESSING, whole_list, set(unverified), out
                     )
-                    # absent from the whole list: finished (or, never listed, still waiting)
-                    unverified = [
-                        op
-                        for op in unverified
-                        if op not in out
-                        and not waits_listed
-                        and memos[op].status is not IoDMStatus.PROCESSING
-                    ]
-            if not waits_listed:
+                    unverified = []
+            if not any(status is IoDMStatus.WAIT for status, _ in plan):
                 # absent from the processing list: finished, unless it may still wait (never
                 # read, or last seen waiting); those few are read one by one
                 unverified += [

@@ -164,27 +164,6 @@ async def test_many_tasks_missing_from_the_window_read_the_whole_list() -> None:
     assert Memo.parse(seen["t01"].memo).index == 0
 
 
-async def test_new_waiting_tasks_missing_from_the_window_are_read_alone() -> None:
-    """New tasks still waiting are not in the processing list at all: read one by one (as
-    without a window), they do not make the window fall back to the whole list."""
-    tl = TaskList()
-    for i in range(250):
-        tl.add(f"stale-{i}", "processing")
-    for op in ("a", "b", "c"):
-        tl.add(op, "processing")
-    new = [f"new-{i}" for i in range(5)]
-    for op in new:
-        tl.add(op, "wait")
-    async with platform_with(tl) as p:
-        memos: dict[str, str | None] = {
-            op: f"processing#{250 + i}/253" for i, op in enumerate("abc")
-        }
-        seen = await _round(p, refs(["a", "b", "c", *new], memos))
-    assert tl.calls == {"list": 1, "get": 5}
-    assert all(seen[op].state is TaskState.PENDING for op in new)
-    assert all(seen[op].state is TaskState.RUNNING for op in "abc")
-
-
 async def test_a_new_or_lone_waiting_task_missing_from_processing_is_read_alone() -> None:
     tl = TaskList()
     for op in ("a", "b", "c"):
