@@ -10,7 +10,7 @@ import httpx
 
 from fleetwave.platforms.base import PackageKind, TaskRef, TaskState
 from fleetwave.platforms.iodm import IoDMPlatform
-from fleetwave.platforms.iodm.progress import Memo
+from fleetwave.platforms.iodm.progress import Memo, Pages, cover, pages_for, window
 from tests.unit.client.test_wire import platform_with
 
 NB = "/iodm/northbound/v1.5.0"
@@ -97,19 +97,71 @@ async def test_lists_the_live_tasks_and_leaves_finished_ones_out() -> None:
     assert Memo.parse(seen["c"].memo) == Memo(Memo.parse("processing").status, 152, 153)
 
 
-async def test_reads_tasks_one_by_one_when_the_last_list_was_longer() -> None:
-    """The tail of a campaign beside stale tasks: 2 tasks, a list of 3 pages last round."""
+async def test_reads_only_the_window_that_held_the_tasks_last_round() -> None:
+    """The tail of a campaign beside stale tasks: 3 tasks, a list of 3 pages last round."""
+    tl = TaskList()
+    for i in range(250):
+        tl.add(f"stale-{i}", "processing")
+    for op in ("a", "b", "c"):
+        tl.add(op, "processing")
+    tl.status["b"] = "success"
+    async with platform_with(tl) as p:
+        memos = {op: f"processing#{250 + i}/253" for i, op in enumerate("abc")}
+        seen = await _round(p, refs(["a", "b", "c"], memos))
+    # one page holding positions 250..252 (not 3 pages), and b, missing from it, read alone
+    assert tl.calls == {"list": 1, "get": 1}
+    (q,) = tl.asked
+    no, size = int(q["pageNo"]), int(q["pageSize"])
+    assert no * size <= 250 and (no + 1) * size > 252
+    assert seen["a"].state is TaskState.RUNNING and seen["b"].state is TaskState.FINISHED
+    assert seen["c"].memo == "processing#251/252"  # b left the list: c moved up
+
+
+async def test_reads_a_lone_task_by_itself() -> None:
     tl = TaskList()
     for i in range(250):
         tl.add(f"stale-{i}", "processing")
     tl.add("a", "processing")
-    tl.add("b", "success")
     async with platform_with(tl) as p:
-        memos = {"a": "processing#250/252", "b": "processing#251/252"}
-        seen = await _round(p, refs(["a", "b"], memos))
-    assert tl.calls == {"get": 2}  # not 3 list pages
-    assert seen["a"].state is TaskState.RUNNING and seen["b"].state is TaskState.FINISHED
-    assert seen["a"].memo == "processing#250/252"  # still where it was listed
+        seen = await _round(p, refs(["a"], {"a": "processing#250/251"}))
+    assert tl.calls == {"get": 1}  # not a list page
+    assert seen["a"].memo == "processing#250/251"  # still where it was listed
+
+
+async def test_a_task_moved_out_of_the_window_is_still_observed() -> None:
+    """The list's order is undocumented: a task elsewhere than the memo says is found by a
+    single read, reported running (not finished), and its stale place forgotten."""
+    tl = TaskList()
+    tl.add("moved", "processing")  # now first in the list
+    for i in range(250):
+        tl.add(f"stale-{i}", "processing")
+    for op in ("a", "b"):
+        tl.add(op, "processing")
+    async with platform_with(tl) as p:
+        memos = {"a": "processing#250/253", "b": "processing#251/253"}
+        memos["moved"] = "processing#252/253"
+        seen = await _round(p, refs(["a", "b", "moved"], memos))
+    assert tl.calls == {"list": 1, "get": 1}
+    assert seen["moved"].state is TaskState.RUNNING and seen["moved"].memo == "processing"
+    assert seen["a"].memo == "processing#251/253"
+
+
+async def test_many_tasks_missing_from_the_window_read_the_whole_list() -> None:
+    """A window that missed most of its tasks (the list reordered): the whole list (3
+    pages) costs less than 40 single reads, and a task absent from it has finished."""
+    tl = TaskList()
+    ours = [f"t{i:02}" for i in range(40)]
+    for op in ours:
+        tl.add(op, "processing")  # first, where the memos put them last
+    for i in range(210):
+        tl.add(f"stale-{i}", "processing")
+    tl.status["t00"] = "success"
+    async with platform_with(tl) as p:
+        memos = {op: f"processing#{210 + i}/250" for i, op in enumerate(ours)}
+        seen = await _round(p, refs(ours, memos))
+    assert tl.calls == {"list": 4}  # the window, then the whole list
+    assert set(seen) == set(ours) - {"t00"}
+    assert Memo.parse(seen["t01"].memo).index == 0
 
 
 async def test_a_new_or_lone_waiting_task_missing_from_processing_is_read_alone() -> None:
@@ -158,3 +210,65 @@ async def test_memos_an_older_engine_stored_read_as_none() -> None:
     assert Memo.parse("push") == Memo() and Memo.parse(None) == Memo()
     assert Memo.parse("processing#x/3") == Memo(Memo.parse("processing").status)
     assert Memo.parse("wait").text() == "wait"
+
+
+# -- the page choice, as pure functions ----------------------------------------------------
+
+P = Memo.parse("processing").status
+W = Memo.parse("wait").status
+
+
+def test_cover_puts_a_window_on_one_page_whenever_one_exists() -> None:
+    for lo, hi in [(250, 252), (157, 199), (1, 99), (99, 100), (4321, 4370), (0, 99)]:
+        pages = cover(lo, hi, 100)
+        assert pages.count == 1, (lo, hi, pages)
+        assert pages.first * pages.size <= lo and (pages.first + 1) * pages.size > hi
+    for lo in range(0, 400, 7):
+        for span in (1, 20, 56, 83, 100):
+            hi = lo + span - 1
+            one = any(lo // s == hi // s for s in range(1, 101))
+            pages = cover(lo, hi, 100)
+            assert (pages.count == 1) == one, (lo, hi, pages)
+            assert pages.size <= 100 and pages.count is not None
+            assert pages.first * pages.size <= lo
+            assert (pages.first + pages.count) * pages.size > hi
+    # 157..239 lies on no single page of at most 100 (no multiple of a size in 83..100
+    # falls at or below 157 with the next one above 239): two pages
+    assert cover(157, 239, 100).count == 2
+
+
+def test_cover_prefers_room_below_the_window() -> None:
+    # 250..252 fits on many pages (of 100 from 200, of 50 from 250, ...): the most room below
+    pages = cover(250, 252, 100)
+    assert 250 - pages.first * pages.size == max(
+        250 - (250 // s) * s for s in range(3, 101) if 250 // s == 252 // s
+    )
+
+
+def test_cover_spans_the_fewest_pages_when_the_window_is_wide() -> None:
+    assert cover(0, 199, 100) == Pages(100, 0, 2)
+    pages = cover(150, 349, 100)  # 200 places not aligned on a page of 100: 3 pages
+    assert pages.count == 3 and pages.size <= 100
+    assert pages.first * pages.size <= 150 and (pages.first + 3) * pages.size > 349
+    for bad in [(-1, 3), (5, 4)]:
+        try:
+            cover(*bad, 100)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
+def test_window_places_new_tasks_after_the_end_of_the_list() -> None:
+    memos = [Memo(P, 210, 240), Memo(P, 230, 240), Memo(), Memo(W)]
+    assert window(memos, P) == (210, 241)  # two tasks not placed: positions 240, 241
+    assert window([Memo(), Memo(W)], P) is None
+
+
+def test_pages_for_reads_the_whole_list_when_the_window_saves_nothing() -> None:
+    # the list fit in one page: the whole list, complete, no verification needed
+    assert pages_for([Memo(P, 3, 60), Memo(P, 40, 60)], P, 100).whole
+    # no place known: the whole list
+    assert pages_for([Memo(P), Memo()], P, 100).whole
+    # stale tasks ahead: one page of the window instead of 4
+    pages = pages_for([Memo(P, 310, 390), Memo(P, 389, 390)], P, 100)
+    assert not pages.whole and pages.count == 1
