@@ -140,10 +140,10 @@ def _run_campaign(path: Path) -> dict[str, Any]:
     """
     import asyncio
 
-    from flows.campaign import run_campaign
+    from flows.campaign import run_campaign_outcome
 
     result: dict[str, Any] = asyncio.run(
-        run_campaign(campaign=str(path), clock="sim", sleep_through_windows=True)
+        run_campaign_outcome(campaign=str(path), clock="sim", sleep_through_windows=True)
     )
     return result
 
