@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
 from prefect.flow_runs import resume_flow_run
 
 from fleetwave import store
@@ -89,6 +90,7 @@ def _wait_for(flow_run_id: UUID, what: str, ok: Any, log: list[str], timeout: fl
     raise AssertionError(f"the flow run never {what}: {_state(flow_run_id)!r}\n{''.join(log)}")
 
 
+@pytest.mark.slow  # a deploy, a worker and a 25 s pause: about 2.5 min on a loaded machine
 def test_a_nightly_run_paused_for_approval_outlives_lease_renewals_and_completes(
     prefect_server_handle: PrefectServer,
     simulator_process: SimProcess,
