@@ -10,6 +10,7 @@ failure threshold and rolls back; prints both reports and the chart paths.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -140,10 +141,10 @@ def _run_campaign(path: Path) -> dict[str, Any]:
     """
     import asyncio
 
-    from flows.campaign import run_campaign
+    from flows.campaign import run_campaign_outcome
 
     result: dict[str, Any] = asyncio.run(
-        run_campaign(campaign=str(path), clock="sim", sleep_through_windows=True)
+        run_campaign_outcome(campaign=str(path), clock="sim", sleep_through_windows=True)
     )
     return result
 
@@ -233,6 +234,7 @@ def _demo(argv: Sequence[str] | None) -> int:
                 )
                 _say(f"chart: {chart}")
                 outcomes.append((spec_name, report.status))
+            _drain_prefect()
         engine.dispose()
     _say("")
     _say(f"demo finished in {time.monotonic() - started:.0f} s")
@@ -248,6 +250,18 @@ def _demo(argv: Sequence[str] | None) -> int:
         f".venv/bin/fleetwave report {outcomes[-1][0]} --png chart.png"
     )
     return 1 if unexpected else 0
+
+
+def _drain_prefect() -> None:
+    """Send Prefect's queued logs and events while the private server still listens (a
+    Failed or Halted run logs its final state at ERROR); after it stopped they would fail
+    with "Error logging to API" on stderr."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # best effort: the server goes away anyway
+            worker.drain_all(timeout=10)
 
 
 def _campaign_name(path: Path) -> str:

@@ -1,55 +1,91 @@
-"""The typed input of an approval gate: what the Prefect UI shows as a form when a wave waits.
+"""The typed input of an approval gate: what the Prefect UI shows as a form when a wave waits,
+and the form's description (:func:`approval_description`).
 
-``fleetwave approve`` builds the same model, so the shell and the UI validate alike. The
-check that an appointment lies inside the campaign's windows needs the campaign, so it is
-done by the engine (``fleetwave.engine.approval.check_appointment``). Importing this
-module registers :func:`resume_paused_flow_run` as the engine's way to resume a flow run
-paused at an approval gate (``fleetwave.engine.control.register_flow_resumer``).
+The model checks types only; the rules of an appointment (both ends, at least an hour, in
+the future, inside a window) are the engine's (``fleetwave.engine.approval.check_appointment``),
+applied alike to the form's answer and to ``fleetwave approve``. Importing this module
+registers :func:`resume_paused_flow_run` as the engine's way to resume a flow run paused at
+an approval gate (``fleetwave.engine.control.register_flow_resumer``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from prefect.input import RunInput
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema
 
-from fleetwave.clock import utc_instant
 from fleetwave.engine.approval import MIN_APPOINTMENT
+from fleetwave.engine.context import ApprovalRequest
 from fleetwave.engine.control import register_flow_resumer
 
-__all__ = ["MIN_APPOINTMENT", "ApprovalInput", "resume_paused_flow_run"]
+__all__ = [
+    "MIN_APPOINTMENT",
+    "ApprovalInput",
+    "approval_description",
+    "input_problem",
+    "resume_paused_flow_run",
+]
+
+#: A date-time field the Prefect UI renders as a date and time picker. Optional in the model
+#: but never ``anyOf [date-time, null]`` in the schema: the UI shows that union as a type
+#: menu whose "None" branch reads 'Property is type "None"'.
+_DateTime = Annotated[datetime | None, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """Leave an empty field out of the schema's defaults (``null`` is not a date-time)."""
+    schema.pop("default", None)
 
 
 class ApprovalInput(RunInput):
-    """Approve or reject the next wave; optionally book an appointment (start/end, >= 1 h)."""
+    """Approve or reject the next wave; optionally book an appointment (start/end, >= 1 h).
+
+    Only the types are checked here, so any answer the form accepts reaches the flow; the
+    appointment's rules (both ends, at least an hour, in the future, inside a window) are
+    the engine's (``check_appointment``), and a refused answer is asked again with the
+    reason in the form's description."""
 
     decision: Literal["approve", "reject"] = Field(
         description="approve: the wave may start; reject: the campaign halts."
     )
     comment: str = Field(default="", max_length=2000, description="Why (kept in the event log).")
-    start: datetime | None = Field(
-        default=None, description="Appointment start (UTC unless an offset is given)."
+    start: _DateTime = Field(
+        default=None,
+        json_schema_extra=_no_default,
+        description="Optional appointment start, date and time (UTC unless an offset is given); "
+        "leave empty to start at once.",
     )
-    end: datetime | None = Field(
-        default=None, description="Appointment end; at least one hour after start."
+    end: _DateTime = Field(
+        default=None,
+        json_schema_extra=_no_default,
+        description="Optional appointment end, at least one hour after the start.",
     )
 
-    @model_validator(mode="after")
-    def _check_appointment(self) -> ApprovalInput:
-        if (self.start is None) != (self.end is None):
-            raise ValueError("an appointment needs both start and end (or neither)")
-        if self.start is not None and self.end is not None:
-            start, end = utc_instant(self.start), utc_instant(self.end)
-            if end - start < MIN_APPOINTMENT:
-                raise ValueError(
-                    f"the appointment {start.isoformat()} .. {end.isoformat()} is shorter than "
-                    "one hour; give an end at least one hour after the start"
-                )
-            self.start, self.end = start, end
-        return self
+
+def input_problem(errors: list[Any]) -> str:
+    """One line from pydantic's ``ValidationError.errors()`` of an answer to the form."""
+    parts = []
+    for err in errors:
+        where = ".".join(str(x) for x in err.get("loc", ())) or "input"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the answer could not be read"
+
+
+def approval_description(req: ApprovalRequest) -> str:
+    """The text the approval form shows above its fields (markdown): the wave, why it
+    waits, the counts, and the reason the previous answer was refused, if it was."""
+    text = (
+        f"Campaign **{req.campaign}**: approve wave {req.wave} ({req.wave_name}, "
+        f"{req.devices} devices)? Reason: {req.reason}. Counts so far: "
+        f"{dict(req.summary)}. An appointment (start/end) must lie inside one of the "
+        "campaign's windows and last at least one hour."
+    )
+    if req.problem:
+        text = f"**Your last answer was refused:** {req.problem}. Answer again.\n\n{text}"
+    return text
 
 
 def resume_paused_flow_run(flow_run_id: str, run_input: dict[str, Any]) -> str | None:
@@ -65,7 +101,7 @@ def resume_paused_flow_run(flow_run_id: str, run_input: dict[str, Any]) -> str |
         run = client.read_flow_run(UUID(flow_run_id))
     if run.state is None or not run.state.is_paused():
         return None
-    resume_flow_run(UUID(flow_run_id), run_input=run_input)
+    resume_flow_run(UUID(flow_run_id), run_input=run_input)  # raises if Prefect refuses it
     return flow_run_id
 
 

@@ -10,28 +10,42 @@ outcome into the summary and per-wave artifacts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.flow_runs import FlowPauseTimeout, apause_flow_run
 from prefect.settings import get_current_settings
+from pydantic import ValidationError
 
 from fleetwave import store
 from fleetwave.engine.context import ApprovalReply, ApprovalRequest, Approver
+from fleetwave.engine.lease import LeaseHeldError
 from fleetwave.engine.progress import ProgressEvent, ProgressSink, combine_sinks
 from fleetwave.engine.runner import advance
+from fleetwave.errors import UserError
 from fleetwave.sim.linked_clock import clock_from_option
 from fleetwave.spec import load_spec
-from flows.approval import ApprovalInput
+from flows.approval import ApprovalInput, approval_description, input_problem
 from flows.artifacts import ProgressArtifact, publish_report
+from flows.states import campaign_result, error_state, outcome_state
 
-__all__ = ["extra_progress", "prefect_approver", "prefect_stage", "run_campaign"]
+__all__ = [
+    "extra_progress",
+    "prefect_approver",
+    "prefect_stage",
+    "run_campaign",
+    "run_campaign_outcome",
+]
 
 #: A progress sink of the caller (``fleetwave run`` sets its rich display here), called
 #: beside the progress artifact when the flow runs in the caller's process.
@@ -58,9 +72,11 @@ def _has_api_server() -> bool:
     return bool(get_current_settings().api.url)
 
 
-def _pause_key(req: ApprovalRequest) -> str:
-    """A pause key Prefect accepts (lowercase letters, digits, dashes), one per gate."""
-    raw = f"approve-wave-{req.wave}-{req.token or 'gate'}-{req.campaign}"
+def _pause_key(req: ApprovalRequest, retry: int = 0) -> str:
+    """A pause key Prefect accepts (lowercase letters, digits, dashes), one per gate and per
+    time it asks (Prefect refuses a key a run already paused with)."""
+    again = f"-a{req.attempt}-{retry}" if req.attempt or retry else ""
+    raw = f"approve-wave-{req.wave}-{req.token or 'gate'}{again}-{req.campaign}"
     return re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:100]
 
 
@@ -68,38 +84,47 @@ def prefect_approver(*, timeout: int, poll_interval: int) -> Approver:
     """Pause the flow run for an :class:`ApprovalInput` (a form in the Prefect UI).
 
     Only with a Prefect API server (an ephemeral one has no UI to answer from); on pause
-    timeout, None: the run ends with the campaign awaiting approval.
+    timeout, None: the run ends with the campaign awaiting approval. An answer that cannot
+    be read, or that the engine refused (``req.problem``), is logged as one ERROR line and
+    asked again, the reason at the top of the form.
     """
 
     async def _approve(req: ApprovalRequest) -> ApprovalReply | None:
         if FlowRunContext.get() is None or not _has_api_server():
             return None
-        form = ApprovalInput.with_initial_data(
-            description=(
-                f"Campaign **{req.campaign}**: approve wave {req.wave} ({req.wave_name}, "
-                f"{req.devices} devices)? Reason: {req.reason}. Counts so far: "
-                f"{dict(req.summary)}. An appointment (start/end) must lie inside one of the "
-                "campaign's windows and last at least one hour."
-            ),
-            decision="approve",
-        )
-        try:
-            answer = await apause_flow_run(
-                wait_for_input=form,
-                timeout=timeout,
-                poll_interval=poll_interval,
-                key=_pause_key(req),
+        logger = get_run_logger()
+        retry = 0
+        while True:
+            if req.problem:
+                logger.error(
+                    "wave %s: the answer was refused (%s); the form asks again",
+                    req.wave,
+                    req.problem,
+                )
+            form = ApprovalInput.with_initial_data(
+                description=approval_description(req), decision="approve"
             )
-        except FlowPauseTimeout:
-            get_run_logger().warning("no approval for wave %s within %s s", req.wave, timeout)
-            return None
-        return ApprovalReply(
-            approve=answer.decision == "approve",
-            by="prefect",
-            comment=answer.comment,
-            start=answer.start,
-            end=answer.end,
-        )
+            try:
+                answer = await apause_flow_run(
+                    wait_for_input=form,
+                    timeout=timeout,
+                    poll_interval=poll_interval,
+                    key=_pause_key(req, retry),
+                )
+            except FlowPauseTimeout:
+                logger.warning("no approval for wave %s within %s s", req.wave, timeout)
+                return None
+            except ValidationError as exc:  # the server checks the schema; this is the rest
+                req = dataclasses.replace(req, problem=input_problem(exc.errors()))
+                retry += 1
+                continue
+            return ApprovalReply(
+                approve=answer.decision == "approve",
+                by="prefect",
+                comment=answer.comment,
+                start=answer.start,
+                end=answer.end,
+            )
 
     return _approve
 
@@ -115,7 +140,7 @@ async def run_campaign(
     push: bool = False,
     accept_spec_change: bool = False,
     new_store: bool = False,
-) -> dict[str, Any]:
+) -> State[Any]:
     """Advance the campaign in the YAML file ``campaign`` as far as it can go now.
 
     ``clock``: real | sim (the simulator's clock) | scaled:F. ``push``: serve a push
@@ -123,9 +148,44 @@ async def run_campaign(
     ``accept_spec_change``: accept a change of fields a started campaign may not change
     (recorded with this flow run as who). ``new_store``: accept a store without fleetwave's
     schema (new, empty or in-memory) and create it; without it such a store is refused (a new
-    store would re-send in-flight devices). Returns the outcome
-    (completed, halted, rolled_back, waiting_window, awaiting_approval or failed).
+    store would re-send in-flight devices). Ends in the state of the outcome
+    (``flows.states.OUTCOME_STATES``, its data the outcome dict); an input or environment
+    the operator must fix (a wrong path, a lease another run holds) is one ERROR line and a
+    Failed (or Cancelled ``AlreadyRunning``) state, never a traceback.
     """
+    logger = get_run_logger()
+    try:
+        outcome = await _advance(
+            campaign,
+            clock=clock,
+            sleep_through_windows=sleep_through_windows,
+            wait_for_lease=wait_for_lease,
+            approval_timeout=approval_timeout,
+            approval_poll_interval=approval_poll_interval,
+            push=push,
+            accept_spec_change=accept_spec_change,
+            new_store=new_store,
+        )
+    except UserError as exc:
+        message = await _refusal(exc)
+        logger.error("%s", message)
+        return error_state(exc, message)
+    return outcome_state(outcome)
+
+
+async def _advance(
+    campaign: str,
+    *,
+    clock: str,
+    sleep_through_windows: bool,
+    wait_for_lease: bool,
+    approval_timeout: int,
+    approval_poll_interval: int,
+    push: bool,
+    accept_spec_change: bool,
+    new_store: bool,
+) -> dict[str, Any]:
+    """The flow's work: advance the campaign, publish its report; the outcome dict."""
     logger = get_run_logger()
     spec = load_spec(campaign)
     ctx = FlowRunContext.get()
@@ -173,3 +233,28 @@ async def run_campaign(
     except Exception:  # the report must never fail a campaign run
         logger.warning("could not publish the campaign report", exc_info=True)
     return outcome.as_dict()
+
+
+async def _refusal(exc: UserError) -> str:
+    """The error's one line; a lease held by a Prefect flow run names that run (name, id,
+    state) instead of the process holding it."""
+    if not isinstance(exc, LeaseHeldError) or not exc.flow_run_id:
+        return str(exc)
+    try:
+        async with get_client() as client:
+            other = await client.read_flow_run(UUID(exc.flow_run_id))
+    except Exception:  # the id is still worth showing
+        return str(exc)
+    state = other.state.name if other.state is not None else "unknown state"
+    return (
+        f"campaign {exc.campaign!r} is already being advanced by flow run "
+        f"'{other.name}' ({other.id}, {state}); this run did nothing (let that run finish, "
+        "answer its approval form, or cancel it)"
+    )
+
+
+async def run_campaign_outcome(**parameters: Any) -> dict[str, Any]:
+    """Run the campaign flow in this process; its outcome dict, or its error raised (a
+    :class:`UserError` keeps its exit code). For ``fleetwave run`` and the demo."""
+    state = await run_campaign(**parameters, return_state=True)
+    return await campaign_result(state)

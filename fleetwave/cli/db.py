@@ -7,7 +7,7 @@ a password.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -86,6 +86,7 @@ def _iso(value: datetime | None) -> str | None:
 def status_document(session: Any, *, name: str | None, events: int = 10) -> dict[str, Any]:
     """The data of ``fleetwave status`` as a JSON-ready dict (also used by ``--json``)."""
     from fleetwave import store
+    from fleetwave.engine.lease import run_activity
 
     if name is not None:
         campaigns = [store.get_campaign(session, name=name)]
@@ -112,6 +113,19 @@ def status_document(session: Any, *, name: str | None, events: int = 10) -> dict
             for w in store.get_waves(session, campaign_id=c.id)
         ]
         recent = store.recent_events(session, campaign_id=c.id, limit=events)
+        run = None
+        if not c.status.is_terminal:
+            last = store.recent_events(
+                session, campaign_id=c.id, limit=1, kinds=["run_ended", "run_stopped"]
+            )
+            activity = run_activity(
+                holder=c.lease_holder,
+                expires_at=c.lease_expires_at,
+                flow_run_id=c.flow_run_id,
+                now=datetime.now(UTC),
+                last_end=(last[0].at, last[0].kind, last[0].data) if last else None,
+            )
+            run = {"active": activity.active, "text": activity.text}
         out.append(
             {
                 "name": c.name,
@@ -121,6 +135,7 @@ def status_document(session: Any, *, name: str | None, events: int = 10) -> dict
                 "flow_run_id": c.flow_run_id,
                 "lease_holder": c.lease_holder,
                 "lease_expires_at": _iso(c.lease_expires_at),
+                "run": run,
                 "created_at": _iso(c.created_at),
                 "started_at": _iso(c.started_at),
                 "finished_at": _iso(c.finished_at),
@@ -146,6 +161,13 @@ def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "no devices"
 
 
+def _status_text(c: dict[str, Any]) -> str:
+    """The campaign's status, and "no run active" when no run advances it now (a stored
+    ``running`` outlives a crashed or cancelled run)."""
+    run = c.get("run")
+    return f"{c['status']}, no run active" if run and not run["active"] else c["status"]
+
+
 def _render(doc: dict[str, Any], *, detailed: bool) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -159,7 +181,7 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
         for c in doc["campaigns"]:
             table.add_row(
                 c["name"],
-                c["status"],
+                _status_text(c),
                 _counts_text(c["counts"]),
                 c["started_at"] or "-",
                 c["finished_at"] or "-",
@@ -168,12 +190,12 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
         return
     for c in doc["campaigns"]:
         reason = f" ({c['status_reason']})" if c["status_reason"] else ""
-        console.print(f"[bold]{c['name']}[/bold]: {c['status']}{reason}")
+        console.print(f"[bold]{c['name']}[/bold]: {_status_text(c)}{reason}")
         console.print(f"  spec {c['spec_hash'][:12]}  devices: {_counts_text(c['counts'])}")
         if c.get("skipped"):
             console.print(f"  skipped {sum(c['skipped'].values())}: {_counts_text(c['skipped'])}")
-        if c["lease_holder"]:
-            console.print(f"  lease: {c['lease_holder']} until {c['lease_expires_at']}")
+        if c.get("run"):
+            console.print(f"  run: {c['run']['text']}")
         waves = Table("wave", "name", "status", "planned", "devices by status")
         for w in c["waves"]:
             waves.add_row(

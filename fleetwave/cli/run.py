@@ -210,12 +210,12 @@ def _run(
     spec = load_spec(file)
     engine = open_store(new_store=new_store)
     if use_prefect:
-        from flows.campaign import extra_progress, run_campaign
+        from flows.campaign import extra_progress, run_campaign_outcome
 
         token = extra_progress.set(display.sink)
         try:
             result: dict[str, Any] = run_until_signal(
-                run_campaign(
+                run_campaign_outcome(
                     campaign=str(file),
                     clock=clock,
                     sleep_through_windows=sleep_through_windows,

@@ -76,15 +76,16 @@ def check_appointment(
         return None
     if start is None or end is None:
         raise AppointmentError(
-            "an appointment needs both --start and --end",
-            hint="give both, e.g. --start 2026-01-06T22:00 --end 2026-01-07T01:00, or neither",
+            "an appointment needs both a start and an end",
+            hint="give both a start and an end (e.g. 2026-01-06T22:00 and 2026-01-07T01:00), "
+            "or neither",
         )
     a, b = utc_instant(start), utc_instant(end)
     if b <= a:
         raise AppointmentError(
             f"the appointment ends ({b.to_iso8601_string()}) before it starts "
             f"({a.to_iso8601_string()})",
-            hint="give an --end at least one hour after --start",
+            hint="give an end at least one hour after the start",
         )
     if b - a < MIN_APPOINTMENT:
         raise AppointmentError(
@@ -100,7 +101,7 @@ def check_appointment(
             f"(now {current.to_iso8601_string()})",
             hint="book a later time"
             + (f", e.g. inside {listing}" if listing else "")
-            + ", or approve without --start/--end to start at once",
+            + ", or approve without an appointment to start at once",
         )
     span = schedule.next_window(a)
     if span is None or not (span[0] <= a and b <= span[1]):

@@ -99,6 +99,10 @@ class ApprovalRequest:
     reason: str
     summary: Mapping[str, Any] = field(default_factory=dict)
     token: str = ""  # distinct per gate occurrence (e.g. per breach), for pause keys
+    #: Why the previous answer at this gate was refused ("" the first time), and how many
+    #: answers were refused so far: the operator is asked again with the reason.
+    problem: str = ""
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,16 +265,12 @@ def approve_campaign(
     resumed = None
     resume = resumer or _resumer
     if resume_flow and flow_run_id and resume is not None:
-        resumed = _resume(
-            resume,
-            flow_run_id,
-            {
-                "decision": "approve" if approve else "reject",
-                "comment": comment,
-                "start": appointment[0].isoformat() if appointment else None,
-                "end": appointment[1].isoformat() if appointment else None,
-            },
-        )
+        run_input: dict[str, Any] = {"decision": "approve" if approve else "reject"}
+        run_input["comment"] = comment
+        if appointment is not None:  # absent, not null: the form's fields are date-times
+            run_input["start"] = appointment[0].isoformat()
+            run_input["end"] = appointment[1].isoformat()
+        resumed = _resume(resume, flow_run_id, run_input)
         if resumed:
             message += f"; resumed flow run {resumed}"
     return ApprovalResult(index, message, resumed)

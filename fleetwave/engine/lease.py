@@ -26,7 +26,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pendulum
 import sqlalchemy as sa
@@ -39,11 +40,13 @@ __all__ = [
     "Holder",
     "LeaseHeldError",
     "Liveness",
+    "RunActivity",
     "default_holder",
     "describe_holder",
     "holder_liveness",
     "lease_ttl",
     "process_start",
+    "run_activity",
     "take_lease",
     "this_host",
 ]
@@ -62,9 +65,24 @@ WAIT_POLL_SECONDS = 1.0
 
 
 class LeaseHeldError(UserError):
-    """Another live run holds the campaign's lease (exit code 6: try again later)."""
+    """Another live run holds the campaign's lease (exit code 6: try again later).
+
+    ``campaign``: its name; ``flow_run_id``: the Prefect flow run that holds the lease, when
+    the holder is one (the message then names that run rather than only a process)."""
 
     exit_code = 6
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        campaign: str = "",
+        flow_run_id: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.campaign = campaign
+        self.flow_run_id = flow_run_id
 
 
 class Liveness(enum.StrEnum):
@@ -197,6 +215,7 @@ async def take_lease(
             row = store.get_campaign_by_id(s, campaign_id=campaign_id)
             other = row.lease_holder
             until = utc_instant(row.lease_expires_at)
+            other_run = row.flow_run_id if other is not None and other != holder else None
             state = Liveness.UNKNOWN
             if other is not None and other != holder:
                 state = holder_liveness(other)
@@ -239,11 +258,13 @@ async def take_lease(
                 return
         if not wait:
             raise LeaseHeldError(
-                f"campaign {name!r} is being advanced by {_who(other, state, until)}",
+                f"campaign {name!r} is being advanced by {_who(other, state, until, other_run)}",
                 hint=(
                     "let that run finish (stopping it with SIGTERM or Ctrl-C releases the "
                     "lease), or run again with --wait-lease to wait for it"
                 ),
+                campaign=name,
+                flow_run_id=other_run,
             )
         if not waited:
             waited = True
@@ -251,13 +272,16 @@ async def take_lease(
                 "%s: waiting (--wait-lease, up to %d s) for the lease held by %s",
                 name,
                 int(limit.total_seconds()),
-                _who(other, state, until),
+                _who(other, state, until, other_run),
             )
         if time.monotonic() >= deadline:
             raise LeaseHeldError(
-                f"campaign {name!r} is still being advanced by {_who(other, state, until)} "
+                f"campaign {name!r} is still being advanced by "
+                f"{_who(other, state, until, other_run)} "
                 f"after waiting {int(limit.total_seconds())} s with --wait-lease",
                 hint="that run is alive: let it finish or stop it, then run again",
+                campaign=name,
+                flow_run_id=other_run,
             )
         await asyncio.sleep(WAIT_POLL_SECONDS)  # real time: never move a campaign clock
 
@@ -285,8 +309,73 @@ def lease_ttl(poll_seconds: float, environ: Mapping[str, str] | None = None) -> 
     return timedelta(seconds=seconds)
 
 
-def _who(other: str | None, state: Liveness, until: pendulum.DateTime | None) -> str:
+def _who(
+    other: str | None,
+    state: Liveness,
+    until: pendulum.DateTime | None,
+    flow_run_id: str | None = None,
+) -> str:
+    """The holder as a reader wants it: its Prefect flow run when it is one, else its process."""
     who = describe_holder(other) if other else "another run"
+    if flow_run_id:
+        who = f"flow run {flow_run_id} ({who})"
     if state is Liveness.ALIVE:
         return f"{who}, which is running"
     return f"{who} (lease until {until.to_iso8601_string() if until else '?'})"
+
+
+@dataclass(frozen=True, slots=True)
+class RunActivity:
+    """Whether a run advances a campaign now, as ``fleetwave status`` says it."""
+
+    active: bool
+    text: str
+
+
+def _when(value: datetime | None) -> str:
+    return utc_instant(value).replace(microsecond=0).to_iso8601_string() if value else "?"
+
+
+def _ending(kind: str, data: dict[str, Any] | None) -> str:
+    """What a ``run_ended`` or ``run_stopped`` event says about how the run ended."""
+    data = data or {}
+    if kind == "run_ended":
+        outcome = str(data.get("kind") or "ended").replace("_", " ")
+        return f"{outcome}: {data['reason']}" if data.get("reason") else outcome
+    return str(data.get("why") or "stopped")
+
+
+def run_activity(
+    *,
+    holder: str | None,
+    expires_at: datetime | None,
+    flow_run_id: str | None,
+    now: datetime,
+    last_end: tuple[datetime, str, dict[str, Any] | None] | None,
+) -> RunActivity:
+    """Is a run advancing the campaign (its lease ``holder`` lives and renews it), and if not,
+    when and how the last one ended (``last_end``: the newest ``run_ended``/``run_stopped``
+    event's time, kind and data). ``now`` is compared with the lease expiry."""
+    if holder is not None:
+        who = describe_holder(holder)
+        if flow_run_id:
+            who = f"flow run {flow_run_id} ({who})"
+        state = holder_liveness(holder)
+        until = utc_instant(expires_at)
+        live = state is Liveness.ALIVE or (
+            state is Liveness.UNKNOWN and until is not None and until > utc_instant(now)
+        )
+        if live:
+            return RunActivity(True, f"{who} is advancing it (lease until {_when(expires_at)})")
+        gone = "its process is gone" if state is Liveness.DEAD else "it stopped renewing it"
+        return RunActivity(
+            False,
+            f"no run is active: {who} still names itself the lease holder, but {gone} "
+            f"(lease until {_when(expires_at)}); the next run takes over",
+        )
+    if last_end is None:
+        return RunActivity(False, "no run is active")
+    at, kind, data = last_end
+    return RunActivity(
+        False, f"no run is active; the last one ended at {_when(at)} ({_ending(kind, data)})"
+    )

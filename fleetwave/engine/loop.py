@@ -7,7 +7,10 @@ transitions, lease renewal, sleeps on the campaign clock, the round count, event
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +23,8 @@ from fleetwave.engine.outcome import Outcome, OutcomeKind, Stop
 from fleetwave.store import CampaignStatus, Wave, WaveStatus
 
 __all__ = ["Loop", "last_event"]
+
+log = logging.getLogger(__name__)
 
 
 def last_event(
@@ -143,6 +148,30 @@ class Loop:
                 ttl=self.ttl,
                 now=self.ctx.now(),
             )
+
+    @contextlib.asynccontextmanager
+    async def lease_kept(self) -> AsyncIterator[None]:
+        """Renew the lease every quarter lease of real time while the body waits on
+        something other than the campaign clock (an operator's answer to a paused flow run),
+        so no run elsewhere takes the campaign meanwhile. A renewal that fails is logged
+        and ends the renewals; the run's next :meth:`renew` raises it."""
+
+        async def _renew() -> None:
+            while True:
+                await asyncio.sleep(self.ttl.total_seconds() / 4)  # real time, not the clock
+                try:
+                    self.renew()
+                except Exception as exc:
+                    log.warning("%s: could not renew the lease: %s", self.spec.name, exc)
+                    return
+
+        task = asyncio.create_task(_renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def check_halt(self) -> CampaignStatus:
         """The campaign's status now; an operator's halt ends the run."""

@@ -241,21 +241,30 @@ class WaveDriver(Loop):
         if not valid(wave) and ctx.approver is not None:
             ctx.emit("stage", stage="approval", message=f"waiting for approval of wave {idx}")
             self.set_status(CampaignStatus.PAUSED, f"awaiting approval of wave {idx}")
-            reply = await ctx.approver(
-                ApprovalRequest(
-                    campaign=self.spec.name,
-                    wave=idx,
-                    wave_name=wave.name,
-                    devices=wave.planned_size,
-                    reason="threshold breached" if breach else "wave requires approval",
-                    token=f"breach-{breach.id}" if breach else "gate",
-                    summary=self.outcome(OutcomeKind.AWAITING_APPROVAL).counts,
-                )
-            )
-            if reply is not None:
-                try:
-                    appointment = check_appointment(
-                        self.schedule, reply.start, reply.end, now=ctx.now()
+            problem, attempt = "", 0
+            while True:  # an answer the gate refuses is asked again, with the reason
+                async with self.lease_kept():  # the pause may outlast the lease
+                    reply = await ctx.approver(
+                        ApprovalRequest(
+                            campaign=self.spec.name,
+                            wave=idx,
+                            wave_name=wave.name,
+                            devices=wave.planned_size,
+                            reason="threshold breached" if breach else "wave requires approval",
+                            token=f"breach-{breach.id}" if breach else "gate",
+                            summary=self.outcome(OutcomeKind.AWAITING_APPROVAL).counts,
+                            problem=problem,
+                            attempt=attempt,
+                        )
+                    )
+                fresh = next(w for w in self.waves() if w.index == idx)
+                if reply is None or valid(fresh):  # no answer, or `approve` recorded it
+                    break
+                try:  # a rejection books nothing
+                    appointment = (
+                        check_appointment(self.schedule, reply.start, reply.end, now=ctx.now())
+                        if reply.approve
+                        else None
                     )
                 except AppointmentError as exc:
                     ctx.event(
@@ -263,20 +272,19 @@ class WaveDriver(Loop):
                         subject=f"wave {idx}",
                         data={"error": str(exc), "by": reply.by},
                     )
-                    appointment = None
-                    reply = None
-                fresh = next(w for w in self.waves() if w.index == idx)
-                if reply is not None and not valid(fresh):  # else `approve` recorded it
-                    record_decision(
-                        ctx.db,
-                        campaign=self.spec.name,
-                        wave=idx,
-                        approve=reply.approve,
-                        by=reply.by,
-                        now=ctx.now(),
-                        comment=reply.comment,
-                        appointment=appointment,
-                    )
+                    problem, attempt = str(exc), attempt + 1
+                    continue
+                record_decision(
+                    ctx.db,
+                    campaign=self.spec.name,
+                    wave=idx,
+                    approve=reply.approve,
+                    by=reply.by,
+                    now=ctx.now(),
+                    comment=reply.comment,
+                    appointment=appointment,
+                )
+                break
             self.check_halt()
             wave = next(w for w in self.waves() if w.index == idx)
         if not valid(wave):

@@ -509,6 +509,26 @@ def check_file(path: str | Path) -> tuple[CampaignSpec | None, list[SpecProblem]
     return spec, problems
 
 
+def missing_file_message(path: Path) -> str:
+    """Why a campaign file was not found: a relative path says the working directory it was
+    resolved against and suggests the project's ``campaigns/`` files."""
+    if path.is_absolute():
+        return "no such file"
+    cwd = Path.cwd()
+    text = f"no such file in the working directory {cwd}"
+    folder = cwd / "campaigns"
+    candidates = sorted(folder.glob(f"**/{path.name}")) if folder.is_dir() else []
+    if candidates:
+        rel = candidates[0].relative_to(cwd).as_posix()
+        return f"{text}; did you mean {rel}?"
+    if folder.is_dir():
+        return f"{text}; campaign files are under campaigns/, e.g. campaigns/NAME.yaml"
+    return (
+        f"{text}; give a path relative to it (e.g. campaigns/NAME.yaml from the project "
+        "directory) or an absolute path"
+    )
+
+
 def check_file_with_source(
     path: str | Path,
 ) -> tuple[CampaignSpec | None, list[SpecProblem], SpecSource]:
@@ -519,7 +539,7 @@ def check_file_with_source(
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return None, [SpecProblem(file, 0, 0, "no such file")], none
+        return None, [SpecProblem(file, 0, 0, missing_file_message(p))], none
     except IsADirectoryError:
         return None, [SpecProblem(file, 0, 0, "is a directory, not a campaign file")], none
     except UnicodeDecodeError as exc:

@@ -51,7 +51,9 @@ def test_one_nightly_deployment_per_example_campaign() -> None:
     assert scheduled == examples
     for d in nightly:
         assert d["name"].startswith("nightly-")
-        assert d["concurrency_limit"]["limit"] == 1
+        # one run per campaign is the store's lease: a deployment concurrency slot is revoked
+        # when a run pauses for approval (Prefect 3.9), and its renewal then crashes the run
+        assert "concurrency_limit" not in d, f"{d['name']}: no deployment concurrency limit"
         (schedule,) = d["schedules"]
         minute, hour, *rest = schedule["cron"].split()
         assert rest == ["*", "*", "*"], f"{d['name']}: nightly means every day"

@@ -144,3 +144,103 @@ async def test_fleetwave_approve_resumes_the_paused_flow_run(
     assert outcome["kind"] == "completed", outcome
     wave = waves(db, name)[1]
     assert wave.approval_by == "cli:ops"  # recorded once, by the operator who approved
+
+
+def _paused_state(flow_run_id: str) -> Any:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id)).state
+
+
+async def _wait_paused_again(flow_run_id: str, old_key: str, timeout: float = 120) -> Any:
+    """The run's Paused state once it paused with a key other than ``old_key``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = await asyncio.to_thread(_paused_state, flow_run_id)
+        if state is not None and state.is_paused() and state.state_details.pause_key != old_key:
+            return state
+        if state is not None and state.is_final():
+            raise AssertionError(f"the flow run ended instead of asking again: {state!r}")
+        await asyncio.sleep(0.25)
+    raise AssertionError("the flow run never paused again")
+
+
+async def test_a_second_run_a_refused_answer_and_a_rejection_end_in_named_states(
+    prefect_server: str, platform_env: Any, tmp_path: Path
+) -> None:
+    """While a run waits at the gate: a second run of the campaign is refused naming it
+    (Cancelled "AlreadyRunning"); a zero-length appointment is asked again with the reason
+    in the form (no ValidationError); a rejection ends the run Failed "Halted"."""
+    from prefect.input.actions import read_flow_run_input
+
+    from flows.campaign import run_campaign
+
+    sim, db = platform_env
+    name = "second-run-and-refusal"
+    path = tmp_path / "campaign.yaml"
+    path.write_text(CAMPAIGN.format(name=name))
+    flow_task = asyncio.create_task(
+        run_campaign(campaign=str(path), clock="sim", approval_poll_interval=1, return_state=True)
+    )
+    try:
+        flow_run_id = await _wait_paused(db, name, flow_task)
+        async with get_client() as client:
+            first = await client.read_flow_run(UUID(flow_run_id))
+        assert first.state is not None
+        first_key = first.state.state_details.pause_key
+
+        second = await run_campaign(campaign=str(path), clock="sim", return_state=True)
+        assert (second.type.value, second.name) == ("CANCELLED", "AlreadyRunning")
+        assert second.message is not None
+        assert f"flow run '{first.name}' ({flow_run_id}, Paused)" in second.message, second
+        assert "process" not in second.message
+
+        at = sim.clock().add(hours=2).isoformat()
+        await asyncio.to_thread(
+            resume_flow_run,
+            UUID(flow_run_id),
+            run_input={"decision": "approve", "start": at, "end": at},
+        )
+        again = await _wait_paused_again(flow_run_id, first_key)
+        description = await read_flow_run_input(
+            f"{again.name.lower()}-{again.state_details.pause_key}-description",
+            flow_run_id=UUID(flow_run_id),
+        )
+        assert description.startswith("**Your last answer was refused:** the appointment ends")
+        assert campaign_row(db, name).status is store.CampaignStatus.PAUSED
+
+        await asyncio.to_thread(
+            resume_flow_run,
+            UUID(flow_run_id),
+            run_input={"decision": "reject", "comment": "not tonight"},
+        )
+        final = await asyncio.wait_for(flow_task, timeout=180)
+    finally:
+        if not flow_task.done():
+            flow_task.cancel()
+    assert (final.type.value, final.name) == ("FAILED", "Halted"), final
+    assert final.message.startswith("wave 1 rejected by prefect: not tonight")
+    assert _flow_run_state(flow_run_id) == "FAILED"
+    assert waves(db, name)[1].status is store.WaveStatus.REJECTED
+
+
+async def test_a_wrong_campaign_path_is_one_error_line(prefect_server: str, tmp_path: Path) -> None:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from flows.campaign import run_campaign
+    from tests.e2e.conftest import drain_prefect_workers
+
+    state = await run_campaign(campaign="campaigns/e2e/missing.yaml", return_state=True)
+    assert (state.type.value, state.name) == ("FAILED", "Failed")
+    assert state.message is not None
+    assert "campaigns/e2e/missing.yaml: no such file in the working directory" in state.message
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    await asyncio.to_thread(drain_prefect_workers)
+    async with get_client() as client:
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    messages = [log.message for log in logs]
+    assert not any("Traceback" in m for m in messages), messages
+    ours = [log for log in logs if "no such file in the working directory" in log.message]
+    assert ours and ours[0].level == 40 and "\n" not in ours[0].message, messages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pendulum
@@ -29,17 +30,50 @@ NIGHTLY = WindowSchedule(
 )
 
 
-def test_approval_input_validates_appointments() -> None:
+def test_approval_input_checks_types_only() -> None:
     ok = ApprovalInput(decision="approve", start="2026-01-05T21:00:00Z", end="2026-01-05T23:00Z")
     assert ok.start is not None and ok.start.tzinfo is not None
-    naive = ApprovalInput(decision="reject", start="2026-01-05T21:00", end="2026-01-05T22:00")
-    assert naive.end is not None and naive.end.utcoffset() == dt.timedelta(0)
-    with pytest.raises(ValidationError, match="shorter than one hour"):
-        ApprovalInput(decision="approve", start="2026-01-05T21:00Z", end="2026-01-05T21:30Z")
-    with pytest.raises(ValidationError, match="both start and end"):
-        ApprovalInput(decision="approve", start="2026-01-05T21:00Z")
+    # the appointment's rules are the engine's (check_appointment): an answer the form
+    # accepted is never lost to a ValidationError when the run reads it
+    zero = ApprovalInput(decision="approve", start="2026-01-05T21:00Z", end="2026-01-05T21:00Z")
+    assert zero.start == zero.end
+    assert ApprovalInput(decision="approve", start="2026-01-05T21:00Z").end is None
     with pytest.raises(ValidationError):
         ApprovalInput(decision="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ApprovalInput(decision="approve", start="tomorrow")  # type: ignore[arg-type]
+
+
+def test_approval_form_fields_are_plain_date_times() -> None:
+    """The Prefect UI renders ``anyOf [date-time, null]`` as a type menu whose null branch
+    says 'Property is type "None"'; a plain date-time field gets a date and time picker."""
+    props = ApprovalInput.model_json_schema()["properties"]
+    for field in ("start", "end"):
+        assert {k: props[field][k] for k in ("type", "format")} == {
+            "type": "string",
+            "format": "date-time",
+        }
+        assert "anyOf" not in props[field] and "default" not in props[field]
+    assert props["decision"]["enum"] == ["approve", "reject"]
+
+
+def test_a_refused_answer_leads_the_form_description() -> None:
+    from fleetwave.engine.context import ApprovalRequest
+    from flows.approval import approval_description, input_problem
+
+    req = ApprovalRequest("meters", 1, "wave-2", 55, "wave requires approval")
+    assert "refused" not in approval_description(req)
+    again = approval_description(
+        dataclasses.replace(req, problem="the appointment lasts 30 minutes", attempt=1)
+    )
+    assert again.startswith(
+        "**Your last answer was refused:** the appointment lasts 30 minutes. Answer again."
+    )
+    assert approval_description(req) in again
+    assert (
+        input_problem([{"loc": ("start",), "msg": "Input should be a valid datetime"}])
+        == "start: Input should be a valid datetime"
+    )
 
 
 #: The campaign clock in the appointment tests (a Monday noon, before the windows below).
@@ -192,6 +226,11 @@ def test_pause_key_is_what_prefect_accepts() -> None:
         ApprovalRequest("Meters_FW.2", 3, "wave-4", 10, "threshold breached", token="breach-17")
     )
     assert key == "approve-wave-3-breach-17-meters-fw-2"
+    # asked again (a refused answer): a key this run has not paused with yet
+    again = _pause_key(
+        ApprovalRequest("Meters_FW.2", 3, "wave-4", 10, "threshold breached", attempt=1)
+    )
+    assert again == "approve-wave-3-gate-a1-0-meters-fw-2"
 
 
 def test_utc_instant_is_the_one_to_utc_helper() -> None:

@@ -90,6 +90,23 @@ def test_unreadable_files(tmp_path: Path) -> None:
     assert "not UTF-8" in str(check_file(binary)[1][0])
 
 
+def test_a_missing_relative_path_names_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (problem,) = check_file("campaigns/nope.yaml")[1]
+    assert str(problem) == (
+        f"campaigns/nope.yaml: no such file in the working directory {tmp_path}; give a path "
+        "relative to it (e.g. campaigns/NAME.yaml from the project directory) or an absolute path"
+    )
+    (tmp_path / "campaigns" / "nightly").mkdir(parents=True)
+    (tmp_path / "campaigns" / "nightly" / "meters.yaml").write_text("name: m\n")
+    (near,) = check_file("meters.yaml")[1]
+    assert str(near).endswith("; did you mean campaigns/nightly/meters.yaml?")
+    (other,) = check_file("campaigns/other.yaml")[1]
+    assert str(other).endswith("; campaign files are under campaigns/, e.g. campaigns/NAME.yaml")
+
+
 def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ok:
         main(["validate", *map(str, EXAMPLES)])
