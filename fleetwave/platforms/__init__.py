@@ -29,6 +29,7 @@ __all__ = [
     "PlatformRef",
     "PlatformRefLike",
     "UnknownPlatformType",
+    "is_simulated",
     "known_platform_types",
     "open_platform",
     "platform_capabilities",
@@ -75,6 +76,7 @@ class PlatformRef:
 class _Entry:
     factory: PlatformFactory
     simulator_url: Callable[[str], str | None] | None
+    simulated: Callable[[str], bool] | bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -89,13 +91,25 @@ def register_platform(
     factory: PlatformFactory,
     *,
     simulator_url: Callable[[str], str | None] | None = None,
+    simulated: Callable[[str], bool] | bool = False,
 ) -> None:
     """Register (or replace) the factory of platform ``type_``.
 
     ``simulator_url(profile)``, when given, is the base URL of the simulator a profile
-    talks to (``fleetwave run --clock sim`` links the engine's clock to it).
+    talks to (``fleetwave run --clock sim`` links the engine's clock to it). ``simulated``
+    says whether a profile is a simulator rather than a real platform (a bool for the whole
+    type, or a function of the profile): only a simulator accepts a simulated clock.
     """
-    _REGISTRY[type_] = _Entry(factory, simulator_url)
+    _REGISTRY[type_] = _Entry(factory, simulator_url, simulated)
+
+
+def is_simulated(ref: PlatformRefLike | str | None = None) -> bool:
+    """Whether the platform ``ref`` names is a simulator (its devices and time are not real),
+    as its type registered; a real platform refuses ``--clock sim`` and ``scaled:F``."""
+    r = _as_ref(ref)
+    platform_factory(r.type)  # unknown types fail with the list of known ones
+    flag = _REGISTRY[r.type].simulated
+    return flag(r.profile) if callable(flag) else bool(flag)
 
 
 def _lookup(type_: str) -> _Entry | None:
@@ -189,4 +203,9 @@ def _iodm_simulator_url(profile: str) -> str | None:
     return simulator_base_url(profile)
 
 
-register_platform("iodm", _open_iodm, simulator_url=_iodm_simulator_url)
+def _iodm_simulated(profile: str) -> bool:
+    # the settings allow plain http:// only for the local simulator; a real IoDM is https
+    return _iodm_simulator_url(profile).lower().startswith("http://")
+
+
+register_platform("iodm", _open_iodm, simulator_url=_iodm_simulator_url, simulated=_iodm_simulated)

@@ -62,7 +62,7 @@ def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
 
     ok = fleetwave(["approve", "cli-trackers", "--comment", "canary fine"], env, tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "wave 1 of cli-trackers approved" in ok.stdout
+    assert "wave 2 (wave-2) of cli-trackers approved" in ok.stdout
 
     halted = fleetwave(["halt", "cli-trackers", "--reason", "change freeze"], env, tmp_path)
     assert halted.returncode == 0 and "halted" in halted.stdout
