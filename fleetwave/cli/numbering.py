@@ -7,16 +7,14 @@ read as the first wave with a note on stderr, since 0 cannot mean anything else.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import typer
 
 from fleetwave.errors import UserError
+from fleetwave.report.model import event_subject
 
 __all__ = ["event_subject", "wave_index", "wave_label", "wave_number"]
-
-_SUBJECT_WAVE = re.compile(r"^(rollback )?wave (\d+)\b")
 
 
 def wave_number(index: int) -> str:
@@ -59,13 +57,3 @@ def wave_index(
             hint=f"waves count from 1 as `fleetwave plan` shows them: {listing}",
         )
     return number - 1
-
-
-def event_subject(subject: str | None) -> str:
-    """An event's subject for people: the store writes ``wave 0 ...`` (the index, a stable
-    key other code matches on); shown as ``wave 1 ...``."""
-    if not subject:
-        return ""
-    return _SUBJECT_WAVE.sub(
-        lambda m: f"{m.group(1) or ''}wave {int(m.group(2)) + 1}", subject, count=1
-    )

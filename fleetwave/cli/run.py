@@ -284,7 +284,15 @@ def _run(
     spec = load_spec(file)
     engine = open_store(new_store=new_store)
     if use_prefect:
-        from flows.campaign import extra_progress, run_campaign
+        from typing import get_args
+
+        from flows.campaign import ClockChoice, extra_progress, run_campaign
+
+        if clock not in get_args(ClockChoice):
+            raise UserError(
+                f"--clock {clock!r} is not a clock a Prefect flow run takes",
+                hint=f"one of {', '.join(get_args(ClockChoice))}, or run with --no-prefect",
+            )
 
         token = extra_progress.set(display.sink)
         try:

@@ -637,7 +637,7 @@ def wave_step(
         return Decision(
             "wave_step",
             Verdict.WAIT,
-            f"wave {wave + 1} soaks until {until.to_iso8601_string()}",
+            f"wave {wave + 1} soaking until {until.to_iso8601_string()}",
             inputs,
         )
     if status is ws.RUNNING:

@@ -153,7 +153,7 @@ def test_a_soak_is_over_at_its_end_and_waits_before() -> None:
     until = NOW.add(hours=1)
     wait = _step(W.SOAKING, soak_until=until, now=NOW)
     assert wait.verdict is Verdict.WAIT
-    assert wait.reason == f"wave 2 soaks until {until.to_iso8601_string()}"
+    assert wait.reason == f"wave 2 soaking until {until.to_iso8601_string()}"
     assert wait.inputs["soak_until"] == until.isoformat()
     assert _step(W.SOAKING, soak_until=until, now=until).verdict is Verdict.PROCEED
     assert _step(W.SOAKING, soak_until=None, now=NOW).verdict is Verdict.PROCEED
