@@ -11,7 +11,7 @@ import signal
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pendulum
 import typer
@@ -299,7 +299,7 @@ def _run(
             result: dict[str, Any] = run_until_signal(
                 run_campaign(
                     campaign=str(file),
-                    clock=clock,
+                    clock=cast(ClockChoice, clock),  # checked above
                     sleep_through_windows=sleep_through_windows,
                     wait_for_lease=wait_lease,
                     accept_spec_change=accept_spec_change,

@@ -205,7 +205,7 @@ def _iodm_simulator_url(profile: str) -> str | None:
 
 def _iodm_simulated(profile: str) -> bool:
     # the settings allow plain http:// only for the local simulator; a real IoDM is https
-    return _iodm_simulator_url(profile).lower().startswith("http://")
+    return (_iodm_simulator_url(profile) or "").lower().startswith("http://")
 
 
 register_platform("iodm", _open_iodm, simulator_url=_iodm_simulator_url, simulated=_iodm_simulated)

@@ -1349,7 +1349,17 @@ def iter_device_listing(
             stmt = stmt.where(_dr.c.device_id > last)
         rows = session.execute(stmt.order_by(_dr.c.device_id).limit(batch_size)).all()
         for row in rows:
-            yield DeviceListing(row[0], row[1], DeviceRunStatus(row[2]), row[3], *row[4:8], row[8])
+            yield DeviceListing(
+                device_id=row[0],
+                wave_index=row[1],
+                status=DeviceRunStatus(row[2]),
+                attempt=row[3],
+                failure_kind=row[4],
+                failure_detail=row[5],
+                current_version=row[6],
+                operation_id=row[7],
+                finished_at=row[8],
+            )
         if len(rows) < batch_size:
             return
         last = rows[-1][0]
