@@ -58,7 +58,11 @@ def describe_windows(spec: CampaignSpec) -> str | None:
     w = spec.windows
     if w is None or (not w.allowed and not w.blackouts):
         return None
-    parts = [f"{day_span(a.days)} {a.start:%H:%M}-{a.end:%H:%M}" for a in w.allowed]
+    parts = [
+        f"{day_span(a.days)} "
+        + ("all day" if a.start == a.end else f"{a.start:%H:%M}-{a.end:%H:%M}")
+        for a in w.allowed
+    ]
     text = (", ".join(parts) if parts else "any time") + f" ({w.timezone})"
     if w.blackouts:
         spans = [str(b.first) if b.first == b.last else f"{b.first}..{b.last}" for b in w.blackouts]

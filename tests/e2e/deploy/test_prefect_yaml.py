@@ -109,13 +109,17 @@ windows:
   allowed:
     - {days: weekdays, start: "22:00", end: "05:00"}
     - {days: [sat], start: "09:30", end: "12:00"}
+    - {days: [sun], start: "00:00", end: "00:00"}
 """
     )
     assert cron_schedules(spec) == [
         {"cron": "0 22 * * 1-5", "timezone": "Europe/Berlin"},
         {"cron": "30 9 * * 6", "timezone": "Europe/Berlin"},
+        {"cron": "0 0 * * 0", "timezone": "Europe/Berlin"},
     ]
-    assert describe_windows(spec) == "Mon-Fri 22:00-05:00, Sat 09:30-12:00 (Europe/Berlin)"
+    assert describe_windows(spec) == (
+        "Mon-Fri 22:00-05:00, Sat 09:30-12:00, Sun all day (Europe/Berlin)"
+    )
 
 
 @pytest.mark.parametrize("deployment", [d["name"] for d in _deployments() if d.get("parameters")])

@@ -98,7 +98,8 @@ def test_the_run_log_says_a_repeated_decision_once_and_a_change_again() -> None:
     log = RunLog(lines.append)
     for finished in (10, 20, 30):  # 0.0% each round
         log(_decision(Counts(total=100, succeeded=finished)))
-    log(_decision(Counts(total=100, succeeded=39, failed=1)))  # 2.5%: changed
+    log(_decision(Counts(total=100, succeeded=39, failed=1)))  # 2.5%: moved a point or more
+    log(_decision(Counts(total=100, succeeded=44, failed=1)))  # 2.2%: less than a point
     log(ProgressEvent("submitted", "c", T0, message="wave 1 round 0: 1 task"))
     soak = "wave 1 soaking until 2026-01-06T00:00:00Z"
     for _ in range(3):
