@@ -278,10 +278,12 @@ def _run(
     accept_spec_change: bool = False,
     new_store: bool = False,
 ) -> dict[str, Any]:
-    from fleetwave.sim.linked_clock import clock_from_option
+    from fleetwave.sim.linked_clock import clock_from_option, refuse_simulated_clock
     from fleetwave.spec import load_spec
 
     spec = load_spec(file)
+    # refused here, before a flow run starts, so the refusal is one line and not a failed run
+    refuse_simulated_clock(clock, spec.platform)
     engine = open_store(new_store=new_store)
     if use_prefect:
         from typing import get_args

@@ -142,3 +142,31 @@ def test_a_scaled_clock_is_fine_against_the_simulator(monkeypatch: pytest.Monkey
     monkeypatch.setenv("IODM_LAB_BASE_URL", "http://127.0.0.1:8743")
     clock = clock_from_option("scaled:60", platform=PlatformRef("iodm", "lab"))
     assert clock.now() > T0
+
+
+def test_run_refuses_a_simulated_clock_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line (and JSON on stdout with --json), before a store is opened or a flow runs."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fleetwave.cli import app
+
+    monkeypatch.setenv("IODM_BASE_URL", "https://iodm.example.com:8743")
+    monkeypatch.setenv("IODM_SECRET", "not-used")
+    monkeypatch.setenv("FLEETWAVE_DB_URL", f"sqlite:///{tmp_path / 'none.db'}")
+    campaign = tmp_path / "c.yaml"
+    campaign.write_text(
+        "name: c\nkind: firmware\n"
+        'package: {version: "1.0", device_type: M, model: M, manufacturer_name: X}\n'
+        "targets: {devices: [a]}\nwaves: [{percent: 100}]\n"
+    )
+    result = CliRunner().invoke(
+        app, ["run", str(campaign), "--clock", "scaled:60", "--json", "--no-prefect"]
+    )
+    assert isinstance(result.exception, UserError)
+    assert "is a real platform, not a simulator" in str(result.exception)
+    assert json.loads(result.output)["kind"] == "user_error"
+    assert not (tmp_path / "none.db").exists()  # nothing was opened or created
