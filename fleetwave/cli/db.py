@@ -148,6 +148,11 @@ def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "no devices"
 
 
+def _short_time(iso: str | None) -> str:
+    """``2026-01-05T00:00:00.123+00:00`` -> ``2026-01-05 00:00Z`` (stored times are UTC)."""
+    return f"{iso[:16].replace('T', ' ')}Z" if iso else "-"
+
+
 def _devices_text(counts: dict[str, int]) -> str:
     """``"750 targeted (succeeded 700, failed 50), 52 skipped"``: skipped devices were never
     sent, so they are said apart from the targeted ones (as report and artifacts do)."""
@@ -184,8 +189,8 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
                 c["name"],
                 c["status"],
                 _devices_text(c["counts"]),
-                c["started_at"] or "-",
-                c["finished_at"] or "-",
+                _short_time(c["started_at"]),
+                _short_time(c["finished_at"]),
             )
         console.print(table)
         return
