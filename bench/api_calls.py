@@ -107,8 +107,9 @@ def report(result: RunResult, server_calls: Mapping[str, int], *, devices: int) 
             f"{sum(1 for a in rounds if a > PAGE)}, with <= 2: {sum(1 for a in rounds if a <= 2)}"
         )
     _say(
-        f"stages (= Prefect task runs the flow would create): {result.meter.stages} "
-        f"{dict(sorted(result.meter.stages_by_kind.items()))}"
+        f"Prefect task runs the flow would create (stages): {result.meter.stages} "
+        f"{dict(sorted(result.meter.stages_by_kind.items()))}; monitoring rounds inside "
+        f"them (no task runs): {result.meter.steps}"
     )
     _say("")
     _say(

@@ -250,21 +250,30 @@ class SettlingClock:
 
 @dataclass
 class StageMeter:
-    """A StageRunner that counts stages (= the Prefect task runs the flow would create), the
-    calls each kind of stage spends, and the active tasks at the start of each monitor round."""
+    """A StageRunner that counts stages (= the Prefect task runs the flow would create), and
+    through :meth:`step` the monitoring rounds inside them (no task runs of their own); the
+    calls each kind of stage or step spends, and the active tasks at the start of each round.
+
+    A wrapping stage (a running wave, the rollback phase) spends no calls itself: its calls
+    are those of the stages and steps inside it, where they are counted."""
 
     platform: Any
     active_tasks: Callable[[], int]
     stages: int = 0
     stages_by_kind: Counter[str] = field(default_factory=Counter)
+    steps: int = 0
     calls_by_stage: Counter[str] = field(default_factory=Counter)
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
     active_per_round: list[int] = field(default_factory=list)
     quiet_rounds: int = 0  # monitor rounds that made no call (push accounted for everything)
 
+    #: stage kinds that only wrap other stages and steps
+    WRAPPERS = frozenset({"wave", "roll"})
+
     @staticmethod
     def kind(name: str) -> str:
-        """``submit wave 2 round 1 (3 tasks)`` -> ``submit``; ``monitor round 7`` -> ``monitor``."""
+        """``submit wave 2 round 1 (3 tasks)`` -> ``submit``; ``monitor round 7`` -> ``monitor``;
+        ``wave 1: submit and monitor`` -> ``wave``; ``roll back to 0.9.8`` -> ``roll``."""
         for prefix in ("monitor", "submit", "rollback", "resolve", "reconcile", "verify"):
             if name.startswith(prefix):
                 return prefix
@@ -280,6 +289,16 @@ class StageMeter:
         kind = self.kind(name)
         self.stages += 1
         self.stages_by_kind[kind] += 1
+        if kind in self.WRAPPERS:
+            return await fn()
+        return await self._measured(kind, fn)
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """A monitoring round inside a stage (the engine's ``step`` seam): not a task run."""
+        self.steps += 1
+        return await self._measured(self.kind(name), fn)
+
+    async def _measured(self, kind: str, fn: Callable[[], Awaitable[T]]) -> T:
         active = self.active_tasks() if kind == "monitor" else 0
         before, t0 = self._calls(), time.perf_counter()
         try:
@@ -389,6 +408,7 @@ async def run_campaign(
             platform=platform,
             clock=clock,
             stage=meter,
+            step=meter.step,
             sleep_through_windows=True,
             max_rounds=max_rounds,
             **kwargs,

@@ -154,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"  rows in the store at the end: {result.db_rows}")
         _say(
             f"  stages run (= Prefect task runs the flow would create; run without Prefect): "
-            f"{result.meter.stages} ({dict(sorted(result.meter.stages_by_kind.items()))})"
+            f"{result.meter.stages} ({dict(sorted(result.meter.stages_by_kind.items()))}), "
+            f"monitoring rounds inside them {result.meter.steps}"
         )
         _say(
             "  engine seconds per stage kind: "

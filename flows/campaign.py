@@ -1,10 +1,11 @@
 """The campaign flow: ``run_campaign(campaign)`` advances one campaign and ends.
 
 Thin glue: the engine (``fleetwave.engine.runner.advance``) does the work; this module
-turns its stages into Prefect task runs (one per stage or chunk batch, never one per
-device), its progress events into a progress artifact, its approval gates into
-``pause_flow_run(wait_for_input=ApprovalInput)``, and its outcome into the summary and
-per-wave artifacts.
+turns its stages into Prefect task runs (one per fixed stage, running wave and submission
+batch; a wave's monitoring rounds run inside its task run: never one per device or round;
+see docs/performance.md, "Prefect task runs"), its progress events into a progress
+artifact, its approval gates into ``pause_flow_run(wait_for_input=ApprovalInput)``, and its
+outcome into the summary and per-wave artifacts.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 
 @task(name="campaign-stage", cache_policy=NO_CACHE, persist_result=False)
 async def _stage(name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-    """One engine stage (verify, plan, submit a batch of chunks, a monitoring round ...)."""
+    """One engine stage (verify, plan, a running wave, a submission batch inside it ...)."""
     return await fn()
 
 

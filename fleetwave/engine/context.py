@@ -1,8 +1,10 @@
 """What one run of the engine shares between its stages: the campaign, store, platform, clock.
 
 Also the two seams the Prefect flow plugs into: :class:`StageRunner` (run a stage, e.g.
-as a Prefect task) and :data:`Approver` (ask an operator, e.g. by pausing the flow run).
-Without them the engine runs plain, which is how the engine tests drive it.
+as a Prefect task; a repeated step inside a stage, such as a monitoring round, goes through
+``RunContext.step`` and is never a task run of its own) and :data:`Approver` (ask an
+operator, e.g. by pausing the flow run). Without them the engine runs plain, which is how
+the engine tests drive it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "Approver",
     "RunContext",
     "StageRunner",
+    "carried",
     "plain_stage_runner",
     "to_pendulum",
 ]
@@ -53,6 +56,36 @@ class StageRunner(Protocol):
 async def plain_stage_runner(name: str, fn: Callable[[], Awaitable[T]]) -> T:
     """Run the stage in place (no Prefect)."""
     return await fn()
+
+
+@dataclass(frozen=True, slots=True)
+class _Carried:
+    """An exception a stage hands back as its result rather than raising it (see
+    :func:`carried`): control flow such as the end of a run is not a failed task run."""
+
+    exc: Exception
+
+
+async def carried(
+    stage: StageRunner,
+    name: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    carry: tuple[type[Exception], ...],
+) -> T:
+    """Run ``fn`` as the stage ``name``; an exception of the ``carry`` types leaves the stage
+    as its result (so a Prefect task run ends Completed) and is raised again here."""
+
+    async def _inner() -> T | _Carried:
+        try:
+            return await fn()
+        except carry as exc:
+            return _Carried(exc)
+
+    result = await stage(name, _inner)
+    if isinstance(result, _Carried):
+        raise result.exc
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +134,9 @@ class RunContext:
     rollback_package: PackageInfo | None
     progress: ProgressSink
     stage: StageRunner = plain_stage_runner
+    #: Runs one repeated step inside a stage (a monitoring round): in place, never a
+    #: Prefect task run of its own; the bench counts its calls.
+    step: StageRunner = plain_stage_runner
     approver: Approver | None = None
     flow_run_id: str | None = None
     push: PushHealth | None = None  # push notifications, when a channel is running

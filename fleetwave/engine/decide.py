@@ -8,27 +8,32 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pendulum
 
 from fleetwave.platforms.base import DeviceOutcome
-from fleetwave.spec.model import BreachAction, FailureKind
-from fleetwave.store.models import DeviceRunStatus, WaveStatus
+from fleetwave.spec.model import BreachAction, ConsentTimeoutAction, FailureKind
+from fleetwave.store.models import ConsentState, DeviceRunStatus, WaveStatus
 
 __all__ = [
+    "ConsentSplit",
     "Counts",
     "Decision",
     "RetryCandidate",
     "Verdict",
     "after_gate",
+    "app_result",
     "approval_validity",
     "backoff_seconds",
     "breach_action",
     "chunk_capacity",
     "classify_failure",
+    "consent_split",
+    "count_declines_as_failures",
     "count_outcomes",
+    "evaluate_decline_limit",
     "evaluate_failure_threshold",
     "evaluate_wave_gate",
     "in_flight_counts",
@@ -643,3 +648,148 @@ def wave_step(
     if status is ws.RUNNING:
         return Decision("wave_step", Verdict.CONTINUE, f"wave {wave + 1} is running", inputs)
     raise ValueError(f"wave {wave + 1} is {status.value}: it has no next step")
+
+
+# --------------------------------------------------------------------------- consent
+
+
+Appointment = tuple[pendulum.DateTime, pendulum.DateTime]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSplit:
+    """Pending devices of a consent campaign sorted by what their owners answered.
+
+    ``send``: consented (confirmed, auto, or unanswered past the timeout with ``proceed``);
+    ``appointed``: by appointment, each group sent in tasks whose window is the
+    appointment; ``held``: no answer yet; ``declined`` and ``expired``: never sent
+    (skipped, not failed).
+    """
+
+    send: list[str] = field(default_factory=list)
+    appointed: dict[Appointment, list[str]] = field(default_factory=dict)
+    held: list[str] = field(default_factory=list)
+    declined: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "send": len(self.send),
+            "appointed": sum(len(v) for v in self.appointed.values()),
+            "appointments": len(self.appointed),
+            "held": len(self.held),
+            "declined": len(self.declined),
+            "expired": len(self.expired),
+        }
+
+
+def consent_split(
+    states: Mapping[str, tuple[ConsentState, Appointment | None]],
+    *,
+    timed_out: bool,
+    on_timeout: ConsentTimeoutAction,
+) -> ConsentSplit:
+    """Which pending devices go now, in which appointment, wait, or are left out.
+
+    ``states`` maps each pending device to its consent and appointment (a device without
+    a consent row waits, as unanswered). Past the answer timeout (``timed_out``) an
+    unanswered or expired device follows ``on_timeout``: ``proceed`` sends it, ``skip``
+    leaves it out (``fail`` is not taken by the engine yet and also leaves it out).
+    """
+    out = ConsentSplit()
+    for device_id in sorted(states):
+        state, appointment = states[device_id]
+        if state in (ConsentState.CONFIRMED, ConsentState.AUTO):
+            out.send.append(device_id)
+        elif state is ConsentState.APPOINTED and appointment is not None:
+            out.appointed.setdefault(appointment, []).append(device_id)
+        elif state is ConsentState.DECLINED:
+            out.declined.append(device_id)
+        elif state is ConsentState.EXPIRED or timed_out:
+            if on_timeout is ConsentTimeoutAction.PROCEED:
+                out.send.append(device_id)
+            else:
+                out.expired.append(device_id)
+        else:
+            out.held.append(device_id)
+    return out
+
+
+def count_declines_as_failures(counts: Counts, declined: int) -> Counts:
+    """``counts`` with the declined devices moved from skipped to failed (the spec's
+    ``consent.declines_count: true``)."""
+    moved = min(declined, counts.skipped)
+    return replace(counts, failed=counts.failed + moved, skipped=counts.skipped - moved)
+
+
+def evaluate_decline_limit(
+    *,
+    declined: int,
+    answered: int,
+    max_declined_rate: float | None,
+    min_answered: int = 1,
+    on_trip: Verdict = Verdict.HALT,
+    scope: str = "campaign",
+) -> Decision:
+    """Trip (``on_trip``) when declined / answered devices passes the declines' own limit
+    (``consent.max_declined_percent``), once ``min_answered`` owners answered; a rate equal
+    to the limit does not trip it."""
+    rate = declined / answered if answered else 0.0
+    inputs = {
+        "scope": scope,
+        "declined": declined,
+        "answered": answered,
+        "decline_rate": round(rate, 6),
+        "max_declined_rate": max_declined_rate,
+        "min_answered": min_answered,
+    }
+    if max_declined_rate is None:
+        return Decision("decline_limit", Verdict.CONTINUE, f"no decline limit in {scope}", inputs)
+    if answered < max(min_answered, 1):
+        return Decision(
+            "decline_limit",
+            Verdict.WAIT,
+            f"{answered} of at least {min_answered} owners answered in {scope}",
+            inputs,
+        )
+    if rate > max_declined_rate:
+        return Decision(
+            "decline_limit",
+            on_trip,
+            f"{declined} of {answered} answering owners declined in {scope} "
+            f"({rate:.1%}), above the limit {max_declined_rate:.1%}",
+            inputs,
+        )
+    return Decision(
+        "decline_limit",
+        Verdict.CONTINUE,
+        f"{declined} of {answered} answering owners declined in {scope} ({rate:.1%})",
+        inputs,
+    )
+
+
+def app_result(
+    run: DeviceRunStatus,
+    app_status: str | None,
+    *,
+    since: pendulum.DateTime,
+    now: pendulum.DateTime,
+    timeout_seconds: float,
+) -> DeviceRunStatus | None:
+    """Where an app-delivered device's run moves after its app's last report (None: stays).
+
+    ``succeeded``/``failed`` settle it (also after a timeout: a late result counts, once);
+    ``downloading``/``installing`` start it; no final report ``timeout_seconds`` after it
+    was handed over or last moved (``since``) times it out, as a platform task would.
+    """
+    if app_status == "succeeded":
+        return None if run is DeviceRunStatus.SUCCEEDED else DeviceRunStatus.SUCCEEDED
+    if app_status == "failed":
+        return None if run is DeviceRunStatus.FAILED else DeviceRunStatus.FAILED
+    if run is DeviceRunStatus.TIMED_OUT:
+        return None
+    if run is DeviceRunStatus.SUBMITTED and app_status in ("downloading", "installing"):
+        return DeviceRunStatus.IN_PROGRESS
+    if (now - since).total_seconds() >= timeout_seconds:
+        return DeviceRunStatus.TIMED_OUT
+    return None

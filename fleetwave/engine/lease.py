@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -42,12 +42,20 @@ __all__ = [
     "default_holder",
     "describe_holder",
     "holder_liveness",
+    "lease_ttl",
     "process_start",
     "take_lease",
     "this_host",
 ]
 
 log = logging.getLogger(__name__)
+
+#: The environment variable that sets the lease's length in seconds (default: see
+#: :func:`lease_ttl`).
+LEASE_TTL_ENV = "FLEETWAVE_LEASE_TTL"
+
+#: The shortest lease accepted from :data:`LEASE_TTL_ENV` (seconds).
+MIN_LEASE_SECONDS = 10.0
 
 #: How often a run waiting with ``--wait-lease`` looks at the lease again (real seconds).
 WAIT_POLL_SECONDS = 1.0
@@ -212,6 +220,22 @@ async def take_lease(
             if state is not Liveness.ALIVE and store.acquire_lease(
                 s, campaign_id=campaign_id, holder=holder, ttl=ttl, now=at
             ):
+                if other is not None and other != holder and until is not None and until <= at:
+                    # another host's run stopped renewing (it died with its machine or
+                    # worker): say so, as for a dead process on this host
+                    why = (
+                        f"the lease of {describe_holder(other)} expired at "
+                        f"{until.to_iso8601_string() if until else '?'} without renewal"
+                    )
+                    store.append_event(
+                        s,
+                        campaign_id=campaign_id,
+                        kind="lease_taken_over",
+                        now=at,
+                        actor="engine",
+                        data={"from": other, "to": holder, "why": why},
+                    )
+                    log.warning("%s: lease taken over: %s", name, why)
                 return
         if not wait:
             raise LeaseHeldError(
@@ -236,6 +260,29 @@ async def take_lease(
                 hint="that run is alive: let it finish or stop it, then run again",
             )
         await asyncio.sleep(WAIT_POLL_SECONDS)  # real time: never move a campaign clock
+
+
+def lease_ttl(poll_seconds: float, environ: Mapping[str, str] | None = None) -> timedelta:
+    """How long a lease lasts after its last renewal (a run renews it every half lease).
+
+    ``FLEETWAVE_LEASE_TTL`` seconds when set (at least 10: how soon another host may take
+    over a campaign whose run died), else ten minutes or three poll intervals if longer.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(LEASE_TTL_ENV, "").strip()
+    if not raw:
+        return timedelta(seconds=max(600.0, 3 * poll_seconds))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= MIN_LEASE_SECONDS or seconds == float("inf"):
+        raise UserError(
+            f"{LEASE_TTL_ENV}={raw!r} is not a lease length in seconds of at least "
+            f"{MIN_LEASE_SECONDS:.0f}",
+            hint=f"set {LEASE_TTL_ENV} to e.g. 600 (seconds), or unset it for the default",
+        )
+    return timedelta(seconds=seconds)
 
 
 def _who(other: str | None, state: Liveness, until: pendulum.DateTime | None) -> str:

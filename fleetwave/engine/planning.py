@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fleetwave import store
+from fleetwave.engine.consent import check_supported, open_plan
 from fleetwave.engine.context import RunContext
 from fleetwave.engine.resolve import no_eligible_devices, resolve_targets
 from fleetwave.plan.waves import plan_waves
@@ -21,6 +22,7 @@ async def plan_campaign(ctx: RunContext) -> None:
     Raises the ``UserError`` of :func:`no_eligible_devices` when nothing is eligible: a
     campaign that targets nothing is never planned (and so never "completed").
     """
+    check_supported(ctx)
     ctx.emit("stage", stage="resolve targets")
     res = await resolve_targets(ctx.platform, ctx.spec, ctx.package)
     empty = no_eligible_devices(ctx.spec, res)
@@ -47,6 +49,9 @@ async def plan_campaign(ctx: RunContext) -> None:
             for d in w.iter_devices()
         )
         store.add_device_runs(s, campaign_id=ctx.campaign_id, devices=rows, now=now)
+        if ctx.spec.consent is not None:
+            offered = open_plan(ctx, s, (d for w in plan.waves for d in w.iter_devices()), now)
+            log.info("%s: upgrade offered to the owners of %d devices", ctx.spec.name, offered)
         # devices left out at resolve time: SKIPPED rows with the reason, so status and
         # report can say which were skipped and why (never claimed)
         store.add_skipped_device_runs(

@@ -30,6 +30,7 @@ from fleetwave.clock import Clock, RealClock
 from fleetwave.engine.context import Approver, RunContext, StageRunner, plain_stage_runner
 from fleetwave.engine.counts import campaign_counts, threshold_counts
 from fleetwave.engine.lease import default_holder, take_lease
+from fleetwave.engine.lease import lease_ttl as lease_ttl_setting
 from fleetwave.engine.outcome import Outcome, OutcomeKind, Stop, early_outcome
 from fleetwave.engine.progress import ProgressSink, null_sink
 from fleetwave.engine.verify import verify_packages
@@ -97,6 +98,7 @@ async def advance(
     progress: ProgressSink | None = None,
     approver: Approver | None = None,
     stage: StageRunner | None = None,
+    step: StageRunner | None = None,
     flow_run_id: str | None = None,
     holder: str | None = None,
     sleep_through_windows: bool = False,
@@ -123,6 +125,9 @@ async def advance(
     subscribes it for the campaign's kind, and the monitor then polls only as a safety net.
     A started campaign takes changes of its mutable fields (``MUTABLE_FIELDS``) from the
     file and refuses others unless ``accept_spec_change`` (recorded as by ``operator``).
+    ``stage`` runs each stage (a Prefect task run under the flow): the fixed ones, each
+    running wave's rounds as one, each submission batch inside it, and the rollback phase;
+    ``step`` runs each monitoring round inside its wave's stage (in place by default).
     Raises ``UserError`` for problems the operator must fix (spec, package, targets).
     """
     if max_rounds is not None and max_rounds < 1:
@@ -140,7 +145,7 @@ async def advance(
         store.ensure_schema_current(engine)
     holder = holder or default_holder()
     poll = spec.policy.poll_interval.total_seconds()
-    ttl = lease_ttl or timedelta(seconds=max(600.0, 3 * poll))
+    ttl = lease_ttl or lease_ttl_setting(poll)
     now = clock.now()
     with store.session_scope(engine) as s:
         snapshot = spec_snapshot(spec)
@@ -192,6 +197,7 @@ async def advance(
                 rollback_package=verified.rollback,
                 progress=progress or null_sink,
                 stage=runner,
+                step=step or plain_stage_runner,
                 approver=approver,
                 flow_run_id=flow_run_id,
                 push=push,

@@ -2,8 +2,9 @@
 
 Per pass over the current wave: its next step by status (``decide.wave_step``), the
 approval gate, windows, submission (retries first), a monitoring round, then the failure
-thresholds and the wave gate (``decide``) and what follows them. The rules are pure
-functions in :mod:`fleetwave.engine.decide`; this module carries them out.
+thresholds and the wave gate (``decide``) and what follows them. A running wave's rounds
+are one stage (``run_wave``): stages grow with chunks and status changes, not with rounds.
+The rules are pure functions in :mod:`fleetwave.engine.decide`; this module carries them out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from fleetwave.engine.approval import (
     check_appointment,
     record_decision,
 )
-from fleetwave.engine.context import ApprovalRequest, RunContext, to_pendulum
+from fleetwave.engine.consent import (
+    appointment_policy,
+    collect_app_reports,
+    consent_round,
+    hand_to_app,
+)
+from fleetwave.engine.context import ApprovalRequest, RunContext, carried, to_pendulum
 from fleetwave.engine.counts import campaign_counts, threshold_counts
 from fleetwave.engine.decide import (
     Counts,
@@ -31,6 +38,8 @@ from fleetwave.engine.decide import (
     approval_validity,
     breach_action,
     chunk_capacity,
+    count_declines_as_failures,
+    evaluate_decline_limit,
     evaluate_failure_threshold,
     evaluate_wave_gate,
     screen_targets,
@@ -46,7 +55,8 @@ from fleetwave.engine.retries import Retries, scan_retries
 from fleetwave.engine.rollback import roll_back
 from fleetwave.engine.screening import TargetScreen
 from fleetwave.engine.submit import create_intents, reconcile_intents, submit_intent, task_policy
-from fleetwave.spec.model import BreachAction, ExecuteMode, ThresholdScope
+from fleetwave.platforms.base import TaskPolicy
+from fleetwave.spec.model import BreachAction, ConsentDelivery, ExecuteMode, ThresholdScope
 from fleetwave.store import (
     ApprovalDecision,
     CampaignStatus,
@@ -85,6 +95,8 @@ class WaveDriver(Loop):
         self._last_threshold: tuple[str, int] | None = None
         self._span: tuple[pendulum.DateTime, pendulum.DateTime] | None = None
         self.screen = TargetScreen(ctx)
+        consent = ctx.spec.consent
+        self.app_delivery = consent is not None and consent.delivery is ConsentDelivery.APP
 
     # ------------------------------------------------------------------ main loop
 
@@ -158,7 +170,27 @@ class WaveDriver(Loop):
             assert until is not None  # a soak without an end is over at once
             await self.wait_until(until, step.reason)
         else:
-            await self.running_step(wave)
+            await self.run_wave(idx)
+
+    async def run_wave(self, idx: int) -> None:
+        """The running wave's rounds (submission, monitoring, thresholds, the gate, sleeps)
+        as one stage, i.e. one Prefect task run per wave and run however many rounds it
+        polls; its submissions are stages inside it, its monitoring rounds steps. It ends
+        when the wave leaves RUNNING or the campaign leaves running (rolling back); a
+        ``Stop`` or rollback inside it is raised again outside the stage."""
+
+        async def _rounds() -> None:
+            wave: Wave | None = next(w for w in self.waves() if w.index == idx)
+            while wave is not None and wave.status is WaveStatus.RUNNING:
+                await self.running_step(wave)
+                self.renew()
+                if self.check_halt() is not CampaignStatus.RUNNING:
+                    return  # rolling back: the run's loop takes over
+                wave = next((w for w in self.waves() if w.index == idx), None)
+
+        await carried(
+            self.ctx.stage, f"wave {idx + 1}: submit and monitor", _rounds, carry=(Stop, RollBack)
+        )
 
     async def wait_until(
         self, when: pendulum.DateTime, reason: str, kind: OutcomeKind = OutcomeKind.WAITING_WINDOW
@@ -295,11 +327,15 @@ class WaveDriver(Loop):
             return 0
         pol = self.spec.policy
         targeting = self.screen.refresh_targeting()
+        consent = self.spec.consent is not None
         with ctx.tx() as s:
             active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
             # A pending device's round is its attempt + 1: one whose retry intent was
             # abandoned comes back pending with its earlier attempts counted.
             pending: dict[int, list[str]] = {}
+            # a consent campaign reads every pending device: unanswered ones must not
+            # crowd consented ones out of the slice
+            limit = None if consent else ctx.chunk_size * pol.max_inflight_tasks
             for run in itertools.islice(
                 store.iter_device_runs(
                     s,
@@ -307,10 +343,28 @@ class WaveDriver(Loop):
                     wave_index=wave_index,
                     statuses=[D.PENDING],
                 ),
-                ctx.chunk_size * pol.max_inflight_tasks,
+                limit,
             ):
                 pending.setdefault(run.attempt, []).append(run.device_id)
         pending = self.screen.drop_pending(wave_index, pending, targeting)
+        appointed: list[tuple[int, list[list[str]], TaskPolicy]] = []
+        if consent:
+            answers = consent_round(ctx, wave_index, pending, now)
+            if self.app_delivery:  # the apps install: no platform task, no engine resubmits
+                return hand_to_app(ctx, answers, now)
+            retrying = {d for ids in retries.due.values() for d in ids}
+            pending = {a: [d for d in ids if d not in retrying] for a, ids in answers.send.items()}
+            for appointment, by_attempt in sorted(answers.appointed.items()):
+                booked = appointment_policy(ctx, appointment, now)
+                if booked is None:
+                    continue
+                for attempt, ids in sorted(by_attempt.items(), reverse=True):
+                    ids = sorted(d for d in ids if d not in retrying)
+                    batches = [
+                        ids[i : i + ctx.chunk_size] for i in range(0, len(ids), ctx.chunk_size)
+                    ]
+                    if batches:
+                        appointed.append((attempt + 1, batches, booked))
         not_retried = {r: list(ids) for r, ids in retries.dropped.items()}
         for attempt, ids in list(retries.due.items()):
             keep, dropped = screen_targets(
@@ -324,16 +378,18 @@ class WaveDriver(Loop):
         for attempt, ids in [*retries.due.items(), *pending.items()]:
             if ids:
                 due.setdefault(attempt, []).extend(ids)
-        groups: list[tuple[int, list[list[str]]]] = []
+        groups: list[tuple[int, list[list[str]], TaskPolicy]] = []
         for attempt in sorted(due, reverse=True):  # retries first
             ids = sorted(due[attempt])
             groups.append(
                 (
                     attempt + 1,
                     [ids[i : i + ctx.chunk_size] for i in range(0, len(ids), ctx.chunk_size)],
+                    policy,
                 )
             )
-        sizes = [len(b) for _, batches in groups for b in batches]
+        groups += appointed  # one group per appointment: tasks whose window is it
+        sizes = [len(b) for _, batches, _ in groups for b in batches]
         allowed = chunk_capacity(
             active_tasks=len(active),
             active_devices=sum(c.device_count for c in active),
@@ -346,12 +402,16 @@ class WaveDriver(Loop):
         if retries.due and retries.decision is not None:
             ctx.decision(retries.decision, subject=f"wave {wave_index}")
         submitted = 0
-        for round_no, batches in groups:
+        for round_no, batches, group_policy in groups:
             take = batches[: allowed - submitted]
             if not take:
                 break
 
-            async def _go(take: list[list[str]] = take, round_no: int = round_no) -> int:
+            async def _go(
+                take: list[list[str]] = take,
+                round_no: int = round_no,
+                group_policy: TaskPolicy = group_policy,
+            ) -> int:
                 chunks = create_intents(
                     ctx,
                     kind=ChunkKind.UPGRADE,
@@ -359,7 +419,7 @@ class WaveDriver(Loop):
                     round=round_no,
                     batches=take,
                     file_id=ctx.package.file_id,
-                    policy=policy,
+                    policy=group_policy,
                 )
                 for chunk in chunks:
                     await submit_intent(ctx, chunk)
@@ -406,6 +466,8 @@ class WaveDriver(Loop):
         idx = wave.index
         self.tick()
         now = ctx.now()
+        if self.app_delivery:
+            collect_app_reports(ctx, now)
         retries = scan_retries(ctx, idx, now, self.screen.targeting)
         open_now, next_open = self.window_state(now)
         submitted = 0
@@ -418,7 +480,7 @@ class WaveDriver(Loop):
         with ctx.tx() as s:
             active = len(store.list_active_chunks(s, campaign_id=ctx.campaign_id))
         if active:
-            await ctx.stage(f"monitor round {ctx.rounds}", lambda: monitor_round(ctx))
+            await ctx.step(f"monitor round {ctx.rounds}", lambda: monitor_round(ctx))
             retries = scan_retries(ctx, idx, ctx.now(), self.screen.targeting)
         self.progress()
         if self.decide(idx, retries):
@@ -479,10 +541,36 @@ class WaveDriver(Loop):
                     retrying=retries.by_kind,
                 )
             )
+            declines = (
+                store.decline_figures(
+                    s, campaign_id=ctx.campaign_id, wave_index=idx if wave_scope else None
+                )
+                if self.spec.consent is not None
+                else None
+            )
         scope_counts = recorded + in_flight
+        consent = self.spec.consent
+        if consent is not None and declines is not None and consent.declines_count:
+            scope_counts = count_declines_as_failures(scope_counts, declines[0])
         if override is not None and not wave_scope:
             scope_counts = scope_counts.minus(Counts.from_dict(override.data.get("baseline", {})))
         on_trip = Verdict.ROLLBACK if th.on_breach is BreachAction.ROLLBACK else Verdict.HALT
+        if consent is not None and declines is not None and not overridden:
+            limit = evaluate_decline_limit(
+                declined=declines[0],
+                answered=declines[1],
+                max_declined_rate=(
+                    consent.max_declined_percent / 100
+                    if consent.max_declined_percent is not None
+                    else None
+                ),
+                min_answered=th.min_finished,
+                on_trip=on_trip,
+                scope=f"wave {idx + 1}" if wave_scope else "campaign",
+            )
+            if limit.verdict in (Verdict.HALT, Verdict.ROLLBACK):
+                ctx.decision(limit, subject=f"wave {idx}")
+                self.breach(idx, limit)
         decision = evaluate_failure_threshold(
             scope_counts,
             max_failure_rate=(

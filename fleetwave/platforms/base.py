@@ -13,12 +13,14 @@ import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 import pendulum
 
 __all__ = [
     "MEMO_MAX_LENGTH",
+    "AsyncClosing",
     "Capabilities",
     "DeviceGroup",
     "DeviceInfo",
@@ -395,3 +397,22 @@ class Platform(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class AsyncClosing:
+    """``async with`` for an object that owns connections: entering gives the object, leaving
+    calls its :meth:`aclose` (which the subclass defines)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

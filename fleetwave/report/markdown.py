@@ -46,6 +46,9 @@ def render_summary(report: CampaignReport) -> str:
     if report.skipped_reasons:
         why = "; ".join(f"{reason}: {n}" for reason, n in report.skipped_reasons)
         lines.append(f"- skipped before sending: {_cell(why)}")
+    if report.consent:
+        answers = ", ".join(f"{state} {n}" for state, n in report.consent)
+        lines.append(f"- consent (apart from outcomes): {answers}")
     if report.breach:
         lines.append(f"- threshold tripped: {report.breach}")
     if report.halt_reason and report.halt_reason != report.breach:

@@ -141,6 +141,8 @@ class CampaignReport:
     halt_reason: str | None = None
     breach: str | None = None
     skipped_reasons: tuple[tuple[str, int], ...] = ()
+    consent: tuple[tuple[str, int], ...] = ()
+    """Devices per consent state (consent campaigns only), apart from the outcomes."""
     """Devices skipped when the targets were resolved, per reason (most first)."""
     generated_at: pendulum.DateTime = field(default_factory=lambda: pendulum.now("UTC"))
 
@@ -179,6 +181,7 @@ class CampaignReport:
             "generated_at": iso(self.generated_at),
             "totals": totals(self.totals),
             "skipped_reasons": dict(self.skipped_reasons),
+            "consent": dict(self.consent) if self.consent else None,
             "waves": [
                 {
                     "index": w.index,

@@ -28,6 +28,7 @@ from fleetwave.report.model import (
     event_subject,
 )
 from fleetwave.store import api as store_api
+from fleetwave.store.consent import consent_state_counts
 from fleetwave.store.models import ChunkKind, DeviceRunStatus, Event
 
 __all__ = ["load_report", "totals_from_counts"]
@@ -222,6 +223,11 @@ def load_report(
                 store_api.skip_reason_counts(session, campaign_id=cid).items(),
                 key=lambda item: (-item[1], item[0]),
             )
+        ),
+        consent=tuple(
+            (state, n)
+            for state, n in consent_state_counts(session, campaign_id=cid).items()
+            if spec.get("consent") is not None
         ),
         halt_reason=campaign.status_reason
         if campaign.status.value in ("halted", "rolling_back", "rolled_back", "failed")

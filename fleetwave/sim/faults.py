@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,11 +22,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from fleetwave.sim.state import SimState
+
+class CallAccounting(Protocol):
+    """What the fault layer needs of a simulator's state (IoDM's or ThingSpace's)."""
+
+    def record_call(self, endpoint: str, status: str) -> None: ...
+
+    def uncount_drop(self, endpoint: str) -> None: ...
+
+    def revoke_token(self) -> None: ...
+
 
 __all__ = ["FaultASGI", "FaultController", "FaultMiddleware"]
 
 log = logging.getLogger(__name__)
+
+#: The HTTP 500 body of an injected error on the IoDM simulator (the platform's error shape).
+IODM_ERROR_BODY = json.dumps(
+    {"error_code": "50252", "error_desc": "Internal server error."}
+).encode()
 
 _RATES = ("error_rate", "drop_rate", "malformed_rate", "revoke_token_rate")
 _FIELDS = {*_RATES, "latency_ms", "methods", "path_prefix", "drop_after_commit", "count"}
@@ -137,9 +151,16 @@ class FaultASGI:
     """ASGI middleware applying a :class:`FaultController` and counting northbound calls."""
 
     def __init__(
-        self, app: ASGIApp, *, owner: FastAPI, state: SimState, controller: FaultController
+        self,
+        app: ASGIApp,
+        *,
+        owner: FastAPI,
+        state: CallAccounting,
+        controller: FaultController,
+        error_body: bytes = IODM_ERROR_BODY,
     ) -> None:
         self.app = app
+        self.error_body = error_body
         self.owner = owner
         self.state = state
         self.controller = controller
@@ -172,9 +193,8 @@ class FaultASGI:
             self.state.uncount_drop(endpoint)
             decision.drop = False
         if decision.error:
-            error = json.dumps({"error_code": "50252", "error_desc": "Internal server error."})
             record(endpoint, "500")
-            await _send_simple(send, 500, error.encode())
+            await _send_simple(send, 500, self.error_body)
             return
         if not (decision.drop or decision.malformed):
             await self._passthrough(scope, receive, send, endpoint)
@@ -233,7 +253,13 @@ class FaultMiddleware:
     """Installs :class:`FaultASGI` on an app and returns its controller."""
 
     @staticmethod
-    def install(app: FastAPI, state: SimState) -> FaultController:
+    def install(
+        app: FastAPI, state: Any, *, error_body: bytes = IODM_ERROR_BODY
+    ) -> FaultController:
+        """``state`` has ``config.seed``, ``record_call``, ``uncount_drop``, ``revoke_token``;
+        ``error_body`` is the platform's HTTP 500 body."""
         controller = FaultController(state.config.seed)
-        app.add_middleware(FaultASGI, owner=app, state=state, controller=controller)
+        app.add_middleware(
+            FaultASGI, owner=app, state=state, controller=controller, error_body=error_body
+        )
         return controller

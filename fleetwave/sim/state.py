@@ -169,6 +169,8 @@ class SimState:
         self._tokens = _Tokens()
         self._throttle_window = -1
         self._throttle_count = 0
+        self.throttled = 0  # calls answered 403 1010009 (over the app's budget)
+        self.throttle_peak = 0  # the most calls of the app counted in one minute
         self.calls: dict[str, Counter[str]] = defaultdict(Counter)
         self.logins = 0
         self.subscriptions: dict[str, str] = {}  # notifyType -> callbackUrl
@@ -257,7 +259,9 @@ class SimState:
                 self._throttle_window = window
                 self._throttle_count = 0
             self._throttle_count += 1
+            self.throttle_peak = max(self.throttle_peak, self._throttle_count)
             if self._throttle_count > self.config.rate_limit:
+                self.throttled += 1
                 raise IoDMError(403, "1010009", "app throttle exceed.")
 
     # devices ------------------------------------------------------------------------
@@ -497,6 +501,8 @@ class SimState:
                 "calls_total": sum(sum(v.values()) for v in self.calls.values()),
                 "logins": self.logins,
                 "tasks_total": len(self.tasks),
+                "throttled": self.throttled,
+                "throttle_peak": self.throttle_peak,
                 "now": self.clock.now().isoformat(),
             }
             if self.notifier is not None:

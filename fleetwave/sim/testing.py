@@ -34,6 +34,7 @@ import pendulum
 from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET, SimConfig
 from fleetwave.sim.linked_clock import parse_sim_time
 from fleetwave.sim.server import SimServer
+from fleetwave.sim.thingspace.testing import TSHandle, run_thingspace_simulator
 
 __all__ = [
     "DEMO_APP_ID",
@@ -41,8 +42,10 @@ __all__ = [
     "SimConfig",
     "SimHandle",
     "SimProcess",
+    "TSHandle",
     "run_simulator",
     "run_simulator_process",
+    "run_thingspace_simulator",
     "start_simulator_process",
 ]
 

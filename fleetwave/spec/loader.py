@@ -603,6 +603,8 @@ def spec_snapshot(spec: CampaignSpec) -> dict[str, Any]:
     snapshot (and its ``spec_fingerprint``) depends on what the files list, not on where
     they sit."""
     data = spec.model_dump(mode="json")
+    if data.get("consent") is None:
+        data.pop("consent", None)  # campaigns stored before consent existed keep their hash
     targets = data["targets"]
     for key in ("devices_file", "exclude_file"):
         if targets.get(key) is not None:

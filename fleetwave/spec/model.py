@@ -41,6 +41,9 @@ __all__ = [
     "BreachAction",
     "CampaignSpec",
     "Connectivity",
+    "ConsentDelivery",
+    "ConsentSpec",
+    "ConsentTimeoutAction",
     "ExecuteMode",
     "FailureKind",
     "FieldChange",
@@ -739,6 +742,140 @@ class ThresholdsSpec(_Model):
         return []
 
 
+# --------------------------------------------------------------------------- consent
+
+
+class ConsentTimeoutAction(enum.StrEnum):
+    """What happens to a device whose owner has not answered by ``answer_timeout``."""
+
+    SKIP = "skip"
+    """Leave it out of the campaign (counted as expired, not as a failure)."""
+    PROCEED = "proceed"
+    """Upgrade it anyway, as if confirmed."""
+    FAIL = "fail"
+    """Count it as a failed device (it counts toward the failure thresholds)."""
+
+
+class ConsentDelivery(enum.StrEnum):
+    """Who installs the package once the owner agreed."""
+
+    PLATFORM = "platform"
+    """A platform upgrade task, as without consent."""
+    APP = "app"
+    """The owner's app downloads and installs it (e.g. Bluetooth devices) and reports."""
+
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConsentSpec(_Model):
+    """End users in the loop: each device's owner confirms, appoints or cancels the upgrade
+    through the consent API before the device is sent (docs/consent-api.md)."""
+
+    required: bool = Field(
+        default=True,
+        description="True: a device is sent only once its owner consented. False: owners may "
+        "decline or appoint, and an unanswered device proceeds at the answer timeout.",
+    )
+    period: Duration = Field(
+        default=dt.timedelta(days=14),
+        description="How long the plan is offered, from the campaign's start; appointments "
+        "must end inside it.",
+    )
+    answer_timeout: Duration = Field(
+        default=dt.timedelta(days=7), description="How long to wait for an owner's answer."
+    )
+    on_timeout: ConsentTimeoutAction | None = Field(
+        default=None,
+        description="skip | proceed | fail for an unanswered device (default: skip when "
+        "required, proceed otherwise).",
+    )
+    declines_count: bool = Field(
+        default=False, description="Whether declines count toward the failure thresholds."
+    )
+    max_declined_percent: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        default=None,
+        description="Own limit: halt when declined/answered devices exceed this percentage.",
+    )
+    delivery: ConsentDelivery = Field(
+        default=ConsentDelivery.PLATFORM, description="platform | app."
+    )
+    package_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="delivery: app only: where the app downloads the package (https URL).",
+    )
+    package_sha256: str | None = Field(
+        default=None, description="delivery: app only: the package's SHA-256 (64 hex digits)."
+    )
+
+    @property
+    def timeout_action(self) -> ConsentTimeoutAction:
+        """``on_timeout``, or its default (skip when required, proceed otherwise)."""
+        if self.on_timeout is not None:
+            return self.on_timeout
+        return ConsentTimeoutAction.SKIP if self.required else ConsentTimeoutAction.PROCEED
+
+    def _issues(self) -> list[Issue]:
+        out: list[Issue] = []
+        if self.answer_timeout > self.period:
+            out.append(
+                Issue(
+                    ("answer_timeout",),
+                    f"the answer timeout ({format_duration(self.answer_timeout)}) is longer "
+                    f"than the plan period ({format_duration(self.period)}); shorten it or "
+                    "lengthen period",
+                )
+            )
+        if self.period < dt.timedelta(hours=1):
+            out.append(
+                Issue(("period",), "the plan period must be at least 1h (an appointment lasts 1h)")
+            )
+        if not self.required and self.on_timeout not in (None, ConsentTimeoutAction.PROCEED):
+            out.append(
+                Issue(
+                    ("on_timeout",),
+                    f"on_timeout: {self.on_timeout} needs required: true; without required "
+                    "consent an unanswered device proceeds",
+                )
+            )
+        if self.declines_count and self.max_declined_percent is not None:
+            out.append(
+                Issue(
+                    ("max_declined_percent",),
+                    "max_declined_percent is the declines' own limit, used only when "
+                    "declines_count is false; remove one of them",
+                )
+            )
+        if self.delivery is ConsentDelivery.APP:
+            if self.package_url is None or not self.package_url.startswith("https://"):
+                out.append(
+                    Issue(
+                        ("package_url",),
+                        "delivery: app needs package_url, an https:// URL the app downloads "
+                        "the package from",
+                    )
+                )
+            if self.package_sha256 is None or not _SHA256_RE.match(self.package_sha256):
+                out.append(
+                    Issue(
+                        ("package_sha256",),
+                        "delivery: app needs package_sha256, the package's SHA-256 as 64 "
+                        "lowercase hex digits",
+                    )
+                )
+        else:
+            for key in ("package_url", "package_sha256"):
+                if getattr(self, key) is not None:
+                    out.append(
+                        Issue(
+                            (key,),
+                            f"{key} is for delivery: app only; remove it or set delivery: app",
+                        )
+                    )
+        return out
+
+
 # --------------------------------------------------------------------------- platform
 
 
@@ -819,6 +956,9 @@ class CampaignSpec(_Model):
         default=None, description="Allowed windows and blackouts; null = always allowed."
     )
     thresholds: ThresholdsSpec = Field(default_factory=ThresholdsSpec, description="Limits.")
+    consent: ConsentSpec | None = Field(
+        default=None, description="Owners confirm, appoint or cancel first; null = no consent."
+    )
 
     @property
     def shuffle_seed(self) -> str:
@@ -908,6 +1048,18 @@ class CampaignSpec(_Model):
                     ("policy", "execute"),
                     "execute: window needs windows.allowed (the platform gets the current "
                     "window as the task's start/end)",
+                )
+            )
+        if (
+            self.consent is not None
+            and self.consent.delivery is ConsentDelivery.APP
+            and self.policy.resubmit
+        ):
+            out.append(
+                Issue(
+                    ("policy", "resubmit"),
+                    "resubmit rules resend platform tasks; with consent.delivery: app the "
+                    "owners retry through their app, so remove policy.resubmit",
                 )
             )
         if self.rollback is not None and self.rollback == self.package:

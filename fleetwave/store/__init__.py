@@ -7,6 +7,8 @@ Use it as ``from fleetwave import store`` then ``store.get_engine()``,
 
 from fleetwave.store.api import *  # noqa: F403
 from fleetwave.store.api import __all__ as _api_all
+from fleetwave.store.consent import *  # noqa: F403
+from fleetwave.store.consent import __all__ as _consent_all
 from fleetwave.store.db import *  # noqa: F403
 from fleetwave.store.db import __all__ as _db_all
 from fleetwave.store.errors import *  # noqa: F403
@@ -15,4 +17,12 @@ from fleetwave.store.models import *  # noqa: F403
 from fleetwave.store.models import TRANSITIONS, allowed_sources
 from fleetwave.store.models import __all__ as _models_all
 
-__all__ = [*_api_all, *_db_all, *_errors_all, *_models_all, "TRANSITIONS", "allowed_sources"]
+__all__ = [
+    *_api_all,
+    *_consent_all,
+    *_db_all,
+    *_errors_all,
+    *_models_all,
+    "TRANSITIONS",
+    "allowed_sources",
+]

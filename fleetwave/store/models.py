@@ -25,7 +25,13 @@ __all__ = [
     "Chunk",
     "ChunkKind",
     "ChunkStatus",
+    "ConsentOwner",
+    "ConsentPlan",
+    "ConsentState",
+    "DeviceAutoUpgrade",
     "DeviceClaim",
+    "DeviceConsent",
+    "DeviceOwner",
     "DeviceRun",
     "DeviceRunStatus",
     "Event",
@@ -262,6 +268,32 @@ _DEVICE_FINAL = frozenset(
     }
 )
 
+
+class ConsentState(enum.StrEnum):
+    """Where one device's owner stands on one consent campaign's upgrade.
+
+    AWAITING: the plan is offered; the owner has not answered.
+    CONFIRMED: the owner agreed to upgrade as soon as the campaign sends it (also the
+        state a retry after a failure or a decline returns to).
+    APPOINTED: the owner agreed to upgrade inside the period ``appoint_start..appoint_end``.
+    DECLINED: the owner cancelled the upgrade; the device is not sent (not a failure).
+    EXPIRED: no answer before the campaign's answer timeout; terminal.
+    AUTO: consented by the device's auto-confirm switch, without asking.
+    """
+
+    AWAITING = "awaiting"
+    CONFIRMED = "confirmed"
+    APPOINTED = "appointed"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    AUTO = "auto"
+
+    @property
+    def is_consent(self) -> bool:
+        """The device may be sent (now, or inside its appointment)."""
+        return self in (ConsentState.CONFIRMED, ConsentState.APPOINTED, ConsentState.AUTO)
+
+
 _C = CampaignStatus
 _CAMPAIGN_TRANSITIONS: dict[CampaignStatus, frozenset[CampaignStatus]] = {
     _C.PENDING: frozenset({_C.RUNNING, _C.PAUSED, _C.HALTED, _C.CANCELLED, _C.FAILED}),
@@ -317,11 +349,25 @@ _DEVICE_TRANSITIONS: dict[DeviceRunStatus, frozenset[DeviceRunStatus]] = {
     _D.ROLLBACK_FAILED: frozenset({_D.ROLLBACK_FAILED, _D.ROLLING_BACK}),
 }
 
+_S = ConsentState
+# An owner may change their mind until the device is sent (the API checks that against the
+# device's run); confirming again after a decline is the retry the Quectel flow allows.
+# Replaying the same answer is allowed (idempotent; the API reports it as unchanged).
+_CONSENT_TRANSITIONS: dict[ConsentState, frozenset[ConsentState]] = {
+    _S.AWAITING: frozenset({_S.CONFIRMED, _S.APPOINTED, _S.DECLINED, _S.EXPIRED, _S.AUTO}),
+    _S.CONFIRMED: frozenset({_S.CONFIRMED, _S.APPOINTED, _S.DECLINED}),
+    _S.APPOINTED: frozenset({_S.APPOINTED, _S.CONFIRMED, _S.DECLINED}),
+    _S.AUTO: frozenset({_S.AUTO, _S.CONFIRMED, _S.APPOINTED, _S.DECLINED}),
+    _S.DECLINED: frozenset({_S.DECLINED, _S.CONFIRMED, _S.APPOINTED}),
+    _S.EXPIRED: frozenset({_S.EXPIRED}),
+}
+
 TRANSITIONS: dict[type[enum.Enum], dict[Any, frozenset[Any]]] = {
     CampaignStatus: _CAMPAIGN_TRANSITIONS,
     WaveStatus: _WAVE_TRANSITIONS,
     ChunkStatus: _CHUNK_TRANSITIONS,
     DeviceRunStatus: _DEVICE_TRANSITIONS,
+    ConsentState: _CONSENT_TRANSITIONS,
 }
 """Every allowed transition of every status enum: ``TRANSITIONS[Enum][from] -> {to, ...}``."""
 
@@ -539,3 +585,101 @@ class Event(SQLModel, table=True):
     actor: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
     flow_run_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
     at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class ConsentPlan(SQLModel, table=True):
+    """A consent campaign's offer to owners: the plan period, the windows an appointment
+    must fit in, how the package is delivered, and what the app needs to fetch it."""
+
+    __tablename__: ClassVar[str] = "consent_plan"  # type: ignore[misc]
+
+    campaign_id: int = Field(
+        sa_column=sa.Column(
+            sa.ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True, nullable=False
+        )
+    )
+    period_start: datetime = Field(sa_column=_ts(nullable=False))
+    period_end: datetime = Field(sa_column=_ts(nullable=False))
+    windows: list[list[str]] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    """Allowed spans ``[[start, end], ...]`` (ISO 8601 UTC) inside the period; an
+    appointment must fit inside one. Empty: any time in the period."""
+    delivery: str = Field(sa_column=sa.Column(sa.String(24), nullable=False))
+    """``platform`` (a platform task) or ``app`` (the owner's app fetches and installs)."""
+    target_version: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    package_url: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    package_sha256: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    package_size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    description: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class DeviceConsent(SQLModel, table=True):
+    """One device's consent in one consent campaign, and what its app reported (app delivery)."""
+
+    __tablename__: ClassVar[str] = "device_consent"  # type: ignore[misc]
+    __table_args__ = (
+        sa.Index("ix_device_consent_device", "device_id"),
+        sa.Index("ix_device_consent_state", "campaign_id", "state"),
+    )
+
+    campaign_id: int = Field(
+        sa_column=sa.Column(
+            sa.ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True, nullable=False
+        )
+    )
+    device_id: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True, nullable=False))
+    state: ConsentState = Field(sa_column=_enum_column(ConsentState))
+    appoint_start: datetime | None = Field(default=None, sa_column=_ts())
+    appoint_end: datetime | None = Field(default=None, sa_column=_ts())
+    retries: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    """Times the owner asked for a retry after a failure or a decline."""
+    answered_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    answered_at: datetime | None = Field(default=None, sa_column=_ts())
+    app_status: str | None = Field(default=None, sa_column=sa.Column(sa.String(24)))
+    """The app's last report (app delivery): downloading, installing, succeeded, failed."""
+    app_detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    app_version: str | None = Field(default=None, sa_column=sa.Column(sa.String(100)))
+    app_reported_at: datetime | None = Field(default=None, sa_column=_ts())
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    updated_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class ConsentOwner(SQLModel, table=True):
+    """An end user of the consent API and the SHA-256 of their access token (never the token)."""
+
+    __tablename__: ClassVar[str] = "consent_owner"  # type: ignore[misc]
+
+    owner_id: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True, nullable=False))
+    token_sha256: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(64), nullable=True, unique=True)
+    )
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    token_issued_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class DeviceOwner(SQLModel, table=True):
+    """Which end user owns a device (imported from a CSV or JSON file); one owner per device."""
+
+    __tablename__: ClassVar[str] = "device_owner"  # type: ignore[misc]
+    __table_args__ = (sa.Index("ix_device_owner_owner", "owner_id"),)
+
+    device_id: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True, nullable=False))
+    owner_id: str = Field(
+        sa_column=sa.Column(
+            sa.ForeignKey("consent_owner.owner_id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    imported_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class DeviceAutoUpgrade(SQLModel, table=True):
+    """A device's auto-confirm switch; it outlives campaigns (a row exists once it was set)."""
+
+    __tablename__: ClassVar[str] = "device_auto_upgrade"  # type: ignore[misc]
+
+    device_id: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True, nullable=False))
+    enabled: bool = Field(sa_column=sa.Column(sa.Boolean, nullable=False))
+    set_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    set_at: datetime = Field(sa_column=_ts(nullable=False))

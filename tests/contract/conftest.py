@@ -1,10 +1,7 @@
 """The platforms the contract suite runs on, each with a driver for what the protocol
 does not cover: moving time, injecting faults, reading the platform's own truth.
 
-Every test takes ``case`` (a :class:`Case`): the opened platform and its driver. A test
-that needs protocol members names them with ``@pytest.mark.needs("task_results", ...)``;
-:func:`pytest_collection_modifyitems` marks a case xfail when its adapter lacks one of them
-(the one place that knows an adapter is unfinished).
+Every test takes ``case`` (a :class:`Case`): the opened platform and its driver.
 """
 
 from __future__ import annotations
@@ -31,8 +28,6 @@ TARGET_MODEL = "WM-200"
 TARGET_VERSION = "1.5.0"
 
 __all__ = ["Case", "Driver", "target"]
-
-PLATFORM_CLASSES: dict[str, type[Any]] = {"memory": MemoryPlatform, "iodm": IoDMPlatform}
 
 
 class Driver(Protocol):
@@ -124,7 +119,7 @@ class IoDMDriver:
         return Counter(self.sim.stats()["device_task_counts"])
 
 
-@pytest.fixture(params=sorted(PLATFORM_CLASSES))
+@pytest.fixture(params=["iodm", "memory"])
 async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
     """An opened platform of each type with its driver (a fresh fleet per test)."""
     if request.param == "memory":
@@ -152,31 +147,6 @@ def _simulator() -> Any:
     return run_simulator(
         devices=800, groups=5, seed=3, clock="manual", rate_limit=0, failure_rate=0.1
     )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "needs(*members): protocol members the test calls beyond the original ones"
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark xfail the cases whose adapter lacks a member the test needs (the one place)."""
-    for item in items:
-        marker = item.get_closest_marker("needs")
-        callspec = getattr(item, "callspec", None)
-        if marker is None or callspec is None or "case" not in callspec.params:
-            continue
-        cls = PLATFORM_CLASSES[callspec.params["case"]]
-        missing = [m for m in marker.args if not hasattr(cls, m)]
-        if missing and callspec.params["case"] == "iodm":
-            item.add_marker(
-                pytest.mark.xfail(
-                    strict=False,
-                    reason="IoDM adapter gains the member in the core branch "
-                    f"({', '.join(missing)})",
-                )
-            )
 
 
 async def target(platform: Platform, count: int) -> tuple[PackageInfo, list[str]]:

@@ -36,7 +36,6 @@ from fleetwave.platforms.errors import (
     OutcomeUnknown,
     TooManyTargets,
 )
-from fleetwave.platforms.memory._compat import outcome_of
 from tests.contract.conftest import Case, target
 
 STEP_S = 120.0  # how far time moves between two reads
@@ -86,7 +85,6 @@ async def _create(
 # -- capabilities --------------------------------------------------------------------------
 
 
-@pytest.mark.needs("capabilities")
 async def test_capabilities_are_consistent(case: Case) -> None:
     caps = case.platform.capabilities
     assert caps.platform == case.platform.name
@@ -102,7 +100,6 @@ async def test_capabilities_are_consistent(case: Case) -> None:
     assert caps.rate_limit_per_minute is None or caps.rate_limit_per_minute >= 1
 
 
-@pytest.mark.needs("capabilities")
 async def test_a_task_takes_at_most_the_largest_task(case: Case) -> None:
     limit = case.platform.capabilities.max_devices_per_task
     package, devices = await target(case.platform, limit + 1)
@@ -121,7 +118,6 @@ def _window(case: Case, start: pendulum.DateTime, length: timedelta) -> TaskPoli
     return TaskPolicy(ExecuteType.CUSTOM, start, start + length)
 
 
-@pytest.mark.needs("capabilities")
 async def test_a_window_must_be_at_least_the_smallest_window(case: Case) -> None:
     caps = case.platform.capabilities
     if caps.min_window is None:
@@ -208,7 +204,6 @@ async def test_tasks_are_found_by_device(case: Case) -> None:
         await case.platform.get_task("no-such-task")
 
 
-@pytest.mark.needs("task_progress")
 async def test_progress_counts_add_up_and_the_task_ends(case: Case) -> None:
     op, devices = await _create(case, 12)
     reads = await _run_to_end(case, op)
@@ -227,16 +222,15 @@ async def test_progress_counts_add_up_and_the_task_ends(case: Case) -> None:
     assert await _progress(case.platform, "no-such-task") is None
 
 
-@pytest.mark.needs("task_progress", "task_results")
 async def test_results_give_one_final_outcome_per_device(case: Case) -> None:
     op, devices = await _create(case, 12)
     reads = await _run_to_end(case, op)
     results = await _results(case.platform, op)
     assert set(results) == set(devices)
-    outcomes = {d: outcome_of(r) for d, r in results.items()}
+    outcomes = {d: r.outcome for d, r in results.items()}
     assert all(o.is_final for o in outcomes.values()), outcomes
     for r in results.values():
-        if outcome_of(r) is DeviceOutcome.SUCCEEDED:
+        if r.outcome is DeviceOutcome.SUCCEEDED:
             assert r.current_version == "1.5.0"
     if reads and reads[-1].state is TaskState.FINISHED:
         c = reads[-1].counts
@@ -244,7 +238,6 @@ async def test_results_give_one_final_outcome_per_device(case: Case) -> None:
         assert c.finished == len(devices)
 
 
-@pytest.mark.needs("capabilities", "task_progress", "task_results")
 async def test_nothing_starts_before_the_window_and_nothing_runs_after_it(case: Case) -> None:
     caps = case.platform.capabilities
     if caps.min_window is None:
@@ -261,7 +254,7 @@ async def test_nothing_starts_before_the_window_and_nothing_runs_after_it(case: 
     results = await _results(case.platform, op)
     assert set(results) == set(devices)
     for r in results.values():
-        assert outcome_of(r).is_final
+        assert r.outcome.is_final
         if r.started_at is not None:
             assert start <= r.started_at < end, r
         if r.stopped_at is not None:
@@ -337,12 +330,11 @@ def receiver() -> Iterator[_Receiver]:
         r.server.server_close()
 
 
-@pytest.mark.needs("subscribe_upgrade_events", "parse_push", "task_progress", "task_results")
 async def test_push_reports_every_result(case: Case, receiver: _Receiver) -> None:
     await case.platform.subscribe_upgrade_events(PackageKind.FIRMWARE, receiver.url)
     op, devices = await _create(case, 10)
     await _run_to_end(case, op)
-    results = {d: outcome_of(r) for d, r in (await _results(case.platform, op)).items()}
+    results = {d: r.outcome for d, r in (await _results(case.platform, op)).items()}
     pushed: dict[str, DeviceOutcome] = {}
     for _ in range(200):  # the platform posts on its own schedule: wait for it (real time)
         pushed = {}

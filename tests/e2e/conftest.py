@@ -70,14 +70,18 @@ class PrefectServer:
         return env
 
 
-def start_prefect_server(home: Path) -> PrefectServer:
-    """Start ``prefect server start`` with its own home and SQLite database; wait for health."""
+def start_prefect_server(home: Path, database_url: str | None = None) -> PrefectServer:
+    """Start ``prefect server start`` with its own home and database (SQLite in ``home``
+    unless ``database_url``, e.g. ``postgresql+asyncpg://...``); wait for health."""
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
     env = dict(os.environ)
     env.update(PREFECT_QUIET_ENV)
     env["PREFECT_HOME"] = str(home)
-    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)  # it wins over the API alias
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url or (
+        f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+    )
     env.pop("PREFECT_API_URL", None)
     last_error = ""
     for _attempt in range(3):  # a port taken between free_port() and bind: try another

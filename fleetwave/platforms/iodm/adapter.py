@@ -11,7 +11,6 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +18,7 @@ import httpx
 
 from fleetwave.clock import Clock
 from fleetwave.platforms.base import (
+    AsyncClosing,
     Capabilities,
     DeviceGroup,
     DeviceInfo,
@@ -275,7 +275,7 @@ def policy_body(policy: TaskPolicy) -> dict[str, Any]:
     return body
 
 
-class IoDMPlatform:
+class IoDMPlatform(AsyncClosing):
     """Huawei IoDM behind the Platform protocol; one instance per app and event loop."""
 
     name = "iodm"
@@ -320,17 +320,6 @@ class IoDMPlatform:
             has_groups=True,
             push=True,
         )
-
-    async def __aenter__(self) -> IoDMPlatform:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"IoDMPlatform(base_url={self.settings.base_url!r}, app_id={self.settings.app_id!r})"

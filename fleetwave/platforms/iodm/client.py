@@ -24,7 +24,6 @@ import ssl
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -33,6 +32,7 @@ import pendulum
 from pydantic import BaseModel, ValidationError
 
 from fleetwave.clock import Clock, RealClock
+from fleetwave.platforms.base import AsyncClosing
 from fleetwave.platforms.errors import OutcomeUnknown, PlatformError
 
 from .auth import TokenManager
@@ -68,7 +68,7 @@ def _ssl_context(settings: IoDMSettings) -> ssl.SSLContext | bool:
     return ctx
 
 
-class IoDMClient:
+class IoDMClient(AsyncClosing):
     """Async IoDM northbound client for one app; use as ``async with IoDMClient(s) as c``."""
 
     def __init__(
@@ -195,17 +195,6 @@ class IoDMClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    async def __aenter__(self) -> IoDMClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"IoDMClient(base_url={self.settings.base_url!r}, app_id={self.settings.app_id!r})"

@@ -111,7 +111,9 @@ def prefect_rate_limit_hook(
     """An acquire hook taking one slot of the Prefect global concurrency limit ``name``.
 
     The limit must exist and have a slot decay (see README, Configuration); a missing
-    limit is an error rather than a silently unlimited budget. A wait longer than
+    limit is an error rather than a silently unlimited budget. A limit of L slots decaying
+    at r a second admits up to L + 60 r calls in a minute (a burst of L, then r a second):
+    size it so that this sum is the app's budget. A wait longer than
     ``warn_after`` seconds is said at WARNING while it lasts.
     """
 
@@ -136,7 +138,8 @@ def prefect_rate_limit_hook(
             raise PlatformError(
                 f"the Prefect global concurrency limit {name!r} (IODM_PREFECT_RATE_LIMIT) "
                 "cannot be used: create it with `prefect gcl create "
-                f"{name} --limit 100 --slot-decay-per-second 1.67` or unset the variable"
+                f"{name} --limit 10 --slot-decay-per-second 1.5` (at most 10 + 60 x 1.5 = 100 "
+                "calls in any minute) or unset the variable"
             ) from exc
         except TimeoutError as exc:
             raise PlatformError(

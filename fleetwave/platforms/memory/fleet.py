@@ -8,6 +8,7 @@ state). The models reuse the simulator's names so one campaign file runs on eith
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fleetwave.platforms.base import DeviceGroup, PackageInfo, PackageKind
@@ -116,6 +117,7 @@ class Fleet:
     members: dict[str, list[str]] = field(default_factory=dict)  # group_id -> device IDs
     packages: list[PackageInfo] = field(default_factory=list)
     by_id: dict[str, MemoryDevice] = field(default_factory=dict)
+    _models: dict[tuple[str, str, str], DeviceModel] = field(default_factory=dict, repr=False)
 
     @classmethod
     def generate(cls, config: MemoryConfig, models: tuple[DeviceModel, ...] = MODELS) -> Fleet:
@@ -175,3 +177,45 @@ class Fleet:
             DeviceGroup(g.group_id, g.name, len(fleet.members[g.group_id])) for g in fleet.groups
         ]
         return fleet
+
+    # -- building a fleet by hand (tests that need a particular inventory) ---------------
+
+    def add_package(self, package: PackageInfo) -> None:
+        """Offer ``package`` (a hand-built fleet starts with none)."""
+        self.packages.append(package)
+
+    def add_group(self, group_id: str, name: str, device_ids: Iterable[str]) -> None:
+        """A group with these members (IDs the inventory does not hold are allowed)."""
+        ids = list(device_ids)
+        self.members[group_id] = ids
+        self.groups.append(DeviceGroup(group_id, name, len(ids)))
+
+    def add_device(
+        self,
+        device_id: str,
+        *,
+        device_type: str = "WaterMeter",
+        model: str = "WM-200",
+        manufacturer: str = "Aquaflow",
+        fw_version: str = "1.4.2",
+        sw_version: str = "2.0.1",
+        online: bool = True,
+    ) -> MemoryDevice:
+        """Put one device into the inventory (replacing one of the same ID)."""
+        key = (device_type, model, manufacturer)
+        m = self._models.get(key)
+        if m is None:
+            m = DeviceModel(
+                model.lower(), device_type, model, manufacturer, 0.0,
+                fw_version, fw_version, sw_version, sw_version,
+            )  # fmt: skip
+            self._models[key] = m
+        device = MemoryDevice(len(self.devices), device_id, m, "", fw_version, sw_version, online)
+        old = self.by_id.get(device_id)
+        if old is not None:
+            device.index = old.index
+            self.devices[old.index] = device
+        else:
+            self.devices.append(device)
+        self.by_id[device_id] = device
+        return device

@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ import pendulum
 
 from fleetwave.clock import Clock, RealClock
 from fleetwave.platforms.base import (
+    AsyncClosing,
     Capabilities,
     DeviceGroup,
     DeviceInfo,
@@ -60,7 +60,6 @@ from fleetwave.platforms.errors import (
     TooManyTargets,
 )
 
-from . import _compat
 from .fleet import Fleet, MemoryConfig, MemoryDevice
 from .push import SOURCE, event_json, parse_body
 
@@ -132,6 +131,10 @@ class MemoryTask:
     parts: list[_Part]
     settled_at: pendulum.DateTime
     state: TaskState = TaskState.PENDING
+    external: bool = False
+    """Put there by :meth:`MemoryPlatform.add_task` (another tool's task): it keeps its state."""
+    reported_version: str | None = None
+    """The version the task list shows (an external task may show none)."""
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -164,7 +167,7 @@ def _state_of(parts: Iterable[_Part]) -> TaskState:
     return TaskState.RUNNING
 
 
-class MemoryPlatform:
+class MemoryPlatform(AsyncClosing):
     """A platform in memory: a seeded fleet, tasks on a clock, faults, push over HTTP."""
 
     name = "memory"
@@ -176,15 +179,16 @@ class MemoryPlatform:
         clock: Clock | None = None,
         capabilities: Capabilities = CAPABILITIES,
         transport: httpx.AsyncBaseTransport | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
+        """``fleet``: a hand-built fleet (see :class:`Fleet`'s ``add_*``) instead of the one
+        ``config`` draws."""
         self.config = config or MemoryConfig()
         self.config.validate()
         self.clock: Clock = clock or RealClock()
         self._capabilities = capabilities
         self.connection_key = self.config.connection_key
-        # legacy member: the engine reads ``capabilities`` once the seam lands
-        self.max_devices_per_task = capabilities.max_devices_per_task
-        self.fleet = Fleet.generate(self.config)
+        self.fleet = fleet if fleet is not None else Fleet.generate(self.config)
         self.tasks: dict[str, MemoryTask] = {}
         self.faults = MemoryFaults()
         self.calls: Counter[str] = Counter()
@@ -196,24 +200,13 @@ class MemoryPlatform:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> MemoryPlatform:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     def __repr__(self) -> str:
         return (
             f"MemoryPlatform(devices={self.config.devices}, seed={self.config.seed}, "
             f"tasks={len(self.tasks)})"
         )
 
-    # -- capabilities and the legacy members the engine still reads ----------------------
+    # -- capabilities --------------------------------------------------------------------
 
     @property
     def capabilities(self) -> Capabilities:
@@ -444,7 +437,7 @@ class MemoryPlatform:
     def _platform_task(self, t: MemoryTask) -> PlatformTask:
         starts = [p.started_at for p in t.parts if p.started_at is not None]
         stops = [p.stopped_at for p in t.parts if p.stopped_at is not None]
-        return _compat.platform_task(
+        return PlatformTask(
             operation_id=t.operation_id,
             kind=t.kind,
             state=t.state,
@@ -453,7 +446,7 @@ class MemoryPlatform:
             created_at=t.created_at,
             started_at=min(starts) if starts else None,
             stopped_at=max(stops) if t.state is TaskState.FINISHED and stops else None,
-            file_version=t.package.version,
+            file_version=t.reported_version if t.external else t.package.version,
             policy=t.policy,
         )
 
@@ -470,16 +463,14 @@ class MemoryPlatform:
         kind: PackageKind | None = None,
         state: TaskState | None = None,
         device_id: str | None = None,
-        status: Any = None,
     ) -> AsyncIterator[PlatformTask]:
-        """Tasks by kind, state and target device (``status``: the legacy filter)."""
+        """Tasks by kind, state and target device."""
         await self.pump()
         matching = [
             t
             for t in self.tasks.values()
             if (kind is None or t.kind is kind)
             and (state is None or t.state is state)
-            and (status is None or _compat.legacy_status_matches(status, t.state, t.counts()))
             and (device_id is None or device_id in t.device_ids)
         ]
         for page in _pages(matching, PAGE_SIZES["tasks"]):
@@ -501,7 +492,7 @@ class MemoryPlatform:
 
     def _result(self, t: MemoryTask, p: _Part) -> SubtaskResult:
         detail = p.final_detail or ("running" if p.state is DeviceOutcome.RUNNING else "waiting")
-        return _compat.subtask_result(
+        return SubtaskResult(
             device_id=p.device.device_id,
             outcome=p.state,
             detail=detail,
@@ -523,14 +514,6 @@ class MemoryPlatform:
             for p in page:
                 yield self._result(t, p)
 
-    async def subtasks(
-        self, operation_id: str, *, status: Any = None
-    ) -> AsyncIterator[SubtaskResult]:
-        """Legacy member: :meth:`task_results` filtered by a legacy status."""
-        async for r in self.task_results(operation_id):
-            if status is None or getattr(r, "status", None) == status:
-                yield r
-
     # -- push ----------------------------------------------------------------------------
 
     async def subscribe_upgrade_events(self, kind: PackageKind, callback_url: str) -> None:
@@ -539,13 +522,6 @@ class MemoryPlatform:
             scheme = callback_url.partition(":")[0] if ":" in callback_url else "no scheme"
             raise RequestRejected(f"the callback URL must start with http(s)://, not {scheme!r}")
         self.subscriptions.setdefault(kind, set()).add(callback_url)
-
-    async def subscribe(self, notify_type: str, callback_url: str) -> None:
-        """Legacy member: any type naming software subscribes software, else firmware."""
-        kind = (
-            PackageKind.SOFTWARE if notify_type.lower().startswith("sw") else PackageKind.FIRMWARE
-        )
-        await self.subscribe_upgrade_events(kind, callback_url)
 
     def parse_push(self, body: bytes) -> list[UpgradeEvent]:
         return parse_body(body, received_at=self.clock.now())
@@ -582,7 +558,7 @@ class MemoryPlatform:
     def _settle(self, now: pendulum.DateTime) -> None:
         """Move every live task's devices up to ``now`` (each transition at its instant)."""
         for t in self.tasks.values():
-            if t.state is TaskState.FINISHED or now <= t.settled_at:
+            if t.external or t.state is TaskState.FINISHED or now <= t.settled_at:
                 continue
             w_start, w_end = t.window()
             for p in t.parts:
@@ -663,6 +639,48 @@ class MemoryPlatform:
         await self.pump()
         for device_id in device_ids:
             self.fleet.by_id[device_id].online = online
+
+    def add_task(
+        self,
+        operation_id: str,
+        device_ids: Iterable[str],
+        *,
+        version: str | None,
+        kind: PackageKind = PackageKind.FIRMWARE,
+        state: TaskState = TaskState.RUNNING,
+    ) -> None:
+        """Put a task on the platform as another tool (or an earlier run) would have: it stays
+        in ``state``, shows ``version`` in the task list, and may name any device IDs."""
+        now = self.clock.now()
+        package = PackageInfo(
+            file_id=f"external-{operation_id}",
+            name=f"external-{operation_id}",
+            version=version or "",
+            kind=kind,
+            device_type="",
+            model="",
+            manufacturer_name="",
+        )
+        outcome = {
+            TaskState.PENDING: DeviceOutcome.PENDING,
+            TaskState.RUNNING: DeviceOutcome.RUNNING,
+        }.get(state, DeviceOutcome.SUCCEEDED)
+        parts = []
+        for device_id in device_ids:
+            d = self.fleet.by_id.get(device_id) or Fleet().add_device(device_id)
+            parts.append(_Part(d, 0.0, 0.0, outcome, "", d.version(kind), state=outcome))
+        self.tasks[operation_id] = MemoryTask(
+            operation_id=operation_id,
+            kind=kind,
+            package=package,
+            policy=TaskPolicy(),
+            created_at=now,
+            parts=parts,
+            settled_at=now,
+            state=state,
+            external=True,
+            reported_version=version,
+        )
 
     def tasks_per_device(self, file_ids: Iterable[str] | None = None) -> Counter[str]:
         """The platform's own count of tasks per device (of these packages, or all)."""

@@ -1,4 +1,5 @@
-"""Helpers of the engine's end-to-end tests: a store, a platform and a linked clock per sim."""
+"""Helpers of the engine's end-to-end tests: a store, and a platform with its clock: the
+in-memory platform on a ManualClock, or IoDM on a simulator with a linked clock."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleetwave import store
+from fleetwave.clock import ManualClock
 from fleetwave.engine.progress import ProgressEvent
 from fleetwave.engine.runner import Outcome, advance
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
+from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from fleetwave.sim.linked_clock import SimLinkedClock
 from fleetwave.sim.testing import SimHandle
 from fleetwave.spec import CampaignSpec, load_spec_text
@@ -112,6 +115,49 @@ async def run(
             return outcome, dict(platform.call_counts())
         finally:
             await platform.aclose()
+
+
+def memory_platform(**config: Any) -> MemoryPlatform:
+    """An in-memory platform on its own ManualClock (1,200 devices, seed 7, 3% failures,
+    the flaky model failing half its upgrades; ``config`` overrides)."""
+    settings: dict[str, Any] = {"devices": 1200, "seed": 7, "failure_rate": 0.03}
+    settings.update(config)
+    return MemoryPlatform(MemoryConfig(**settings), clock=ManualClock())
+
+
+async def run_memory(
+    spec: CampaignSpec,
+    db: sa.Engine,
+    platform: MemoryPlatform,
+    *,
+    recorder: Any = None,
+    **kwargs: Any,
+) -> tuple[Outcome, dict[str, int]]:
+    """One engine run on the in-memory platform and its clock; returns the outcome and the
+    calls this run made."""
+    before = Counter(platform.call_counts())
+    outcome = await advance(
+        spec,
+        db=db,
+        platform=platform,
+        clock=platform.clock,
+        progress=recorder,
+        max_rounds=kwargs.pop("max_rounds", 2000),
+        **kwargs,
+    )
+    return outcome, dict(Counter(platform.call_counts()) - before)
+
+
+def memory_exactly_once(db: sa.Engine, name: str, platform: MemoryPlatform) -> Counter[str]:
+    """:func:`check_exactly_once` with the in-memory platform's own task list as the truth."""
+    tasks = [
+        {"operationId": t.operation_id, "fileId": t.package.file_id, "devices": t.device_ids}
+        for t in platform.tasks.values()
+    ]
+    file_ids = {c.file_id for c in chunks(db, name)}
+    per_device = check_exactly_once(db, name, tasks, file_ids)
+    assert per_device == platform.tasks_per_device(file_ids)
+    return per_device
 
 
 def device_rows(db: sa.Engine, name: str) -> dict[str, store.DeviceRun]:

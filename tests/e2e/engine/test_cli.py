@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from fleetwave.sim.testing import SimHandle, run_simulator
 from tests.e2e.engine.helpers import fleetwave_cli as fleetwave
+from tests.e2e.engine.helpers import sim_env
 
 CAMPAIGN = """
 name: cli-trackers
@@ -33,15 +33,7 @@ def sim() -> Iterator[SimHandle]:
 
 
 def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env.update(
-        IODM_BASE_URL=sim.base_url,
-        IODM_APP_ID=sim.app_id,
-        IODM_SECRET=sim.secret,
-        IODM_RATE_LIMIT="0",
-        FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'cli.db'}",
-    )
-    env.pop("PREFECT_API_URL", None)
+    env = sim_env(sim, FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'cli.db'}")
     (tmp_path / "c.yaml").write_text(CAMPAIGN)
     run = ["run", "c.yaml", "--clock", "sim"]
 
@@ -102,15 +94,7 @@ def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
 def test_run_refuses_limits_the_platform_cannot_meet(sim: SimHandle, tmp_path: Path) -> None:
     """Checked against the platform's capabilities before anything is stored or submitted:
     one line at FILE:LINE:COL, exit 2, no task on the platform, no campaign in the store."""
-    env = dict(os.environ)
-    env.update(
-        IODM_BASE_URL=sim.base_url,
-        IODM_APP_ID=sim.app_id,
-        IODM_SECRET=sim.secret,
-        IODM_RATE_LIMIT="0",
-        FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'limits.db'}",
-    )
-    env.pop("PREFECT_API_URL", None)
+    env = sim_env(sim, FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'limits.db'}")
     text = CAMPAIGN.replace("name: cli-trackers", "name: cli-too-big").replace(
         "max_devices_per_task: 40", "max_devices_per_task: 400"
     )

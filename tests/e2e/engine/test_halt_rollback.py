@@ -1,29 +1,27 @@
-"""Halting on a threshold, an operator's halt and resume, and a rollback (model FLAKY-1)."""
+"""Halting on a threshold, an operator's halt and resume, and a rollback (model FLAKY-1).
+
+Engine behaviour, so on the in-memory platform (a fresh fleet per test, its ManualClock
+shared with the engine); exactly-once is judged from the platform's own task list.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from fleetwave import store
-from fleetwave.engine.control import halt_campaign, resume_campaign
+from fleetwave.engine.control import approve_campaign, halt_campaign, resume_campaign
 from fleetwave.engine.progress import ProgressEvent
 from fleetwave.engine.runner import OutcomeKind
-from fleetwave.platforms.iodm import IoDMPlatform
-from fleetwave.sim.testing import SimHandle, run_simulator
 from tests.e2e.engine.helpers import (
     Recorder,
     campaign_row,
-    check_exactly_once,
     chunks,
     device_rows,
     events,
-    linked,
+    memory_exactly_once,
+    memory_platform,
     new_store,
-    run,
+    run_memory,
     spec_of,
     waves,
 )
@@ -59,16 +57,11 @@ thresholds: {max_failure_percent: 30, min_finished: 10, on_breach: rollback}
 """
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimHandle]:
-    with run_simulator(devices=3000, groups=8, seed=5, clock="manual", rate_limit=0) as handle:
-        yield handle
-
-
-async def test_threshold_halts_and_resume_continues(sim: SimHandle, tmp_path: Path) -> None:
+async def test_threshold_halts_and_resume_continues(tmp_path: Path) -> None:
+    platform = memory_platform()
     db = new_store(tmp_path / "halt.db")
     spec = spec_of(FLAKY_FW.format(name="flaky-halt"))
-    outcome, _ = await run(spec, db, sim)
+    outcome, _ = await run_memory(spec, db, platform)
 
     assert outcome.kind is OutcomeKind.HALTED, outcome
     assert "failure rate" in outcome.reason
@@ -84,22 +77,21 @@ async def test_threshold_halts_and_resume_continues(sim: SimHandle, tmp_path: Pa
     assert [w.status for w in waves(db, spec.name)][:1] == [store.WaveStatus.HALTED]
 
     # a halted campaign stays halted: another run sends nothing
-    again, calls = await run(spec, db, sim)
+    again, calls = await run_memory(spec, db, platform)
     assert again.kind is OutcomeKind.HALTED and sum(calls.values()) == 0
 
     # resume: the failures so far become the baseline; the flaky model trips it again
-    resume_campaign(db, name=spec.name, by="test", now=sim.clock())
-    third, _ = await run(spec, db, sim)
+    resume_campaign(db, name=spec.name, by="test", now=platform.clock.now())
+    third, _ = await run_memory(spec, db, platform)
     assert third.kind is OutcomeKind.HALTED, third
     assert 1 in {c.wave_index for c in chunks(db, spec.name)}
     assert len(events(db, spec.name, ["threshold_override"])) == 1
     assert len(events(db, spec.name, ["threshold_breach"])) == 2
-    check_exactly_once(
-        db, spec.name, sim.stats()["tasks"], {c.file_id for c in chunks(db, spec.name)}
-    )
+    memory_exactly_once(db, spec.name, platform)
 
 
-async def test_operator_halt_stops_a_running_campaign(sim: SimHandle, tmp_path: Path) -> None:
+async def test_operator_halt_stops_a_running_campaign(tmp_path: Path) -> None:
+    platform = memory_platform()
     db = new_store(tmp_path / "op.db")
     spec = spec_of(
         FLAKY_FW.format(name="flaky-operator-halt").replace(
@@ -109,9 +101,11 @@ async def test_operator_halt_stops_a_running_campaign(sim: SimHandle, tmp_path: 
 
     def halt_on_first_submit(event: ProgressEvent) -> None:
         if event.kind == "submitted":
-            halt_campaign(db, name=spec.name, by="operator", reason="test", now=sim.clock())
+            halt_campaign(
+                db, name=spec.name, by="operator", reason="test", now=platform.clock.now()
+            )
 
-    outcome, _ = await run(spec, db, sim, recorder=halt_on_first_submit)  # type: ignore[arg-type]
+    outcome, _ = await run_memory(spec, db, platform, recorder=halt_on_first_submit)
     assert outcome.kind is OutcomeKind.HALTED
     assert outcome.reason == "halted by an operator"
     assert len(chunks(db, spec.name)) == 1  # one task, then the halt was seen
@@ -119,11 +113,12 @@ async def test_operator_halt_stops_a_running_campaign(sim: SimHandle, tmp_path: 
     assert row.status is store.CampaignStatus.HALTED and "operator" in (row.status_reason or "")
 
 
-async def test_rollback_after_breach(sim: SimHandle, tmp_path: Path) -> None:
+async def test_rollback_after_breach(tmp_path: Path) -> None:
+    platform = memory_platform()
     db = new_store(tmp_path / "rb.db")
     spec = spec_of(FLAKY_SW_ROLLBACK)
     rec = Recorder()
-    outcome, _ = await run(spec, db, sim, recorder=rec)
+    outcome, _ = await run_memory(spec, db, platform, recorder=rec)
 
     assert outcome.kind is OutcomeKind.ROLLED_BACK, outcome
     assert campaign_row(db, spec.name).status is store.CampaignStatus.ROLLED_BACK
@@ -156,25 +151,21 @@ async def test_rollback_after_breach(sim: SimHandle, tmp_path: Path) -> None:
     assert rolled == {d for d, r in rows.items() if r.status in (D.ROLLED_BACK, D.ROLLBACK_FAILED)}
     assert len({c.file_id for c in rollback}) == 1
     assert {c.file_id for c in rollback}.isdisjoint({c.file_id for c in upgrade})
-    check_exactly_once(db, spec.name, sim.stats()["tasks"], {c.file_id for c in all_chunks})
+    memory_exactly_once(db, spec.name, platform)
+    # each device got at most one upgrade and one rollback task
+    assert max(platform.tasks_per_device({c.file_id for c in upgrade}).values()) == 1
+    assert max(platform.tasks_per_device({c.file_id for c in rollback}).values()) == 1
     assert any(e.phase == "rollback" and e.kind == "round" for e in rec.events)
     statuses_logged = [e.data["to"] for e in events(db, spec.name, ["campaign_status"])]
     assert statuses_logged[-2:] == ["rolling_back", "rolled_back"]
 
     # the platform agrees: the rolled back devices run the old software again
-    with linked(sim.base_url, sim.app_id, sim.secret) as (clock, settings):
-        platform = IoDMPlatform(settings, clock=clock)
-        try:
-            back = [d for d, r in rows.items() if r.status is D.ROLLED_BACK][:5]
-            infos = await asyncio.gather(*(platform.get_device(d) for d in back))
-        finally:
-            await platform.aclose()
-    assert {i.sw_version for i in infos} == {"0.5.0"}
+    back = [d for d, r in rows.items() if r.status is D.ROLLED_BACK]
+    assert back and {platform.fleet.by_id[d].sw_version for d in back} == {"0.5.0"}
 
 
-async def test_breach_pauses_for_approval_then_continues(sim: SimHandle, tmp_path: Path) -> None:
-    from fleetwave.engine.control import approve_campaign
-
+async def test_breach_pauses_for_approval_then_continues(tmp_path: Path) -> None:
+    platform = memory_platform()
     db = new_store(tmp_path / "pause.db")
     spec = spec_of(
         FLAKY_FW.format(name="flaky-pause")
@@ -185,17 +176,17 @@ async def test_breach_pauses_for_approval_then_continues(sim: SimHandle, tmp_pat
             "targets: {groups: [{name: flaky-vienna}], skip_up_to_date: false}",
         )
     )
-    first, _ = await run(spec, db, sim)
+    first, _ = await run_memory(spec, db, platform)
     assert first.kind is OutcomeKind.AWAITING_APPROVAL and first.wave == 0, first
     assert campaign_row(db, spec.name).status is store.CampaignStatus.PAUSED
     assert waves(db, spec.name)[0].status is store.WaveStatus.WAITING_APPROVAL
 
     # without a decision a run only says so again
-    again, _ = await run(spec, db, sim)
+    again, _ = await run_memory(spec, db, platform)
     assert again.kind is OutcomeKind.AWAITING_APPROVAL
 
-    approve_campaign(db, name=spec.name, by="ops", now=sim.clock(), comment="known flaky")
-    third, _ = await run(spec, db, sim)
+    approve_campaign(db, name=spec.name, by="ops", now=platform.clock.now(), comment="known flaky")
+    third, _ = await run_memory(spec, db, platform)
     # the override lets wave 0 pass its gate; the flaky wave 1 breaches the limit anew
     assert third.kind is OutcomeKind.AWAITING_APPROVAL and third.wave == 1, third
     assert waves(db, spec.name)[0].status is store.WaveStatus.SUCCEEDED

@@ -1,23 +1,27 @@
 """Thresholds count failures the task list already shows, before the task has finished.
 
-A FLAKY-1 canary of 20 devices in one platform task, one of them a sleeper that never
-wakes within the task timeout: its task stays running for the whole timeout, yet the
-threshold must trip from the per-task statistics of the monitoring rounds, long before.
+A FLAKY-1 canary of 20 devices in one task on the in-memory platform, one of them offline
+for good: its task stays running for the whole timeout, yet the threshold must trip from
+the per-task counts of the monitoring rounds, long before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pendulum
-import pytest
 
 from fleetwave import store
 from fleetwave.engine.runner import OutcomeKind
-from fleetwave.platforms.iodm import IoDMPlatform
-from fleetwave.sim.testing import SimHandle, run_simulator
-from tests.e2e.engine.helpers import chunks, device_rows, events, linked, new_store, run, spec_of
+from tests.e2e.engine.helpers import (
+    chunks,
+    device_rows,
+    events,
+    memory_platform,
+    new_store,
+    run_memory,
+    spec_of,
+)
 
 D = store.DeviceRunStatus
 
@@ -35,39 +39,20 @@ thresholds: {{max_failure_percent: 20, min_finished: 10, on_breach: halt}}
 """
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimHandle]:
-    with run_simulator(devices=3000, groups=8, seed=5, clock="manual", rate_limit=0) as handle:
-        yield handle
-
-
-async def _flaky_devices(sim: SimHandle, n: int) -> list[str]:
-    with linked(sim.base_url, sim.app_id, sim.secret) as (clock, settings):
-        platform = IoDMPlatform(settings, clock=clock)
-        try:
-            (group,) = [g async for g in platform.list_groups(name="flaky-vienna")]
-            out: list[str] = []
-            async for device_id in platform.group_members(group.group_id):
-                out.append(device_id)
-                if len(out) == n:
-                    break
-            return out
-        finally:
-            await platform.aclose()
-
-
 async def test_canary_trips_on_polled_failures_before_its_task_times_out(
-    sim: SimHandle, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    devices = await _flaky_devices(sim, 20)
+    platform = memory_platform(seed=5)
+    (group,) = [g for g in platform.fleet.groups if g.name == "flaky-vienna"]
+    devices = platform.fleet.members[group.group_id][:20]
     assert len(devices) == 20
     stuck = devices[0]
-    # asleep for weeks: its subtask waits, so the task runs until its 2 h timeout
-    sim.set_devices(device_ids=[stuck], connectivity="sleeper", wake_minutes=100_000)
+    # offline for good: its part waits, so the task runs until its 2 h timeout
+    await platform.set_online([stuck], False)
     db = new_store(tmp_path / "inflight.db")
     spec = spec_of(CANARY.format(devices=", ".join(devices)))
 
-    outcome, _ = await run(spec, db, sim)
+    outcome, _ = await run_memory(spec, db, platform)
 
     assert outcome.kind is OutcomeKind.HALTED, outcome
     (canary_task,) = [c for c in chunks(db, spec.name) if c.operation_id]
@@ -75,7 +60,7 @@ async def test_canary_trips_on_polled_failures_before_its_task_times_out(
     submitted = pendulum.instance(canary_task.submitted_at)
     (breach,) = events(db, spec.name, ["threshold_breach"])
     tripped = pendulum.instance(breach.at)
-    # simulated time: long before the task timeout (2 h), while the task still runs
+    # campaign time: long before the task timeout (2 h), while the task still runs
     assert (tripped - submitted).total_seconds() < 3600
     assert canary_task.status is store.ChunkStatus.SUBMITTED
     assert device_rows(db, spec.name)[stuck].status in (D.SUBMITTED, D.IN_PROGRESS)

@@ -1,4 +1,5 @@
-"""Whole campaigns on the in-memory platform, where the platform is not the point.
+"""Whole campaigns on the in-memory platform, where the platform is not the point (halts
+and rollbacks: test_halt_rollback.py).
 
 The engine runs on a ManualClock shared with the platform; exactly-once is judged from
 the platform's side (its own tasks per device), as on the simulator.
@@ -6,25 +7,20 @@ the platform's side (its own tasks per device), as on the simulator.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
 
 from fleetwave import store
-from fleetwave.clock import ManualClock
-from fleetwave.engine.runner import Outcome, OutcomeKind, advance
-from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
-from fleetwave.spec import CampaignSpec
+from fleetwave.engine.runner import OutcomeKind
 from tests.e2e.engine.helpers import (
     Recorder,
     campaign_row,
-    check_exactly_once,
     chunks,
     device_rows,
     events,
+    memory_exactly_once,
+    memory_platform,
     new_store,
+    run_memory,
     spec_of,
     waves,
 )
@@ -49,74 +45,13 @@ policy:
 thresholds: {max_failure_percent: 20, min_finished: 20, wave_success_percent: 80}
 """
 
-FLAKY_FW = """
-name: memory-flaky-halt
-kind: firmware
-package:
-  {version: "0.2.0", device_type: MultiSensor, model: FLAKY-1, manufacturer_name: Flakeworks}
-targets: {groups: [{name: flaky-vienna}]}
-waves:
-  - count: 10
-  - percent: 100
-policy: {poll_interval: 5m, task_timeout: 1h, max_devices_per_task: 20}
-thresholds: {max_failure_percent: 10, min_finished: 5, on_breach: halt}
-"""
-
-FLAKY_SW_ROLLBACK = """
-name: memory-flaky-rollback
-kind: software
-package:
-  {version: "0.6.0", device_type: MultiSensor, model: FLAKY-1, manufacturer_name: Flakeworks}
-rollback:
-  {version: "0.5.0", device_type: MultiSensor, model: FLAKY-1, manufacturer_name: Flakeworks}
-targets: {groups: [{name: flaky-vienna}]}
-waves:
-  - count: 30
-  - percent: 100
-policy: {poll_interval: 5m, task_timeout: 1h, max_devices_per_task: 10}
-thresholds: {max_failure_percent: 30, min_finished: 10, on_breach: rollback}
-"""
-
-
-def _platform(clock: ManualClock, **config: Any) -> MemoryPlatform:
-    settings: dict[str, Any] = {"devices": 1200, "seed": 7, "failure_rate": 0.03}
-    settings.update(config)
-    return MemoryPlatform(MemoryConfig(**settings), clock=clock)
-
-
-async def _run(
-    spec: CampaignSpec,
-    db: sa.Engine,
-    platform: MemoryPlatform,
-    clock: ManualClock,
-    recorder: Recorder | None = None,
-) -> tuple[Outcome, dict[str, int]]:
-    before = Counter(platform.call_counts())
-    outcome = await advance(
-        spec, db=db, platform=platform, clock=clock, progress=recorder, max_rounds=2000
-    )
-    return outcome, dict(Counter(platform.call_counts()) - before)
-
-
-def _exactly_once(db: sa.Engine, name: str, platform: MemoryPlatform) -> Counter[str]:
-    """check_exactly_once with the memory platform's own task list as the truth."""
-    tasks = [
-        {"operationId": t.operation_id, "fileId": t.package.file_id, "devices": t.device_ids}
-        for t in platform.tasks.values()
-    ]
-    file_ids = {c.file_id for c in chunks(db, name)}
-    per_device = check_exactly_once(db, name, tasks, file_ids)
-    assert per_device == platform.tasks_per_device(file_ids)
-    return per_device
-
 
 async def test_full_campaign_runs_exactly_once_in_the_platforms_chunks(tmp_path: Path) -> None:
-    clock = ManualClock()
-    platform = _platform(clock)
+    platform = memory_platform()
     db = new_store(tmp_path / "meters.db")
     spec = spec_of(METERS)
     rec = Recorder()
-    outcome, calls = await _run(spec, db, platform, clock, rec)
+    outcome, calls = await run_memory(spec, db, platform, recorder=rec)
 
     assert outcome.kind is OutcomeKind.COMPLETED, outcome
     assert campaign_row(db, spec.name).status is store.CampaignStatus.COMPLETED
@@ -128,7 +63,7 @@ async def test_full_campaign_runs_exactly_once_in_the_platforms_chunks(tmp_path:
     # the engine sizes tasks by the platform's limit (100 here), not by IoDM's 256
     sent = [c for c in chunks(db, spec.name) if c.operation_id]
     assert max(c.device_count for c in sent) == platform.capabilities.max_devices_per_task
-    per_device = _exactly_once(db, spec.name, platform)
+    per_device = memory_exactly_once(db, spec.name, platform)
     assert set(per_device) == set(rows)
     assert all(per_device[d] == rows[d].attempt for d in rows)
     assert calls["create_upgrade_task"] == len(sent)
@@ -137,72 +72,22 @@ async def test_full_campaign_runs_exactly_once_in_the_platforms_chunks(tmp_path:
     assert ok and {platform.fleet.by_id[d].fw_version for d in ok} == {"1.5.0"}
     assert rec.events[-1].kind == "outcome"
 
-    again, calls2 = await _run(spec, db, platform, clock)
+    again, calls2 = await run_memory(spec, db, platform)
     assert again.kind is OutcomeKind.COMPLETED and sum(calls2.values()) == 0
 
 
-async def test_threshold_halts_the_canary(tmp_path: Path) -> None:
-    clock = ManualClock()
-    platform = _platform(clock)
-    db = new_store(tmp_path / "halt.db")
-    spec = spec_of(FLAKY_FW)
-    outcome, _ = await _run(spec, db, platform, clock)
-
-    assert outcome.kind is OutcomeKind.HALTED, outcome
-    assert "failure rate" in outcome.reason
-    breach = events(db, spec.name, ["threshold_breach"])
-    assert len(breach) == 1 and breach[0].data["verdict"] == "halt"
-    assert {c.wave_index for c in chunks(db, spec.name)} == {0}
-    rows = device_rows(db, spec.name)
-    assert {r.status for r in rows.values() if r.wave_index == 1} == {D.PENDING}
-    per_device = _exactly_once(db, spec.name, platform)
-    assert len(per_device) == 10  # the canary only
-
-    again, calls = await _run(spec, db, platform, clock)
-    assert again.kind is OutcomeKind.HALTED and sum(calls.values()) == 0
-    assert platform.tasks_per_device() == per_device
-
-
-async def test_rollback_after_breach_restores_the_old_version(tmp_path: Path) -> None:
-    clock = ManualClock()
-    platform = _platform(clock)
-    db = new_store(tmp_path / "rb.db")
-    spec = spec_of(FLAKY_SW_ROLLBACK)
-    rec = Recorder()
-    outcome, _ = await _run(spec, db, platform, clock, rec)
-
-    assert outcome.kind is OutcomeKind.ROLLED_BACK, outcome
-    rows = device_rows(db, spec.name)
-    statuses = {r.status for r in rows.values()}
-    assert D.SUCCEEDED not in statuses and D.ROLLED_BACK in statuses
-    all_chunks = chunks(db, spec.name)
-    rollback = [c for c in all_chunks if c.kind is store.ChunkKind.ROLLBACK]
-    rolled = {d for c in rollback for d in c.device_ids}
-    assert rolled == {d for d, r in rows.items() if r.status in (D.ROLLED_BACK, D.ROLLBACK_FAILED)}
-    _exactly_once(db, spec.name, platform)
-    # each device got at most one upgrade and one rollback task
-    upgrade_file = next(c.file_id for c in all_chunks if c.kind is store.ChunkKind.UPGRADE)
-    rollback_file = rollback[0].file_id
-    assert max(platform.tasks_per_device({upgrade_file}).values()) == 1
-    assert max(platform.tasks_per_device({rollback_file}).values()) == 1
-    back = [d for d, r in rows.items() if r.status is D.ROLLED_BACK]
-    assert {platform.fleet.by_id[d].sw_version for d in back} == {"0.5.0"}
-    assert any(e.phase == "rollback" and e.kind == "round" for e in rec.events)
-
-
 async def test_a_lost_create_reply_is_reconciled_not_resent(tmp_path: Path) -> None:
-    clock = ManualClock()
-    platform = _platform(clock, failure_rate=0.0)
+    platform = memory_platform(failure_rate=0.0)
     platform.faults.create_outcome_unknown = 1  # the first task is created, its reply lost
     db = new_store(tmp_path / "lost.db")
     spec = spec_of(METERS.replace("memory-meters", "memory-lost-reply"))
-    outcome, _ = await _run(spec, db, platform, clock)
+    outcome, _ = await run_memory(spec, db, platform)
     for _ in range(3):  # the next run reconciles the intent, if this one did not
         if outcome.kind is OutcomeKind.COMPLETED:
             break
-        outcome, _ = await _run(spec, db, platform, clock)
+        outcome, _ = await run_memory(spec, db, platform)
 
     assert outcome.kind is OutcomeKind.COMPLETED, outcome
     assert events(db, spec.name, ["chunk_reconciled"])
-    per_device = _exactly_once(db, spec.name, platform)
+    per_device = memory_exactly_once(db, spec.name, platform)
     assert set(per_device.values()) == {1}

@@ -7,7 +7,6 @@ over at once; a live holder is never robbed, not even by ``--wait-lease --clock 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,15 @@ import sqlalchemy as sa
 from fleetwave import store
 from fleetwave.engine.lease import this_host
 from fleetwave.sim.testing import SimHandle, run_simulator
-from tests.e2e.engine.helpers import campaign_row, check_exactly_once, chunks, events
+from tests.e2e.engine.helpers import (
+    campaign_row,
+    check_exactly_once,
+    chunks,
+    events,
+    fleetwave_cli,
+    sim_env,
+)
+from tests.processes import live_process
 
 NAME = "stop-trackers"
 CAMPAIGN = f"""
@@ -51,31 +58,30 @@ def sim() -> Iterator[SimHandle]:
 @pytest.fixture()
 def work(tmp_path: Path, sim: SimHandle) -> tuple[Path, dict[str, str]]:
     (tmp_path / "c.yaml").write_text(CAMPAIGN)
-    env = dict(os.environ)
-    env.update(
-        IODM_BASE_URL=sim.base_url,
-        IODM_APP_ID=sim.app_id,
-        IODM_SECRET=sim.secret,
-        IODM_RATE_LIMIT="0",
-        FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'stop.db'}",
-    )
-    env.pop("PREFECT_API_URL", None)
+    env = sim_env(sim, FLEETWAVE_DB_URL=f"sqlite:///{tmp_path / 'stop.db'}")
     engine = store.get_engine(env["FLEETWAVE_DB_URL"])
     store.upgrade_schema(engine)  # `run` never creates a store by itself
     engine.dispose()
     return tmp_path, env
 
 
-RUN = [sys.executable, "-m", "fleetwave", "run", "c.yaml", "--clock", "sim", "--quiet"]
+RUN = ["run", "c.yaml", "--clock", "sim", "--quiet"]
 
 
 def _fleetwave(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return fleetwave_cli(args, env, cwd, timeout=300)
 
 
 def _start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``python -m fleetwave ARGS`` (or, when ARGS start with ``-c``, that Python code) started
+    in the background, its output piped as text."""
     return subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, *(args if args[0] == "-c" else ["-m", "fleetwave", *args])],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -115,10 +121,12 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-def _first_round(cwd: Path, env: dict[str, str]) -> None:
-    """One round (the campaign is planned and its first task sent), ended by --max-rounds."""
+def _first_round(cwd: Path, env: dict[str, str]) -> sa.Engine:
+    """One round (the campaign is planned and its first task sent), ended by --max-rounds;
+    returns the store."""
     first = _fleetwave([*RUN, "--max-rounds", "1"], cwd, env)
     assert first.returncode == 7, first.stdout + first.stderr
+    return _db(env)
 
 
 def _assert_exactly_once(sim: SimHandle, db: sa.Engine) -> None:
@@ -185,8 +193,7 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = work
-    _first_round(cwd, env)
-    db = _db(env)
+    db = _first_round(cwd, env)
     # a run that died holding the lease (SIGKILL, OOM): its lease would last 10 minutes
     dead = f"{this_host()}:{_dead_pid()}:0:deadbeef"
     _set_lease(db, dead, sim.clock().add(hours=1))
@@ -200,14 +207,31 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(
     _assert_exactly_once(sim, db)
 
 
-def test_live_holder_is_refused_with_the_wait_lease_hint(
+def test_an_expired_lease_of_another_host_is_taken_with_an_event(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = work
     _first_round(cwd, env)
     db = _db(env)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
+    # a worker on another machine died holding the lease; it stopped renewing an hour ago
+    gone = "worker-7/4026531836:4242:0:0badf00d"
+    _set_lease(db, gone, sim.clock() - timedelta(hours=1))
+
+    again = _fleetwave(RUN, cwd, env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    taken = events(db, NAME, ["lease_taken_over"])
+    assert [e.data["from"] for e in taken] == [gone]
+    assert "process 4242 on worker-7" in taken[0].data["why"]
+    assert "expired" in taken[0].data["why"]
+    _assert_exactly_once(sim, db)
+
+
+def test_live_holder_is_refused_with_the_wait_lease_hint(
+    sim: SimHandle, work: tuple[Path, dict[str, str]]
+) -> None:
+    cwd, env = work
+    db = _first_round(cwd, env)
+    with live_process() as sleeper:
         # alive on this host, its lease already lapsed in campaign time: still not taken
         _set_lease(db, f"{this_host()}:{sleeper.pid}:0:cafe0001", sim.clock() - timedelta(hours=1))
         refused = _fleetwave(RUN, cwd, env)
@@ -217,23 +241,18 @@ def test_live_holder_is_refused_with_the_wait_lease_hint(
         assert f"process {sleeper.pid} on {this_host().split('/')[0]}" in line
         assert "--wait-lease" in line
         assert campaign_row(db, NAME).lease_holder == f"{this_host()}:{sleeper.pid}:0:cafe0001"
-    finally:
-        sleeper.kill()
-        sleeper.wait()
 
 
 def test_wait_lease_never_steals_nor_moves_the_shared_clock(
     sim: SimHandle, work: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = work
-    _first_round(cwd, env)
-    db = _db(env)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    live = f"{this_host()}:{sleeper.pid}:0:cafe0002"
-    _set_lease(db, live, sim.clock().add(minutes=10))
-    before = sim.clock()
-    waiter = _start([*RUN, "--wait-lease"], cwd, env)
-    try:
+    db = _first_round(cwd, env)
+    with live_process() as sleeper:
+        live = f"{this_host()}:{sleeper.pid}:0:cafe0002"
+        _set_lease(db, live, sim.clock().add(minutes=10))
+        before = sim.clock()
+        waiter = _start([*RUN, "--wait-lease"], cwd, env)
         assert waiter.stderr is not None
         said = waiter.stderr.readline()  # up and saying what it waits for (or ended)
         time.sleep(3)  # a few of its looks at the lease
@@ -241,9 +260,6 @@ def test_wait_lease_never_steals_nor_moves_the_shared_clock(
         assert sim.clock() == before  # waiting never advances the simulator's clock
         assert waiter.poll() is None, said + waiter.communicate()[1]
         assert "waiting (--wait-lease" in said and f"process {sleeper.pid}" in said, said
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     # the holder is gone: the waiter takes over at once and finishes the campaign
     out, err = waiter.communicate(timeout=300)
     assert waiter.returncode == 0, out + err
@@ -270,7 +286,7 @@ def test_sigterm_under_prefects_signal_bridge_releases_the_lease(
 ) -> None:
     cwd, env = work
     sim.set_faults(latency_ms=400)
-    proc = _start([sys.executable, "-c", UNDER_PREFECT], cwd, env)
+    proc = _start(["-c", UNDER_PREFECT], cwd, env)
     db = _db(env)
     _wait_for(
         lambda: proc.poll() is not None or any(c.operation_id for c in chunks(db, NAME)),

@@ -1,29 +1,29 @@
 """A campaign across three nightly windows and the spring DST change of Europe/Berlin.
 
-The simulator runs on a manual clock from Friday 2026-03-27; the clocks go forward in
+The in-memory platform (engine behaviour: the platform is not the point) runs on a
+ManualClock from Friday 2026-03-27; the clocks go forward in
 Berlin in the night of Saturday to Sunday (02:00 CET -> 03:00 CEST). Each run ends when
-the window closes (or a soak period outlasts it); the test then moves the simulator's
+the window closes (or a soak period outlasts it); the test then moves the
 clock to the opening the run reported, like the next scheduled run would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pendulum
-import pytest
 
 from fleetwave import store
+from fleetwave.clock import ManualClock
 from fleetwave.engine.runner import OutcomeKind
-from fleetwave.sim.testing import SimHandle, run_simulator
+from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from tests.e2e.engine.helpers import (
     campaign_row,
-    check_exactly_once,
     chunks,
     device_rows,
+    memory_exactly_once,
     new_store,
-    run,
+    run_memory,
     spec_of,
 )
 
@@ -32,7 +32,7 @@ NIGHTLY = """
 name: nightly-dst
 kind: software
 package: {version: "2.1.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
-targets: {groups: [{name: meters-berlin}]}
+targets: {groups: [{name: meters-vienna}]}
 waves:
   - count: 5
     soak: 6h
@@ -52,13 +52,9 @@ thresholds: {max_failure_percent: 30, min_finished: 5, wave_success_percent: 70}
 """
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimHandle]:
+def _platform() -> MemoryPlatform:
     start = pendulum.datetime(2026, 3, 27, 12, 0, tz="UTC")
-    with run_simulator(
-        devices=1500, groups=8, seed=11, clock="manual", rate_limit=0, start=start
-    ) as handle:
-        yield handle
+    return MemoryPlatform(MemoryConfig(devices=1200, seed=11), clock=ManualClock(start))
 
 
 def _inside_window(instant: pendulum.DateTime) -> bool:
@@ -66,19 +62,22 @@ def _inside_window(instant: pendulum.DateTime) -> bool:
     return local.hour >= 22 or local.hour < 4
 
 
-async def test_three_nightly_windows_across_dst(sim: SimHandle, tmp_path: Path) -> None:
+async def test_three_nightly_windows_across_dst(tmp_path: Path) -> None:
+    platform = _platform()
+    clock = platform.clock
+    assert isinstance(clock, ManualClock)
     db = new_store(tmp_path / "nightly.db")
     spec = spec_of(NIGHTLY)
     opens: list[pendulum.DateTime] = []
     for _ in range(12):
-        outcome, _calls = await run(spec, db, sim)
+        outcome, _calls = await run_memory(spec, db, platform)
         if outcome.kind is OutcomeKind.COMPLETED:
             break
         assert outcome.kind is OutcomeKind.WAITING_WINDOW, outcome
-        assert outcome.next_open is not None and outcome.next_open > sim.clock()
+        assert outcome.next_open is not None and outcome.next_open > clock.now()
         assert campaign_row(db, spec.name).status is store.CampaignStatus.PAUSED
         opens.append(outcome.next_open)
-        sim.advance((outcome.next_open - sim.clock()).total_seconds())
+        clock.advance((outcome.next_open - clock.now()).total_seconds())
     assert outcome.kind is OutcomeKind.COMPLETED, outcome
 
     # every run ended waiting for 22:00 Berlin time: 21:00 UTC in CET, 20:00 UTC in CEST
@@ -110,4 +109,4 @@ async def test_three_nightly_windows_across_dst(sim: SimHandle, tmp_path: Path) 
 
     rows = device_rows(db, spec.name)
     assert all(r.status.is_final for r in rows.values())
-    check_exactly_once(db, spec.name, sim.stats()["tasks"], {c.file_id for c in done})
+    memory_exactly_once(db, spec.name, platform)

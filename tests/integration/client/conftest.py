@@ -1,8 +1,11 @@
-"""Fixtures for the IoDM client suite: a simulator per test, settings, a sim-linked clock."""
+"""Fixtures for the IoDM client suite: a simulator per test, settings, a sim-linked clock,
+and raw TCP listeners that stand in for servers that misbehave."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,3 +69,40 @@ def sim() -> Iterator[SimHandle]:
 def endpoint_calls(sim: SimHandle, endpoint: str) -> dict[str, int]:
     calls: dict[str, dict[str, int]] = sim.stats(tasks=False)["calls"]
     return calls.get(endpoint, {})
+
+
+class Listener:
+    """A TCP listener on a free 127.0.0.1 port whose thread hands every accepted connection
+    to :meth:`on_connection` (subclasses say what to do with it)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port: int = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def on_connection(self, conn: socket.socket) -> None:
+        conn.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.on_connection(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,49 +20,28 @@ from fleetwave.platforms.iodm import settings as iodm_settings
 from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
 from fleetwave.sim.testing import run_simulator
 
+from .conftest import Listener
+
 ROOT = Path(__file__).resolve().parents[3]
 CAMPAIGN = ROOT / "campaigns" / "nightly-meters-firmware.yaml"  # platform: default
 REAL_SECRET = "prod-Secret-4f9a-must-never-travel"
 URL_PASSWORD = "Pa55-in-the-url"
 
 
-class Recorder:
-    """A TCP listener on a free port that accepts and counts connections (and bytes)."""
+class Recorder(Listener):
+    """A listener that accepts and counts connections (and the bytes they send)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
         self.connections = 0
         self.received = b""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.settimeout(0.5)
-            with contextlib.suppress(OSError):
-                self.received += conn.recv(65536)
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
+    def on_connection(self, conn: socket.socket) -> None:
+        self.connections += 1
+        conn.settimeout(0.5)
+        with contextlib.suppress(OSError):
+            self.received += conn.recv(65536)
+        conn.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +17,7 @@ from fleetwave.platforms.iodm import IoDMPlatform, IoDMServerError, IoDMSettings
 from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
 from fleetwave.sim.testing import SimHandle
 
-from .conftest import SimClock, endpoint_calls, settings_for
+from .conftest import Listener, SimClock, endpoint_calls, settings_for
 
 DEVICE = "GET /iocm/app/dm/v1.4.0/devices/{deviceId}"
 LOGGER = "fleetwave.platforms.iodm.client"
@@ -85,36 +84,20 @@ async def test_token_churn_is_ridden_out_with_fresh_logins(sim: SimHandle) -> No
     assert endpoint_calls(sim, DEVICE) == {"200": 2, "403": 3}
 
 
-class Silent:
+class Silent(Listener):
     """A server that accepts connections, reads the request and never answers."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
         self.conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.conns.append(conn)
+    def on_connection(self, conn: socket.socket) -> None:
+        self.conns.append(conn)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        super().close()
         for conn in self.conns:
             conn.close()
-        self.sock.close()
 
 
 @pytest.fixture

@@ -105,10 +105,19 @@ class Receiver:
         return self.http.post(self.url, json=body)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "park_seconds(s): how long the receiver fixture parks unknown operationIds"
+    )
+
+
 @pytest.fixture
-def receiver(engine: Engine) -> Iterator[Receiver]:
+def receiver(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Receiver]:
+    """A started channel that parks unknown operationIds 0.3 s (``park_seconds`` marker)."""
     clock = ManualClock()
-    settings = NotifySettings(flush_ms=20, park_seconds=0.3, quiet_after=60)
+    marker = request.node.get_closest_marker("park_seconds")
+    park = float(marker.args[0]) if marker else 0.3
+    settings = NotifySettings(flush_ms=20, park_seconds=park, quiet_after=60)
     with (
         PushChannel(engine, clock=clock, settings=settings, parser=parse_push_body) as channel,
         httpx.Client(timeout=10.0) as http,

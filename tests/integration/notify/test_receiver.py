@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.engine import Engine
 
 from fleetwave import store
@@ -177,6 +178,8 @@ def test_unknown_and_foreign_events_are_ignored(receiver: Receiver, engine: Engi
     assert statuses(engine, intent_camp) == {"dev-x": DeviceRunStatus.QUEUED}
 
 
+# parked long enough that a loaded machine still records the operationId in time
+@pytest.mark.park_seconds(60)
 def test_push_before_the_operation_id_is_recorded_is_applied(
     receiver: Receiver, engine: Engine
 ) -> None:
@@ -186,7 +189,7 @@ def test_push_before_the_operation_id_is_recorded_is_applied(
     assert receiver.channel.stats().parked == 1
     with store.session_scope(engine) as s:  # the engine commits the operationId a moment later
         store.record_operation_id(s, chunk_id=chunk_id, operation_id="op-5", now=NOW)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while statuses(engine, camp)["dev-a"] is not DeviceRunStatus.SUCCEEDED:
         assert time.monotonic() < deadline, receiver.channel.stats()
         time.sleep(0.05)

@@ -97,6 +97,8 @@ def test_throttle_per_minute_on_the_sim_clock() -> None:
         assert api.get(CATEGORY).status_code == 200
         stats = sim.stats(tasks=False)
         assert stats["calls"][f"GET {CATEGORY}"] == {"200": 5, "403": 3}
+        assert stats["throttled"] == 4  # the login's 403 too
+        assert stats["throttle_peak"] == 9  # the calls counted in the first minute
         assert "tasks" not in stats
         api.close()
 

@@ -96,6 +96,8 @@ def test_bench_campaign_is_a_valid_spec(waves: str) -> None:
         ("resolve and plan", "resolve"),
         ("verify package", "verify"),
         ("rollback wave 0 (3 tasks)", "rollback"),
+        ("wave 1: submit and monitor", "wave"),
+        ("roll back to 0.9.8", "roll"),
     ],
 )
 def test_stage_kinds(name: str, kind: str) -> None:
@@ -117,8 +119,15 @@ async def test_stage_meter_counts_calls_and_active_rounds() -> None:
         plat.counts["GET a"] += 3
         return "done"
 
-    assert await meter("monitor round 1", spend) == "done"
-    assert await meter("submit wave 0 round 1 (1 tasks)", spend) == "done"
-    assert meter.stages == 2
+    async def wave() -> str:
+        assert await meter.step("monitor round 1", spend) == "done"
+        assert await meter("submit wave 0 round 1 (1 tasks)", spend) == "done"
+        return "wave done"
+
+    assert await meter("wave 0: submit and monitor", wave) == "wave done"
+    assert meter.stages == 2  # the wave and its submission; the round is a step
+    assert meter.steps == 1
+    assert meter.stages_by_kind == {"wave": 1, "submit": 1}
     assert meter.active_per_round == [42]
+    # a wrapping stage's calls are those of the stages and steps inside it
     assert meter.calls_by_stage == {"monitor": 3, "submit": 3}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -19,16 +20,13 @@ from fleetwave.engine.lease import (
     process_start,
     this_host,
 )
+from tests.processes import live_process
 
 
 @pytest.fixture()
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
+    with live_process(60) as proc:
         yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_default_holder_names_this_process() -> None:
@@ -83,3 +81,26 @@ def test_other_hosts_and_foreign_names_are_unknown(sleeper: subprocess.Popen[byt
     assert holder_liveness(f"elsewhere/1:{sleeper.pid}:0:abcd") is Liveness.UNKNOWN
     assert holder_liveness("run-a") is Liveness.UNKNOWN
     assert describe_holder("run-a") == "'run-a'"
+
+
+def test_lease_ttl_defaults_to_ten_minutes_or_three_polls() -> None:
+    from fleetwave.engine.lease import lease_ttl
+
+    assert lease_ttl(60, {}) == timedelta(minutes=10)
+    assert lease_ttl(600, {}) == timedelta(minutes=30)
+
+
+def test_lease_ttl_from_the_environment() -> None:
+    from fleetwave.engine.lease import lease_ttl
+
+    assert lease_ttl(600, {"FLEETWAVE_LEASE_TTL": "20"}) == timedelta(seconds=20)
+
+
+@pytest.mark.parametrize("raw", ["5", "soon", "nan", "inf", "-30"])
+def test_a_bad_lease_ttl_says_what_and_how(raw: str) -> None:
+    from fleetwave.engine.lease import lease_ttl
+    from fleetwave.errors import UserError
+
+    with pytest.raises(UserError, match=f"FLEETWAVE_LEASE_TTL='{raw}'.*at least 10") as err:
+        lease_ttl(60, {"FLEETWAVE_LEASE_TTL": raw})
+    assert err.value.hint is not None and "FLEETWAVE_LEASE_TTL" in err.value.hint

@@ -17,10 +17,11 @@ from fleetwave.engine.live_tasks import (
     find_devices_in_live_tasks,
 )
 from fleetwave.platforms.base import PackageKind, TaskState
-from tests.fakes import FakePlatform
+from fleetwave.platforms.memory import MemoryPlatform
+from tests.fakes import hand_built_platform
 
 NOW = pendulum.datetime(2026, 1, 5, 22, tz="UTC")
-LIST = "GET /operations"
+LIST = "list_tasks"
 
 
 @pytest.fixture
@@ -45,9 +46,9 @@ def _campaign(db: sa.Engine, devices: list[str], skipped: Sequence[str] = ()) ->
         return c.id
 
 
-def _platform_with_tasks(tasks: int, per_task: int = 256) -> FakePlatform:
+def _platform_with_tasks(tasks: int, per_task: int = 100) -> MemoryPlatform:
     """``tasks`` live tasks of version 1.5.0 over devices x00000.. (none of the campaign's)."""
-    p = FakePlatform()
+    p = hand_built_platform()
     for t in range(tasks):
         ids = [f"x{t:04d}-{i:03d}" for i in range(per_task)]
         p.add_task(f"live-{t:04d}", ids, version="1.5.0", state=TaskState.RUNNING)
@@ -55,7 +56,7 @@ def _platform_with_tasks(tasks: int, per_task: int = 256) -> FakePlatform:
 
 
 async def test_overlap_is_found_in_list_pages_not_per_device(db: sa.Engine) -> None:
-    # 250 processing tasks x 256 devices (64,000 target IDs) plus a few more tasks
+    # 250 running tasks x 100 devices (25,000 target IDs) plus a few more tasks
     p = _platform_with_tasks(250)
     mine = [f"d{i:05d}" for i in range(3000)]
     p.add_task("wait-1", [mine[5], mine[7], "x-other"], version="1.5.0", state=TaskState.PENDING)
@@ -73,13 +74,15 @@ async def test_overlap_is_found_in_list_pages_not_per_device(db: sa.Engine) -> N
     assert dict(check.overlap) == {"proc-9": (mine[2999],), "wait-1": (mine[5], mine[7])}
     assert check.devices == [mine[5], mine[7], mine[2999]]
     assert check.tasks_listed == 254 and check.tasks_of_version == 253
-    # one page per 100 live tasks and status: 252 processing -> 3 pages, 2 waiting -> 1
-    assert p.calls[LIST] == 4 and check.api_calls == 4
-    assert sum(p.calls.values()) == 4  # nothing per device or per task
+    # one page per page size of live tasks and state: 252 running, 2 pending
+    page = p.capabilities.page_sizes["tasks"]
+    pages = -(-252 // page) + 1
+    assert p.calls[LIST] == pages and check.api_calls == pages
+    assert sum(p.calls.values()) == pages  # nothing per device or per task
 
 
 async def test_no_live_tasks_costs_one_page_per_status(db: sa.Engine) -> None:
-    p = FakePlatform()
+    p = hand_built_platform()
     cid = _campaign(db, ["a", "b"])
     check = await find_devices_in_live_tasks(
         p, db, campaign_id=cid, kind=PackageKind.FIRMWARE, version="1.5.0"
@@ -89,7 +92,7 @@ async def test_no_live_tasks_costs_one_page_per_status(db: sa.Engine) -> None:
 
 
 async def test_devices_the_campaign_will_not_send_are_not_an_overlap(db: sa.Engine) -> None:
-    p = FakePlatform()
+    p = hand_built_platform()
     cid = _campaign(db, ["a", "b", "c"])
     with store.session_scope(db) as s:
         store.set_device_status(

@@ -1,4 +1,5 @@
-"""Stage 2 (resolve) against the in-memory FakePlatform: de-duplication and skip reasons."""
+"""Stage 2 (resolve) against the in-memory platform with a hand-built fleet: de-duplication
+and skip reasons."""
 
 from __future__ import annotations
 
@@ -6,25 +7,26 @@ import pytest
 
 from fleetwave.engine.resolve import SkipReason, TargetProblem, read_id_file, resolve_targets
 from fleetwave.platforms.base import PackageKind
-from tests.fakes import FakePlatform, make_device, make_package, make_spec
+from fleetwave.platforms.memory import MemoryPlatform
+from tests.fakes import hand_built_platform, make_package, make_spec, writes
 
 PKG = make_package("fw-new", "1.5.0")
 
 
-def fleet() -> FakePlatform:
-    p = FakePlatform(packages=[PKG])
+def fleet() -> MemoryPlatform:
+    p = hand_built_platform(PKG)
     a = [f"a{i}" for i in range(10)]
     b = [f"b{i}" for i in range(5)] + ["a0", "a1"]  # two devices in both groups
-    p.add_group("g-a", "meters-a", a)
-    p.add_group("g-b", "meters-b", b)
+    p.fleet.add_group("g-a", "meters-a", a)
+    p.fleet.add_group("g-b", "meters-b", b)
     for d in a + b[:5] + ["x1", "x2"]:
-        p.inventory.append(make_device(d))
+        p.fleet.add_device(d)
     # special cases
-    p.inventory[2] = make_device("a2", fw_version="1.5.0")  # already up to date
-    p.inventory[3] = make_device("a3", status="OFFLINE")
-    p.inventory[4] = make_device("a4", model="WM-300")  # incompatible model
-    p.inventory[5] = make_device("a5", device_type="GasMeter")  # other type
-    p.inventory.append(make_device("t1", device_type="Tracker"))
+    p.fleet.add_device("a2", fw_version="1.5.0")  # already up to date
+    p.fleet.add_device("a3", online=False)
+    p.fleet.add_device("a4", model="WM-300")  # incompatible model
+    p.fleet.add_device("a5", device_type="GasMeter")  # other type
+    p.fleet.add_device("t1", device_type="Tracker")
     return p
 
 
@@ -56,7 +58,7 @@ async def test_groups_dedup_and_skip_reasons() -> None:
     ]
     assert len(r.buckets) == len(r.device_ids)
     assert r.buckets[0] == "meters-a|WM-200"
-    assert p.writes == 0
+    assert writes(p) == 0
 
 
 async def test_no_preflight_keeps_everything_but_exclusions() -> None:
@@ -73,14 +75,14 @@ async def test_no_preflight_keeps_everything_but_exclusions() -> None:
     r = await resolve_targets(p, spec, PKG)
     assert r.device_ids == [f"a{i}" for i in range(10) if i != 1]
     assert r.skip_counts() == {"excluded": 1}
-    assert "GET /devices" not in p.calls
+    assert "devices" not in p.calls
 
 
 async def test_software_kind_compares_sw_version() -> None:
     pkg = make_package("sw-new", "2.1.0", kind=PackageKind.SOFTWARE)
     p = fleet()
-    p.packages.append(pkg)
-    p.inventory[0] = make_device("a0", sw_version="2.1.0", fw_version="1.5.0")
+    p.fleet.add_package(pkg)
+    p.fleet.add_device("a0", sw_version="2.1.0", fw_version="1.5.0")
     spec = make_spec(kind="software", package={"file_id": "sw-new"})
     r = await resolve_targets(p, spec, pkg)
     assert r.skipped[SkipReason.UP_TO_DATE] == ["a0"]  # a2 has fw 1.5.0 but sw 2.0.1
@@ -129,12 +131,14 @@ def test_missing_id_file_is_a_user_error(tmp_path) -> None:
 
 async def test_large_fleet_streams_once() -> None:
     n = 20_000
-    p = FakePlatform(packages=[PKG])
+    p = hand_built_platform(PKG)
     ids = [f"d{i:06d}" for i in range(n)]
-    p.add_group("g", "big", ids)
-    p.inventory = [make_device(d) for d in ids]
+    p.fleet.add_group("g", "big", ids)
+    for d in ids:
+        p.fleet.add_device(d)
     r = await resolve_targets(p, make_spec(targets={"groups": [{"name": "big"}]}), PKG)
     assert len(r.device_ids) == n
-    assert p.calls["GET /devices/ids"] == 20
-    assert p.calls["GET /devices"] == 80
+    pages = p.capabilities.page_sizes
+    assert p.calls["group_members"] == n // pages["group_members"]  # one call a page
+    assert p.calls["devices"] == n // pages["devices"]
     assert r.inventory_scanned == n

@@ -1,4 +1,4 @@
-"""Stage 1 (verify package) against the in-memory FakePlatform."""
+"""Stage 1 (verify package) against the in-memory platform with a hand-built fleet."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 from fleetwave.engine.verify import PackageProblem, verify_packages
 from fleetwave.platforms.base import PackageKind
-from tests.fakes import FakePlatform, make_package, make_spec
+from fleetwave.platforms.memory import MemoryPlatform
+from tests.fakes import hand_built_platform, make_package, make_spec, writes
 
 NEW = make_package("fw-new", "1.5.0")
 OLD = make_package("fw-old", "1.4.2")
@@ -14,8 +15,8 @@ OTHER = make_package("fw-other", "1.5.0", model="WM-300")
 SW = make_package("sw-new", "2.1.0", kind=PackageKind.SOFTWARE)
 
 
-def platform() -> FakePlatform:
-    return FakePlatform(packages=[NEW, OLD, OTHER, SW])
+def platform() -> MemoryPlatform:
+    return hand_built_platform(NEW, OLD, OTHER, SW)
 
 
 async def test_selector_must_match_exactly_one() -> None:
@@ -64,4 +65,4 @@ async def test_rollback_package() -> None:
     )
     with pytest.raises(PackageProblem, match="has the target version"):
         await verify_packages(p, same)
-    assert p.writes == 0
+    assert writes(p) == 0

@@ -27,7 +27,7 @@ from fleetwave.platforms.errors import (
     TargetMismatch,
 )
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform, config_of_profile
-from fleetwave.platforms.memory._compat import outcome_of
+from fleetwave.platforms.memory.fleet import Fleet
 
 
 def _meters(p: MemoryPlatform, n: int) -> list[str]:
@@ -44,7 +44,7 @@ async def _create(p: MemoryPlatform, devices: list[str], policy: TaskPolicy | No
 
 
 async def _outcomes(p: MemoryPlatform, op: str) -> dict[str, DeviceOutcome]:
-    return {r.device_id: outcome_of(r) async for r in p.task_results(op)}
+    return {r.device_id: r.outcome async for r in p.task_results(op)}
 
 
 def test_the_same_seed_gives_the_same_fleet() -> None:
@@ -86,7 +86,7 @@ async def test_an_offline_device_times_out_at_the_window_end() -> None:
     clock.advance(2 * 3600)
     results = {r.device_id: r async for r in p.task_results(op)}
     offline = results[devices[0]]
-    assert outcome_of(offline) is DeviceOutcome.TIMED_OUT
+    assert offline.outcome is DeviceOutcome.TIMED_OUT
     assert offline.stopped_at == end and offline.detail == "device did not come online"
 
 
@@ -199,3 +199,30 @@ def test_parse_push_names_what_is_wrong(body: bytes, message: str) -> None:
     with pytest.raises(PushParseError) as caught:
         p.parse_push(body)
     assert message in str(caught.value)
+
+
+async def test_a_hand_built_fleet_holds_only_what_the_test_put_there() -> None:
+    fleet = Fleet()
+    fleet.add_group("g-1", "meters-a", ["d1", "d2", "ghost"])
+    fleet.add_device("d1")
+    fleet.add_device("d2", model="WM-300", online=False)
+    fleet.add_device("d1", fw_version="1.5.0")  # replaces the first d1, keeps its place
+    p = MemoryPlatform(fleet=fleet, clock=ManualClock())
+    assert [g.name async for g in p.list_groups()] == ["meters-a"]
+    assert [d async for d in p.group_members("g-1")] == ["d1", "d2", "ghost"]
+    devices = [(d.device_id, d.model, d.fw_version, d.status) async for d in p.devices()]
+    assert devices == [("d1", "WM-200", "1.5.0", "ONLINE"), ("d2", "WM-300", "1.4.2", "OFFLINE")]
+    assert [x async for x in p.find_packages()] == []
+
+
+async def test_a_task_put_there_keeps_its_state_and_shown_version() -> None:
+    clock = ManualClock()
+    p = MemoryPlatform(fleet=Fleet(), clock=clock)
+    p.add_task("other-1", ["x1", "x2"], version=None, state=TaskState.RUNNING)
+    p.add_task("other-2", ["x3"], version="1.5.0", state=TaskState.PENDING)
+    clock.advance(86_400)  # a day later nothing of theirs has moved
+    tasks = {t.operation_id: t async for t in p.list_tasks()}
+    assert tasks["other-1"].state is TaskState.RUNNING and tasks["other-1"].file_version is None
+    assert tasks["other-1"].device_ids == ("x1", "x2")
+    assert tasks["other-2"].state is TaskState.PENDING and tasks["other-2"].file_version == "1.5.0"
+    assert [t.operation_id async for t in p.list_tasks(device_id="x3")] == ["other-2"]

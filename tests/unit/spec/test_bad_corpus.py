@@ -12,20 +12,10 @@ from pathlib import Path
 import pytest
 
 from fleetwave.spec import check_file
+from tests.fixtures import CORPORA, expected_errors
 
-CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "bad_campaigns"
+CORPUS = CORPORA / "bad_campaigns"
 FILES = sorted(CORPUS.glob("*.yaml"))
-
-
-def _expected(path: Path) -> list[tuple[int, int, str]]:
-    out = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("# expect: "):
-            break
-        pos, text = line.removeprefix("# expect: ").split(": ", 1)
-        ln, col = pos.split(":")
-        out.append((int(ln), int(col), text))
-    return out
 
 
 def test_corpus_is_big_enough() -> None:
@@ -34,7 +24,7 @@ def test_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_bad_campaign_reports_expected_errors(path: Path) -> None:
-    expected = _expected(path)
+    expected = expected_errors(path)
     assert expected, f"{path.name} has no '# expect:' header"
     spec, problems = check_file(path)
     assert spec is None

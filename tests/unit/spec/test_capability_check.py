@@ -26,9 +26,10 @@ from fleetwave.spec import (
     load_spec_text,
 )
 from fleetwave.spec.model import CampaignSpec
+from tests.fixtures import CORPORA, expected_errors
 
 ROOT = Path(__file__).resolve().parents[3]
-CORPUS = ROOT / "tests" / "fixtures" / "capability_campaigns"
+CORPUS = CORPORA / "capability_campaigns"
 FILES = sorted(CORPUS.glob("*.yaml"))
 EXAMPLES = sorted((ROOT / "campaigns").glob("*.yaml"))
 
@@ -46,24 +47,13 @@ def iodm() -> Capabilities:
     return IoDMPlatform(settings).capabilities
 
 
-def _expected(path: Path) -> list[tuple[int, int, str]]:
-    out = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("# expect: "):
-            break
-        pos, text = line.removeprefix("# expect: ").split(": ", 1)
-        ln, col = pos.split(":")
-        out.append((int(ln), int(col), text))
-    return out
-
-
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_capability_corpus(path: Path, iodm: Capabilities) -> None:
     spec, problems, source = check_file_with_source(path)
     assert spec is not None, problems  # a valid campaign ...
     found = capability_problems(spec, iodm, source)  # ... that IoDM cannot run
     rendered = [str(p) for p in found]
-    expected = _expected(path)
+    expected = expected_errors(path)
     assert expected, f"{path.name} has no '# expect:' header"
     for line, col, text in expected:
         hits = [p for p in found if (p.line, p.col) == (line, col) and text in p.message]

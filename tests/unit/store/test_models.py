@@ -14,6 +14,7 @@ from fleetwave.store import (
     TRANSITIONS,
     CampaignStatus,
     ChunkStatus,
+    ConsentState,
     DeviceRunStatus,
     IllegalTransitionError,
     UTCDateTime,
@@ -24,7 +25,9 @@ from fleetwave.store import (
 )
 
 
-@pytest.mark.parametrize("enum_cls", [CampaignStatus, WaveStatus, ChunkStatus, DeviceRunStatus])
+@pytest.mark.parametrize(
+    "enum_cls", [CampaignStatus, WaveStatus, ChunkStatus, DeviceRunStatus, ConsentState]
+)
 def test_every_status_has_a_transition_row_and_a_docstring_entry(enum_cls: type) -> None:
     table = TRANSITIONS[enum_cls]
     assert set(table) == set(enum_cls)

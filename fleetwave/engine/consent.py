@@ -1,0 +1,262 @@
+"""Consent in the engine: offering a consent campaign's plan to owners when it is planned,
+and, each round, sorting a wave's pending devices by their owners' answers (send now, send
+in the appointment's window, wait, or leave out) and picking up owners' retries.
+
+The sorting rule is :func:`fleetwave.engine.decide.consent_split`; this module reads and
+writes the store around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pendulum
+from sqlmodel import Session
+
+from fleetwave import store
+from fleetwave.clock import utc_instant
+from fleetwave.engine.context import RunContext
+from fleetwave.engine.decide import Appointment, ConsentSplit, app_result, consent_split
+from fleetwave.errors import UserError
+from fleetwave.plan.windows import WindowTooShort, to_policy_window
+from fleetwave.platforms.base import ExecuteType, TaskPolicy
+from fleetwave.spec.model import ConsentTimeoutAction
+from fleetwave.store import ConsentState, DeviceRunStatus
+
+__all__ = [
+    "ConsentRound",
+    "appointment_policy",
+    "check_supported",
+    "collect_app_reports",
+    "consent_round",
+    "hand_to_app",
+    "open_plan",
+]
+
+log = logging.getLogger(__name__)
+
+DECLINED_KIND = "consent_declined"
+EXPIRED_KIND = "consent_expired"
+
+
+def check_supported(ctx: RunContext) -> None:
+    """Refuse, before any device is planned or sent, what the engine does not carry out yet."""
+    c = ctx.spec.consent
+    if c is None:
+        return
+    if c.timeout_action is ConsentTimeoutAction.FAIL:
+        raise UserError(
+            f"campaign {ctx.spec.name}: consent.on_timeout: fail is not yet carried out by "
+            "the engine",
+            hint="use on_timeout: skip or proceed for now",
+        )
+
+
+def open_plan(ctx: RunContext, session: Session, device_ids: Iterable[str], now: datetime) -> int:
+    """Offer the campaign's upgrade to the owners of ``device_ids`` (inside the planning
+    transaction): the plan period from now, the allowed windows inside it."""
+    c = ctx.spec.consent
+    assert c is not None
+    start = utc_instant(now)
+    end = start + c.period
+    windows: list[tuple[datetime, datetime]] = []
+    if ctx.spec.windows is not None:
+        for s, e in ctx.spec.schedule().spans(start):
+            if s >= end:
+                break
+            windows.append((max(s, start), min(e, end)))
+    return store.open_consent_plan(
+        session,
+        campaign_id=ctx.campaign_id,
+        device_ids=device_ids,
+        period_start=start,
+        period_end=end,
+        windows=windows,
+        delivery=c.delivery.value,
+        target_version=ctx.package.version,
+        package_url=c.package_url,
+        package_sha256=c.package_sha256,
+        description=ctx.spec.description,
+        now=now,
+    )
+
+
+@dataclass
+class ConsentRound:
+    """What one round may send: consented devices by round, and appointment groups."""
+
+    send: dict[int, list[str]] = field(default_factory=dict)
+    """attempt -> devices to send now (owners' retries included)."""
+    appointed: dict[Appointment, dict[int, list[str]]] = field(default_factory=dict)
+    split: ConsentSplit = field(default_factory=ConsentSplit)
+
+
+def consent_round(
+    ctx: RunContext, wave_index: int, pending: dict[int, list[str]], now: pendulum.DateTime
+) -> ConsentRound:
+    """Sort the wave's pending devices (attempt -> ids) by consent; expire unanswered ones
+    past the timeout; leave declined and expired ones out (SKIPPED, never failed); add
+    the devices whose owners asked for a retry after a failure."""
+    c = ctx.spec.consent
+    assert c is not None
+    out = ConsentRound()
+    attempt_of = {d: a for a, ids in pending.items() for d in ids}
+    with ctx.tx() as s:
+        plan = store.get_consent_plan(s, campaign_id=ctx.campaign_id)
+        timed_out = now >= utc_instant(plan.created_at) + c.answer_timeout
+        if timed_out:
+            expired = store.expire_awaiting_consents(s, campaign_id=ctx.campaign_id, now=now)
+            if expired:
+                store.append_event(
+                    s,
+                    campaign_id=ctx.campaign_id,
+                    kind="consent_expired",
+                    now=now,
+                    actor="engine",
+                    flow_run_id=ctx.flow_run_id,
+                    data={"devices": expired, "on_timeout": c.timeout_action.value},
+                )
+        rows = store.consent_rows(s, campaign_id=ctx.campaign_id, device_ids=list(attempt_of))
+        states: dict[str, tuple[ConsentState, Appointment | None]] = {}
+        for d in attempt_of:
+            row = rows.get(d)
+            if row is None:
+                states[d] = (ConsentState.AWAITING, None)
+                continue
+            appointment = None
+            if row.appoint_start is not None and row.appoint_end is not None:
+                appointment = (utc_instant(row.appoint_start), utc_instant(row.appoint_end))
+            states[d] = (row.state, appointment)
+        split = consent_split(states, timed_out=timed_out, on_timeout=c.timeout_action)
+        for ids, kind, detail in (
+            (split.declined, DECLINED_KIND, "the owner declined the upgrade"),
+            (split.expired, EXPIRED_KIND, "no answer from the owner before the timeout"),
+        ):
+            if ids:
+                store.set_device_status(
+                    s,
+                    campaign_id=ctx.campaign_id,
+                    status=DeviceRunStatus.SKIPPED,
+                    device_ids=ids,
+                    failure_kind=kind,
+                    failure_detail=detail,
+                    now=now,
+                )
+        retried = store.owner_retries(s, campaign_id=ctx.campaign_id, wave_index=wave_index)
+    out.split = split
+    for d in split.send:
+        out.send.setdefault(attempt_of[d], []).append(d)
+    for appointment, ids in split.appointed.items():
+        for d in ids:
+            out.appointed.setdefault(appointment, {}).setdefault(attempt_of[d], []).append(d)
+    if retried:
+        with ctx.tx() as s:
+            for d, attempt in retried:
+                row = store.consent_rows(s, campaign_id=ctx.campaign_id, device_ids=[d])[d]
+                if row.state is ConsentState.APPOINTED and row.appoint_start and row.appoint_end:
+                    key = (utc_instant(row.appoint_start), utc_instant(row.appoint_end))
+                    out.appointed.setdefault(key, {}).setdefault(attempt, []).append(d)
+                else:
+                    out.send.setdefault(attempt, []).append(d)
+        ctx.event(
+            "consent_retries",
+            subject=f"wave {wave_index}",
+            data={"devices": [d for d, _ in retried]},
+        )
+    if split.declined or split.expired:
+        log.info("%s: consent %s", ctx.spec.name, split.counts())
+    return out
+
+
+def appointment_policy(
+    ctx: RunContext, appointment: Appointment, now: pendulum.DateTime
+) -> TaskPolicy | None:
+    """A task policy whose platform window is the appointment (None: not sendable yet).
+
+    On a platform without custom windows the devices wait until the appointment opens and
+    go with the campaign's own policy; an appointment already over is sent at once.
+    """
+    start, end = appointment
+    caps = ctx.platform.capabilities
+    retries = ctx.spec.policy.platform_retries
+    if ExecuteType.CUSTOM not in caps.execute_types:
+        return None if now < start else TaskPolicy(ExecuteType.NOW, retry_times=retries)
+    if end <= now:
+        return TaskPolicy(ExecuteType.NOW, retry_times=retries)
+    try:
+        s, e = to_policy_window(
+            start,
+            end,
+            now=now,
+            min_window=caps.min_window,
+            granularity=caps.window_granularity,
+        )
+    except WindowTooShort:
+        return TaskPolicy(ExecuteType.NOW, retry_times=retries)
+    return TaskPolicy(ExecuteType.CUSTOM, s, e, retries)
+
+
+def hand_to_app(ctx: RunContext, answers: ConsentRound, now: pendulum.DateTime) -> int:
+    """App delivery: the consented devices (appointed ones once their appointment opens)
+    are released to their apps instead of a platform task (SUBMITTED, one more attempt);
+    ``getFetchPlan`` then gives the package. Returns how many were released."""
+    ids = [d for group in answers.send.values() for d in group]
+    for (start, _end), by_attempt in answers.appointed.items():
+        if start <= now:
+            ids += [d for group in by_attempt.values() for d in group]
+    if not ids:
+        return 0
+    with ctx.tx() as s:
+        released = store.release_to_app(s, campaign_id=ctx.campaign_id, device_ids=ids, now=now)
+        store.append_event(
+            s,
+            campaign_id=ctx.campaign_id,
+            kind="released_to_app",
+            now=now,
+            actor="engine",
+            flow_run_id=ctx.flow_run_id,
+            data={"devices": released},
+        )
+    return released
+
+
+def collect_app_reports(ctx: RunContext, now: pendulum.DateTime) -> dict[str, int]:
+    """App delivery: move released devices by their apps' reports (started, succeeded,
+    failed) and time out the silent ones after ``policy.task_timeout``; once per result."""
+    timeout = ctx.spec.policy.task_timeout.total_seconds()
+    results: list[store.DeviceResult] = []
+    with ctx.tx() as s:
+        for device_id, run, since, app_status, detail, version in store.app_delivery_runs(
+            s, campaign_id=ctx.campaign_id
+        ):
+            target = app_result(
+                run, app_status, since=utc_instant(since), now=now, timeout_seconds=timeout
+            )
+            if target is None:
+                continue
+            kind = {DeviceRunStatus.FAILED: "fail", DeviceRunStatus.TIMED_OUT: "timeout"}.get(
+                target
+            )
+            why = detail if target is DeviceRunStatus.FAILED else None
+            if target is DeviceRunStatus.TIMED_OUT:
+                why = "no final report from the app before the task timeout"
+            results.append(
+                store.DeviceResult(
+                    device_id,
+                    target,
+                    failure_kind=kind,
+                    failure_detail=why,
+                    current_version=version if target is DeviceRunStatus.SUCCEEDED else None,
+                )
+            )
+        if results:
+            store.record_device_results(s, campaign_id=ctx.campaign_id, results=results, now=now)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    if counts:
+        ctx.event("app_reports", data=counts)
+    return counts

@@ -1,0 +1,354 @@
+"""A consent campaign end to end on the in-memory platform, owners answering over real
+HTTP through the consent API on the same SQLite store: confirm, appoint (the platform task
+carries the appointed window), cancel (a decline, not a failure), retry after a failure,
+auto-confirm, and the answer timeout."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pendulum
+import pytest
+
+from fleetwave import store
+from fleetwave.clock import ManualClock
+from fleetwave.consent.app import ConsentServer, create_consent_app
+from fleetwave.engine.runner import Outcome, OutcomeKind, advance
+from fleetwave.errors import UserError
+from fleetwave.platforms.base import ExecuteType
+from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
+from fleetwave.report import render_markdown
+from fleetwave.report.store import load_report
+from fleetwave.sim.owners import Behaviour, OwnerPopulation
+from tests.e2e.engine.helpers import chunks, device_rows, events, new_store, spec_of
+
+D = store.DeviceRunStatus
+CONFIRM = "/enduserapi/v2/userBatchConfirmUpgrade"
+
+SPEC = """
+name: consent-meters
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h}
+thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
+consent:
+  period: 2d
+  answer_timeout: 4h
+"""
+
+
+def _iso(t: pendulum.DateTime) -> str:
+    return t.in_tz("UTC").to_iso8601_string()
+
+
+async def test_consent_campaign_over_real_http(tmp_path: Path) -> None:
+    clock = ManualClock()
+    t0 = clock.now()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.3), clock=clock)
+    db = new_store(tmp_path / "consent.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    assert len(devices) >= 8, devices
+    auto, declined, appointed, *rest = devices
+    silent = rest[-2:]  # never answer
+    confirmed = rest[:-2]
+    owners = {d: f"owner-{i % 3}" for i, d in enumerate(devices)}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=t0)
+        tokens = {o: store.issue_owner_token(s, owner_id=o, now=t0) for o in set(owners.values())}
+        store.set_auto_upgrade(s, device_id=auto, enabled=True, actor="owner-x", now=t0)
+    api_db = store.get_engine(f"sqlite:///{tmp_path / 'consent.db'}")
+    server = ConsentServer(create_consent_app(engine=api_db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+
+    def answer(device: str, action: str, **extra: str) -> httpx.Response:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            return c.post(
+                CONFIRM,
+                json={"items": [{"deviceId": device, "action": action, **extra}]},
+                headers={"Authorization": f"Bearer {tokens[owners[device]]}"},
+            )
+
+    try:
+        spec = spec_of(SPEC)
+        # run 1: plans and offers; only the auto-confirmed device may go
+        first = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+        assert first.kind is OutcomeKind.STOPPED
+        assert platform.tasks_per_device() == Counter({auto: 1})
+        # owners answer over HTTP
+        start = (t0 + timedelta(hours=3)).replace(second=0, microsecond=0)
+        end = start + timedelta(hours=2)
+        for d in confirmed:
+            assert answer(d, "confirm").status_code == 200
+        resp = answer(d := appointed, "appoint", appointStart=_iso(start), appointEnd=_iso(end))
+        assert resp.status_code == 200, resp.text
+        assert answer(declined, "cancel").json()["data"]["results"][0]["state"] == "declined"
+        # run 2: the confirmed and the appointed devices are sent; the silent ones wait
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=30)
+        runs = device_rows(db, "consent-meters")
+        failed = sorted(d for d in confirmed if runs[d].status is D.FAILED)
+        assert failed, "the seeded failure rate should fail at least one confirmed device"
+        assert {runs[d].status for d in silent} == {D.PENDING}
+        # the owner of a failed device retries; a replay of the retry changes nothing
+        retried = failed[0]
+        again = answer(retried, "confirm").json()["data"]["results"][0]
+        assert (again["changed"], again["retries"]) == (True, 1)
+        assert answer(retried, "confirm").json()["data"]["results"][0]["changed"] is False
+        # run 3: to the end; the answer timeout passes, the silent devices are skipped
+        last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert last.kind is OutcomeKind.COMPLETED, last
+    finally:
+        server.stop()
+        api_db.dispose()
+
+    runs = device_rows(db, "consent-meters")
+    per_device = platform.tasks_per_device()
+    # declined and silent devices never reached the platform; they are skipped, not failed
+    for d, kind in [(declined, "consent_declined"), *[(s, "consent_expired") for s in silent]]:
+        assert per_device[d] == 0
+        assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, kind)
+    # every consenting device was sent once, the retried one twice
+    assert per_device[retried] == 2
+    assert runs[retried].attempt == 2
+    for d in [auto, appointed, *confirmed]:
+        if d != retried:
+            assert per_device[d] == 1, d
+        assert runs[d].status.is_final
+    # the appointed device went in a task whose platform window is the appointment
+    task = next(t for t in platform.tasks.values() if appointed in t.device_ids)
+    assert task.policy.execute_type is ExecuteType.CUSTOM
+    assert (task.policy.start_time, task.policy.end_time) == (start, end)
+    (chunk,) = [c for c in chunks(db, "consent-meters") if appointed in c.device_ids]
+    assert chunk.policy["execute_type"] == "custom"
+    # the consent states and the log
+    with store.session_scope(db) as s:
+        cid = store.get_campaign(s, name="consent-meters").id
+        assert cid is not None
+        counts = store.consent_state_counts(s, campaign_id=cid)
+    assert counts == {
+        "awaiting": 0,
+        "confirmed": len(confirmed),
+        "appointed": 1,
+        "declined": 1,
+        "expired": 2,
+        "auto": 1,
+    }
+    with store.session_scope(db, read_only=True) as s:
+        report = load_report(s, "consent-meters")
+    assert dict(report.consent)["declined"] == 1
+    assert report.to_json()["consent"]["expired"] == 2
+    assert "- consent (apart from outcomes): awaiting 0, confirmed " in render_markdown(report)
+    kinds = Counter(e.kind for e in events(db, "consent-meters"))
+    assert kinds["consent.confirmed"] == len(confirmed)
+    assert kinds["consent.retry"] == 1 and kinds["consent_retries"] >= 1
+    assert kinds["consent_expired"] == 1
+
+
+OPT_OUT = """
+name: consent-opt-out
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h}
+thresholds: {max_failure_percent: 95, min_finished: 3, wave_success_percent: 0}
+consent:
+  required: false
+  answer_timeout: 1h
+  period: 1d
+  max_declined_percent: {limit}
+"""
+
+
+async def _opt_out_run(tmp_path: Path, limit: int) -> tuple[Outcome, MemoryPlatform, list[str]]:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / f"opt-out-{limit}.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(OPT_OUT.replace("{limit}", str(limit)))
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    owners = {d: "owner" for d in devices}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            resp = c.post(
+                CONFIRM,
+                json={"items": [{"deviceId": d, "action": "cancel"} for d in devices[:3]]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert resp.status_code == 200, resp.text
+    finally:
+        server.stop()
+    outcome = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
+    return outcome, platform, devices
+
+
+async def test_declines_have_their_own_limit(tmp_path: Path) -> None:
+    outcome, platform, _ = await _opt_out_run(tmp_path, limit=30)
+    assert outcome.kind is OutcomeKind.HALTED
+    assert "3 of 3 answering owners declined" in outcome.reason
+    assert not platform.tasks  # nothing was sent before the owners' answers tripped it
+
+
+async def test_without_required_consent_silence_proceeds_at_the_timeout(tmp_path: Path) -> None:
+    outcome, platform, devices = await _opt_out_run(tmp_path, limit=100)
+    assert outcome.kind is OutcomeKind.COMPLETED
+    per_device = platform.tasks_per_device()
+    assert all(per_device[d] == 0 for d in devices[:3])  # the declined ones
+    assert all(per_device[d] == 1 for d in devices[3:])  # silent: sent after the timeout
+
+
+APP = """
+name: consent-ble
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 1h}
+thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
+consent:
+  period: 1d
+  answer_timeout: 3h
+  delivery: app
+  package_url: https://files.example/wm-1.5.0.bin
+  package_sha256: "%s"
+""" % ("cd" * 32)
+
+
+async def test_app_delivered_devices_never_get_a_platform_task(tmp_path: Path) -> None:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3), clock=clock)
+    db = new_store(tmp_path / "ble.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(APP)
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    ok, retried, silent_app, *never = devices
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    client = httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    def report(device: str, status: str) -> int:
+        resp = client.post(
+            "/enduserapi/reportUpgradeStatus", json={"deviceId": device, "status": status}
+        )
+        return resp.status_code
+
+    async def rounds(n: int) -> None:
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=n)
+
+    try:
+        assert {report(d, "confirmed") for d in (ok, retried, silent_app)} == {200}
+        await rounds(1)  # released to the apps
+        fetch = client.get("/enduserapi/getFetchPlan", params={"deviceId": ok}).json()["data"]
+        assert fetch["package"]["sha256"] == "cd" * 32
+        assert [report(ok, s) for s in ("downloading", "succeeded")] == [200, 200]
+        assert report(retried, "failed") == 200
+        await rounds(1)
+        assert device_rows(db, "consent-ble")[retried].status is D.FAILED
+        again = client.post(
+            CONFIRM, json={"items": [{"deviceId": retried, "action": "confirm"}]}
+        ).json()["data"]["results"][0]
+        assert (again["changed"], again["retries"]) == (True, 1)
+        await rounds(1)  # released again
+        assert report(retried, "succeeded") == 200
+        last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
+        assert last.kind is OutcomeKind.COMPLETED, last
+    finally:
+        client.close()
+        server.stop()
+    runs = device_rows(db, "consent-ble")
+    assert not platform.tasks  # the apps installed everything
+    assert (runs[ok].status, runs[ok].attempt) == (D.SUCCEEDED, 1)
+    assert (runs[retried].status, runs[retried].attempt) == (D.SUCCEEDED, 2)
+    assert (runs[silent_app].status, runs[silent_app].failure_kind) == (D.TIMED_OUT, "timeout")
+    for d in never:
+        assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, "consent_expired")
+
+
+async def test_on_timeout_fail_is_refused_before_any_device_is_planned(tmp_path: Path) -> None:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3), clock=clock)
+    db = new_store(tmp_path / "fail.db")
+    spec = spec_of(SPEC.replace("answer_timeout: 4h", "answer_timeout: 4h\n  on_timeout: fail"))
+    assert spec.consent is not None and spec.consent.on_timeout is not None
+    with pytest.raises(UserError, match="on_timeout: fail is not yet carried out"):
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    assert not platform.tasks
+    with store.session_scope(db) as s:
+        c = store.find_campaign(s, name="consent-meters")
+        assert c is None or not store.get_waves(s, campaign_id=c.id or 0)
+
+
+async def test_a_seeded_owner_population_over_real_http(tmp_path: Path) -> None:
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=120, seed=5, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / "population.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    owners = {d: f"owner-{i % 4}" for i, d in enumerate(devices)}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=clock.now())
+        tokens = {
+            o: store.issue_owner_token(s, owner_id=o, now=clock.now()) for o in set(owners.values())
+        }
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    population = OwnerPopulation(server.url, owners=owners, tokens=tokens, seed=11)
+    expected = Counter(population.behaviours.values())
+    assert len(expected) >= 4, expected  # the seed gives a real mix
+    spec = spec_of(SPEC)
+    try:
+        await population.switch_auto_on()
+        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+        answered = await population.answer(clock.now())
+        last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    finally:
+        server.stop()
+    assert last.kind is OutcomeKind.COMPLETED, last
+    assert answered == Counter(
+        {
+            b.value: n
+            for b, n in expected.items()
+            if b in (Behaviour.CONFIRM, Behaviour.APPOINT, Behaviour.CANCEL)
+        }
+    )
+    assert population.calls["userBatchConfirmUpgrade"] <= len(set(owners.values()))
+    with store.session_scope(db) as s:
+        cid = store.get_campaign(s, name="consent-meters").id
+        assert cid is not None
+        counts = store.consent_state_counts(s, campaign_id=cid)
+    assert counts == {
+        "awaiting": 0,
+        "confirmed": expected[Behaviour.CONFIRM],
+        "appointed": expected[Behaviour.APPOINT],
+        "declined": expected[Behaviour.CANCEL],
+        "expired": expected[Behaviour.SILENT],
+        "auto": expected[Behaviour.AUTO],
+    }
+    per_device = platform.tasks_per_device()
+    for d, b in population.behaviours.items():
+        sent = b not in (Behaviour.CANCEL, Behaviour.SILENT)
+        assert per_device[d] == (1 if sent else 0), (d, b)
+    appointed = {d for d, b in population.behaviours.items() if b is Behaviour.APPOINT}
+    for task in platform.tasks.values():
+        custom = task.policy.execute_type is ExecuteType.CUSTOM
+        assert custom == bool(appointed & set(task.device_ids))

@@ -1,0 +1,69 @@
+"""The engine's consent rules: sorting pending devices by answer, and the declines'
+own limit and their optional counting as failures."""
+
+from __future__ import annotations
+
+import pendulum
+
+from fleetwave.engine.decide import (
+    Counts,
+    Verdict,
+    consent_split,
+    count_declines_as_failures,
+    evaluate_decline_limit,
+)
+from fleetwave.spec.model import ConsentTimeoutAction
+from fleetwave.store.models import ConsentState
+
+S = ConsentState
+T = pendulum.datetime(2026, 3, 3, 1, tz="UTC")
+SLOT = (T, T.add(hours=2))
+OTHER = (T.add(days=1), T.add(days=1, hours=1))
+
+STATES = {
+    "c": (S.CONFIRMED, None),
+    "a": (S.AUTO, None),
+    "p1": (S.APPOINTED, SLOT),
+    "p2": (S.APPOINTED, SLOT),
+    "p3": (S.APPOINTED, OTHER),
+    "d": (S.DECLINED, None),
+    "w": (S.AWAITING, None),
+    "x": (S.EXPIRED, None),
+}
+
+
+def test_split_before_the_timeout() -> None:
+    got = consent_split(STATES, timed_out=False, on_timeout=ConsentTimeoutAction.SKIP)
+    assert got.send == ["a", "c"]
+    assert got.appointed == {SLOT: ["p1", "p2"], OTHER: ["p3"]}
+    assert (got.held, got.declined, got.expired) == (["w"], ["d"], ["x"])
+    assert got.counts()["appointments"] == 2
+
+
+def test_split_after_the_timeout_skip_or_proceed() -> None:
+    skip = consent_split(STATES, timed_out=True, on_timeout=ConsentTimeoutAction.SKIP)
+    assert (skip.held, skip.expired) == ([], ["w", "x"])
+    go = consent_split(STATES, timed_out=True, on_timeout=ConsentTimeoutAction.PROCEED)
+    assert go.send == ["a", "c", "w", "x"] and go.expired == [] and go.declined == ["d"]
+
+
+def test_decline_limit() -> None:
+    assert evaluate_decline_limit(declined=5, answered=5, max_declined_rate=None).verdict is (
+        Verdict.CONTINUE
+    )
+    wait = evaluate_decline_limit(declined=2, answered=2, max_declined_rate=0.1, min_answered=5)
+    assert wait.verdict is Verdict.WAIT
+    ok = evaluate_decline_limit(declined=1, answered=10, max_declined_rate=0.1)
+    assert ok.verdict is Verdict.CONTINUE  # equal to the limit does not trip
+    trip = evaluate_decline_limit(
+        declined=2, answered=10, max_declined_rate=0.1, on_trip=Verdict.ROLLBACK
+    )
+    assert trip.verdict is Verdict.ROLLBACK
+    assert trip.inputs["decline_rate"] == 0.2 and "2 of 10" in trip.reason
+
+
+def test_declines_counted_as_failures_move_from_skipped() -> None:
+    counts = Counts(total=10, succeeded=4, failed=1, skipped=3)
+    moved = count_declines_as_failures(counts, 2)
+    assert (moved.failed, moved.skipped, moved.total) == (3, 1, 10)
+    assert count_declines_as_failures(counts, 9).skipped == 0
