@@ -10,6 +10,7 @@ an approval gate (``fleetwave.engine.control.register_flow_resumer``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -17,14 +18,17 @@ from uuid import UUID
 from prefect.input import RunInput
 from pydantic import Field, WithJsonSchema
 
+from fleetwave.clock import utc_instant
 from fleetwave.engine.approval import MIN_APPOINTMENT
-from fleetwave.engine.context import ApprovalRequest
+from fleetwave.engine.context import ApprovalReply, ApprovalRequest
 from fleetwave.engine.control import register_flow_resumer
 
 __all__ = [
     "MIN_APPOINTMENT",
     "ApprovalInput",
-    "approval_description",
+    "describe_approval",
+    "describe_counts",
+    "describe_decision",
     "input_problem",
     "resume_paused_flow_run",
 ]
@@ -74,17 +78,64 @@ def input_problem(errors: list[Any]) -> str:
     return "; ".join(parts) or "the answer could not be read"
 
 
-def approval_description(req: ApprovalRequest) -> str:
-    """The text the approval form shows above its fields (markdown): the wave, why it
-    waits, the counts, and the reason the previous answer was refused, if it was."""
-    text = (
-        f"Campaign **{req.campaign}**: approve wave {req.wave} ({req.wave_name}, "
-        f"{req.devices} devices)? Reason: {req.reason}. Counts so far: "
-        f"{dict(req.summary)}. An appointment (start/end) must lie inside one of the "
-        "campaign's windows and last at least one hour."
+def describe_counts(counts: Mapping[str, Any]) -> str:
+    """The campaign's device counts for people: ``"750 targeted: 55 succeeded, 0 failed,
+    0 timed out, 695 not finished; 52 skipped (never sent)"``."""
+    total, skipped = int(counts.get("total", 0)), int(counts.get("skipped", 0))
+    ok, failed = int(counts.get("succeeded", 0)), int(counts.get("failed", 0))
+    timed_out = int(counts.get("timed_out", 0))
+    other = int(counts.get("ignored", 0))
+    targeted = total - skipped
+    rest = max(0, targeted - ok - failed - timed_out - other)
+    text = f"{targeted} targeted: {ok} succeeded, {failed} failed, {timed_out} timed out"
+    if other:
+        text += f", {other} failed uncounted"
+    if rest:
+        text += f", {rest} not finished"
+    if skipped:
+        text += f"; {skipped} skipped (never sent)"
+    return text
+
+
+def describe_approval(req: ApprovalRequest, *, waves: int, windows: str | None) -> str:
+    """The text above the approval form: the reason the previous answer was refused (if it
+    was), which wave (named once, numbered from 1), why it waits, the campaign's counts,
+    and what an appointment must satisfy. ``windows``: the
+    campaign's windows in words (``flows.schedules.describe_windows``), None if it has none."""
+    noun = "device" if req.devices == 1 else "devices"
+    head = (
+        f"Campaign **{req.campaign}**: approve wave {req.wave + 1} of {waves} "
+        f"({req.wave_name}, {req.devices} {noun})?"
     )
-    if req.problem:
-        text = f"**Your last answer was refused:** {req.problem}. Answer again.\n\n{text}"
+    lines = [head, "", f"Why it waits: {req.reason}.", ""]
+    if req.problem:  # the previous answer was refused: say why, first
+        lines = [f"**Your last answer was refused:** {req.problem}. Answer again.", "", *lines]
+    if req.summary:
+        lines += [f"So far: {describe_counts(req.summary)}.", ""]
+    if windows:
+        lines.append(
+            f"An appointment (start and end, UTC unless an offset is given) is optional; it "
+            f"must lie inside one of the campaign's windows, {windows}, and last at least "
+            "one hour."
+        )
+    else:
+        lines.append(
+            "An appointment (start and end, UTC unless an offset is given) is optional; it "
+            "must last at least one hour."
+        )
+    return "\n".join(lines)
+
+
+def describe_decision(req: ApprovalRequest, reply: ApprovalReply) -> str:
+    """The flow run's log line for an answer given in the form."""
+    verb = "approved" if reply.approve else "rejected"
+    text = f"wave {req.wave + 1} ({req.wave_name}) {verb} in the Prefect UI"
+    if reply.start is not None and reply.end is not None:
+        text += (
+            f" for {utc_instant(reply.start).isoformat()} .. {utc_instant(reply.end).isoformat()}"
+        )
+    if reply.comment:
+        text += f": {reply.comment}"
     return text
 
 

@@ -59,39 +59,51 @@ def wave_table(report: CampaignReport) -> list[dict[str, Any]]:
         rate = t.failure_rate
         rows.append(
             {
-                "wave": w.label,
-                "phase": w.phase,
-                "status": w.status,
-                "devices": t.devices,
-                "tasks": w.chunks,
-                "succeeded": t.succeeded,
-                "failed": t.failed,
-                "in_progress": t.in_progress,
-                "pending": t.pending,
-                "skipped": t.skipped,
-                "cancelled": t.cancelled,
-                "failure_rate": f"{100 * rate:.1f}%" if rate is not None else "-",
-                "started_utc": w.started_at.in_tz("UTC").isoformat() if w.started_at else "",
-                "finished_utc": w.finished_at.in_tz("UTC").isoformat() if w.finished_at else "",
+                "#": str(w.index + 1) if w.index >= 0 else "-",  # from 1, as `plan` counts
+                "Wave": w.label,
+                "Status": w.status,
+                "Devices": t.devices,
+                "Tasks": w.chunks,
+                "Succeeded": t.succeeded,
+                "Failed": t.failed,
+                "In progress": t.in_progress,
+                "Pending": t.pending,
+                "Skipped": t.skipped,
+                "Cancelled": t.cancelled,
+                "Failure rate": f"{100 * rate:.1f}%" if rate is not None else "-",
+                "Started (UTC)": _when(w.started_at),
+                "Finished (UTC)": _when(w.finished_at),
             }
         )
     return rows
 
 
+def _when(value: Any) -> str:
+    """``2026-01-05 22:00:00``: UTC to the second (the header says UTC)."""
+    return value.in_tz("UTC").format("YYYY-MM-DD HH:mm:ss") if value is not None else ""
+
+
 def progress_percent(totals: Totals) -> float:
-    """Finished (succeeded + failed + skipped) share of all devices, 0..100."""
+    """Finished (succeeded + failed) share of the targeted devices (skipped ones were
+    never sent), 0..100; 100 when every device was skipped."""
+    targeted = totals.devices - totals.skipped
     if totals.devices <= 0:
         return 0.0
-    done = totals.succeeded + totals.failed + totals.skipped
-    return max(0.0, min(100.0, 100.0 * done / totals.devices))
+    if targeted <= 0:
+        return 100.0
+    done = totals.succeeded + totals.failed
+    return max(0.0, min(100.0, 100.0 * done / targeted))
 
 
 def progress_description(campaign: str, totals: Totals, *, phase: str = "rollout") -> str:
-    """What the progress artifact says beside its bar."""
-    return (
+    """What the progress artifact says beside its bar: counts of the targeted devices, the
+    skipped ones said apart (as the summary does)."""
+    targeted = totals.devices - totals.skipped
+    text = (
         f"{campaign} ({phase}): {totals.succeeded} succeeded, {totals.failed} failed, "
-        f"{totals.in_progress} in progress, {totals.pending} pending of {totals.devices}"
+        f"{totals.in_progress} in progress, {totals.pending} pending of {targeted} targeted"
     )
+    return text + (f" ({totals.skipped} skipped)" if totals.skipped else "")
 
 
 def totals_from_event(event: ProgressEvent) -> Totals:

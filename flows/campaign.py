@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -30,22 +30,34 @@ from pydantic import ValidationError
 from fleetwave import store
 from fleetwave.engine.context import ApprovalReply, ApprovalRequest, Approver
 from fleetwave.engine.lease import LeaseHeldError
-from fleetwave.engine.progress import ProgressEvent, ProgressSink, combine_sinks
+from fleetwave.engine.progress import ProgressSink, combine_sinks
 from fleetwave.engine.runner import advance
 from fleetwave.errors import UserError
 from fleetwave.sim.linked_clock import clock_from_option
 from fleetwave.spec import load_spec
-from flows.approval import ApprovalInput, approval_description, input_problem
+from flows.approval import ApprovalInput, describe_approval, describe_decision, input_problem
 from flows.artifacts import ProgressArtifact, publish_report
+from flows.runlog import RunLog
+from flows.schedules import describe_windows
 from flows.states import campaign_result, error_state, outcome_state
 
 __all__ = [
+    "FLOW_NAME",
+    "ClockChoice",
     "extra_progress",
     "prefect_approver",
     "prefect_stage",
     "run_campaign",
     "run_campaign_outcome",
 ]
+
+#: The flow's name; its deployments have their own names (``run-campaign``, ``nightly-*``
+#: in prefect.yaml), so the UI never shows two different things under one name.
+FLOW_NAME = "advance-campaign"
+
+#: The clocks a flow run may use (a choice in the UI's form). ``sim`` and ``scaled:F``
+#: are refused against a real platform: they would write simulated time into the store.
+ClockChoice = Literal["real", "sim", "scaled:60", "scaled:600", "scaled:3600"]
 
 #: A progress sink of the caller (``fleetwave run`` sets its rich display here), called
 #: beside the progress artifact when the flow runs in the caller's process.
@@ -80,13 +92,16 @@ def _pause_key(req: ApprovalRequest, retry: int = 0) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:100]
 
 
-def prefect_approver(*, timeout: int, poll_interval: int) -> Approver:
+def prefect_approver(
+    *, timeout: int, poll_interval: int, waves: int = 0, windows: str | None = None
+) -> Approver:
     """Pause the flow run for an :class:`ApprovalInput` (a form in the Prefect UI).
 
     Only with a Prefect API server (an ephemeral one has no UI to answer from); on pause
     timeout, None: the run ends with the campaign awaiting approval. An answer that cannot
     be read, or that the engine refused (``req.problem``), is logged as one ERROR line and
-    asked again, the reason at the top of the form.
+    asked again, the reason at the top of the form. ``waves`` and ``windows`` (the
+    campaign's wave count and windows in words) feed the form's text.
     """
 
     async def _approve(req: ApprovalRequest) -> ApprovalReply | None:
@@ -98,11 +113,12 @@ def prefect_approver(*, timeout: int, poll_interval: int) -> Approver:
             if req.problem:
                 logger.error(
                     "wave %s: the answer was refused (%s); the form asks again",
-                    req.wave,
+                    req.wave + 1,
                     req.problem,
                 )
             form = ApprovalInput.with_initial_data(
-                description=approval_description(req), decision="approve"
+                description=describe_approval(req, waves=waves, windows=windows),
+                decision="approve",
             )
             try:
                 answer = await apause_flow_run(
@@ -112,27 +128,31 @@ def prefect_approver(*, timeout: int, poll_interval: int) -> Approver:
                     key=_pause_key(req, retry),
                 )
             except FlowPauseTimeout:
-                logger.warning("no approval for wave %s within %s s", req.wave, timeout)
+                logger.warning(
+                    "no answer for wave %s (%s) within %s s", req.wave + 1, req.wave_name, timeout
+                )
                 return None
             except ValidationError as exc:  # the server checks the schema; this is the rest
                 req = dataclasses.replace(req, problem=input_problem(exc.errors()))
                 retry += 1
                 continue
-            return ApprovalReply(
+            reply = ApprovalReply(
                 approve=answer.decision == "approve",
                 by="prefect",
                 comment=answer.comment,
                 start=answer.start,
                 end=answer.end,
             )
+            logger.info("%s", describe_decision(req, reply))
+            return reply
 
     return _approve
 
 
-@flow(name="run-campaign", persist_result=False, validate_parameters=True)
+@flow(name=FLOW_NAME, persist_result=False, validate_parameters=True)
 async def run_campaign(
     campaign: str,
-    clock: str = "real",
+    clock: ClockChoice = "real",
     sleep_through_windows: bool = False,
     wait_for_lease: bool = False,
     approval_timeout: int = 3600,
@@ -143,15 +163,31 @@ async def run_campaign(
 ) -> State[Any]:
     """Advance the campaign in the YAML file ``campaign`` as far as it can go now.
 
-    ``clock``: real | sim (the simulator's clock) | scaled:F. ``push``: serve a push
-    receiver (``FLEETWAVE_NOTIFY_*`` settings) and poll only as a safety net.
-    ``accept_spec_change``: accept a change of fields a started campaign may not change
-    (recorded with this flow run as who). ``new_store``: accept a store without fleetwave's
-    schema (new, empty or in-memory) and create it; without it such a store is refused (a new
-    store would re-send in-flight devices). Ends in the state of the outcome
-    (``flows.states.OUTCOME_STATES``, its data the outcome dict); an input or environment
-    the operator must fix (a wrong path, a lease another run holds) is one ERROR line and a
-    Failed (or Cancelled ``AlreadyRunning``) state, never a traceback.
+    Ends in the state of the outcome (``flows.states.OUTCOME_STATES``; its data the outcome
+    dict: completed, halted, rolled_back, waiting_window, awaiting_approval or failed); an
+    input or environment the operator must fix (a wrong path, a lease another run holds) is
+    one ERROR line and a Failed (or Cancelled ``AlreadyRunning``) state, never a traceback.
+    Prefect shows each argument's description below in the run form.
+
+    Args:
+        campaign: The campaign's YAML file, relative to the project directory the
+            deployment was made from, e.g. campaigns/nightly-meters-firmware.yaml.
+        clock: real for every real platform. sim (the simulator's own clock) and
+            scaled:F (time F times faster) are for the simulator only, and refused
+            against a real platform.
+        sleep_through_windows: Sleep until the next window opens instead of ending the run
+            when the current window closes (the run then lasts days).
+        wait_for_lease: Wait for another live run of the same campaign to end instead of
+            failing at once.
+        approval_timeout: Seconds an approval form stays open; without an answer the run
+            ends awaiting approval (answer later with `fleetwave approve`).
+        approval_poll_interval: Seconds between checks for an answer to the form.
+        push: Serve the push receiver (FLEETWAVE_NOTIFY_* settings on the worker) and
+            poll the platform only as a safety net.
+        accept_spec_change: Accept a change of fields a started campaign may not change
+            (package, targets, waves ...); recorded with this flow run as who.
+        new_store: Accept a store without fleetwave's schema and create it. Leave off for
+            a production store: a new store would re-send devices already in flight.
     """
     logger = get_run_logger()
     try:
@@ -192,9 +228,7 @@ async def _advance(
     flow_run_id = str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None
     progress = ProgressArtifact(spec.name)
 
-    def _log(event: ProgressEvent) -> None:
-        if event.kind in ("decision", "outcome", "submitted", "stage"):
-            logger.info("%s", event.message or event.stage or event.kind)
+    run_log = RunLog(lambda line: logger.info("%s", line))
 
     engine = store.open_store_for_run(new_store=new_store)
     run_clock = clock_from_option(clock, platform=spec.platform)
@@ -208,9 +242,12 @@ async def _advance(
             campaign,  # the file, so limits its platform cannot meet are shown at FILE:LINE
             db=engine,
             clock=run_clock,
-            progress=combine_sinks(progress.sink, _log, *filter(None, [extra_progress.get()])),
+            progress=combine_sinks(progress.sink, run_log, *filter(None, [extra_progress.get()])),
             approver=prefect_approver(
-                timeout=approval_timeout, poll_interval=approval_poll_interval
+                timeout=approval_timeout,
+                poll_interval=approval_poll_interval,
+                waves=len(spec.waves),
+                windows=describe_windows(spec),
             ),
             stage=prefect_stage,
             flow_run_id=flow_run_id,
@@ -223,7 +260,8 @@ async def _advance(
     finally:
         if channel is not None:
             channel.stop()
-    logger.info("campaign %s", outcome)
+    if not run_log.outcome_logged:  # outcomes without an engine event (nothing to advance)
+        logger.info("campaign %s", outcome)
     try:
         from fleetwave.report.store import load_report
 

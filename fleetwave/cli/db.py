@@ -103,6 +103,7 @@ def status_document(session: Any, *, name: str | None, events: int = 10) -> dict
         waves = [
             {
                 "index": w.index,
+                "number": w.index + 1,
                 "name": w.name,
                 "status": w.status.value,
                 "planned_size": w.planned_size,
@@ -112,7 +113,8 @@ def status_document(session: Any, *, name: str | None, events: int = 10) -> dict
             }
             for w in store.get_waves(session, campaign_id=c.id)
         ]
-        recent = store.recent_events(session, campaign_id=c.id, limit=events)
+        # the last ``events`` events, oldest first (as ``fleetwave report`` lists them)
+        recent = list(reversed(store.recent_events(session, campaign_id=c.id, limit=events)))
         run = None
         if not c.status.is_terminal:
             last = store.recent_events(
@@ -168,30 +170,56 @@ def _status_text(c: dict[str, Any]) -> str:
     return f"{c['status']}, no run active" if run and not run["active"] else c["status"]
 
 
+def _short_time(iso: str | None) -> str:
+    """``2026-01-05T00:00:00.123+00:00`` -> ``2026-01-05 00:00Z`` (stored times are UTC)."""
+    return f"{iso[:16].replace('T', ' ')}Z" if iso else "-"
+
+
+def _devices_text(counts: dict[str, int]) -> str:
+    """``"750 targeted (succeeded 700, failed 50), 52 skipped"``: skipped devices were never
+    sent, so they are said apart from the targeted ones (as report and artifacts do)."""
+    skipped = counts.get("skipped", 0)
+    targeted = {k: v for k, v in counts.items() if k != "skipped"}
+    if not counts:
+        return "no devices"
+    text = f"{sum(targeted.values())} targeted"
+    if targeted:
+        text += f" ({_counts_text(targeted)})"
+    return text + (f", {skipped} skipped" if skipped else "")
+
+
 def _render(doc: dict[str, Any], *, detailed: bool) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
+
+    from fleetwave.cli.numbering import event_subject
 
     console = Console(highlight=False, soft_wrap=True)
     if not doc["campaigns"]:
         console.print("no campaigns in the database")
         return
     if not detailed:
-        table = Table("campaign", "status", "devices", "started", "finished")
+        # The name is what every other command takes: never cut or wrapped (the other
+        # columns wrap instead); piped output is not limited to 80 columns.
+        longest = max(len(c["name"]) for c in doc["campaigns"])
+        if not console.is_terminal:
+            console = Console(highlight=False, soft_wrap=True, width=max(console.width, 200))
+        table = Table("status", "devices", "started", "finished")
+        table.columns.insert(0, Column("campaign", no_wrap=True, min_width=longest))
         for c in doc["campaigns"]:
             table.add_row(
                 c["name"],
                 _status_text(c),
-                _counts_text(c["counts"]),
-                c["started_at"] or "-",
-                c["finished_at"] or "-",
+                _devices_text(c["counts"]),
+                _short_time(c["started_at"]),
+                _short_time(c["finished_at"]),
             )
         console.print(table)
         return
     for c in doc["campaigns"]:
         reason = f" ({c['status_reason']})" if c["status_reason"] else ""
         console.print(f"[bold]{c['name']}[/bold]: {_status_text(c)}{reason}")
-        console.print(f"  spec {c['spec_hash'][:12]}  devices: {_counts_text(c['counts'])}")
+        console.print(f"  spec {c['spec_hash'][:12]}  devices: {_devices_text(c['counts'])}")
         if c.get("skipped"):
             console.print(f"  skipped {sum(c['skipped'].values())}: {_counts_text(c['skipped'])}")
         if c.get("run"):
@@ -199,7 +227,7 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
         waves = Table("wave", "name", "status", "planned", "devices by status")
         for w in c["waves"]:
             waves.add_row(
-                str(w["index"]),
+                str(w["number"]),
                 w["name"],
                 w["status"],
                 str(w["planned_size"]),
@@ -207,12 +235,15 @@ def _render(doc: dict[str, Any], *, detailed: bool) -> None:
             )
         console.print(waves)
         if c["events"]:
-            console.print("  last events:")
+            n = len(c["events"])
+            console.print(f"  last {n} event{'s' if n != 1 else ''} (oldest first):")
             for e in c["events"]:
                 data = json.dumps(e["data"], sort_keys=True, default=str, ensure_ascii=False)
                 if len(data) > 120:
                     data = data[:117] + "..."
-                console.print(f"  {e['at']}  {e['kind']}  {e['subject'] or ''}  {data}")
+                at = (e["at"] or "")[:19].replace("T", " ")
+                subject = event_subject(e["subject"])
+                console.print(f"  {at}Z  {e['kind']}  {subject}  {data}")
 
 
 def status(

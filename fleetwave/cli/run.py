@@ -11,7 +11,7 @@ import signal
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pendulum
 import typer
@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from fleetwave import store
-from fleetwave.engine.progress import ProgressEvent
+from fleetwave.engine.progress import ProgressEvent, plural
 from fleetwave.errors import UserError
+from fleetwave.platforms.errors import PlatformError
 
 __all__ = [
     "EXIT_CODES",
@@ -174,7 +175,7 @@ class ProgressDisplay:
             )
             if event.phase == "rollback":
                 detail += f"  rolled back {w.rolled_back}"
-            label = f"{event.phase} wave {w.wave} {w.name}"
+            label = f"{event.phase} wave {w.wave + 1} {w.name}"
             if key not in self.tasks:
                 self.tasks[key] = self.progress.add_task(label, total=w.total, detail=detail)
             self.progress.update(
@@ -191,6 +192,79 @@ class ProgressDisplay:
             )
 
 
+def error_document(exc: Exception) -> dict[str, Any]:
+    """What ``run --json`` prints on stdout when the run could not start or went wrong."""
+    if isinstance(exc, UserError):
+        return {"error": str(exc), "kind": "user_error", "exit_code": exc.exit_code}
+    return {"error": str(exc), "kind": "platform_error", "exit_code": 3}
+
+
+def campaign_totals(name: str) -> dict[str, int] | None:
+    """The campaign's devices and tasks over all its runs, from the store (None when the
+    store cannot be read): targeted and skipped apart, tasks that reached the platform."""
+    from fleetwave.store import ChunkKind, DeviceRunStatus
+
+    try:
+        with store.session_scope(store.get_engine(), read_only=True) as s:
+            row = store.find_campaign(s, name=name)
+            if row is None or row.id is None:
+                return None
+            counts = store.device_status_counts(s, campaign_id=row.id)
+            tasks = store.chunk_counts_by_wave(s, campaign_id=row.id)
+    except Exception:  # the outcome line must be printed even if the store cannot be read
+        return None
+    d = DeviceRunStatus
+
+    def n(*statuses: DeviceRunStatus) -> int:
+        return sum(counts.get(x, 0) for x in statuses)
+
+    total = sum(counts.values())
+    return {
+        "targeted": total - n(d.SKIPPED),
+        "skipped": n(d.SKIPPED),
+        "succeeded": n(d.SUCCEEDED, d.ROLLING_BACK, d.ROLLED_BACK, d.ROLLBACK_FAILED),
+        "failed": n(d.FAILED),
+        "timed_out": n(d.TIMED_OUT),
+        "unfinished": n(d.PENDING, d.QUEUED, d.SUBMITTED, d.IN_PROGRESS),
+        "cancelled": n(d.CANCELLED),
+        "rolled_back": n(d.ROLLED_BACK),
+        "tasks": sum(v for (_, kind), v in tasks.items() if kind is ChunkKind.UPGRADE),
+        "rollback_tasks": sum(v for (_, kind), v in tasks.items() if kind is ChunkKind.ROLLBACK),
+    }
+
+
+def outcome_lines(result: dict[str, Any]) -> list[str]:
+    """The two lines ``run`` prints: the outcome, then the campaign's totals over all runs
+    (this run's tasks and API calls said apart)."""
+    line = f"{result['campaign']}: {result['kind']}"
+    if result.get("next_open"):
+        line += f" until {result['next_open']}"
+    if result.get("wave") is not None and result["kind"] == "awaiting_approval":
+        line += f" (wave {result['wave'] + 1}: `fleetwave approve {result['campaign']}`)"
+    if result.get("reason"):
+        line += f" - {result['reason']}"
+    t = result.get("campaign_totals")
+    this_run = (
+        f"this run: {plural(result.get('tasks_submitted', 0), 'task')} submitted, "
+        f"{plural(result.get('api_calls', 0), 'API call')}"
+    )
+    if t is None:
+        c = result.get("counts", {})
+        return [line, f"devices: {c.get('total', 0) - c.get('skipped', 0)} targeted; {this_run}"]
+    devices = (
+        f"devices: {t['targeted']} targeted ({t['succeeded']} succeeded, {t['failed']} failed, "
+        f"{t['timed_out']} timed out"
+        + (f", {t['unfinished']} not finished" if t["unfinished"] else "")
+        + (f", {t['cancelled']} cancelled" if t["cancelled"] else "")
+        + (f", {t['rolled_back']} rolled back" if t["rolled_back"] else "")
+        + f"), {t['skipped']} skipped"
+    )
+    tasks = f"{plural(t['tasks'], 'task')} in all" + (
+        f" and {plural(t['rollback_tasks'], 'rollback task')}" if t["rollback_tasks"] else ""
+    )
+    return [line, f"{devices}; {tasks}; {this_run}"]
+
+
 def _run(
     file: Path,
     *,
@@ -204,20 +278,30 @@ def _run(
     accept_spec_change: bool = False,
     new_store: bool = False,
 ) -> dict[str, Any]:
-    from fleetwave.sim.linked_clock import clock_from_option
+    from fleetwave.sim.linked_clock import clock_from_option, refuse_simulated_clock
     from fleetwave.spec import load_spec
 
     spec = load_spec(file)
+    # refused here, before a flow run starts, so the refusal is one line and not a failed run
+    refuse_simulated_clock(clock, spec.platform)
     engine = open_store(new_store=new_store)
     if use_prefect:
-        from flows.campaign import extra_progress, run_campaign_outcome
+        from typing import get_args
+
+        from flows.campaign import ClockChoice, extra_progress, run_campaign_outcome
+
+        if clock not in get_args(ClockChoice):
+            raise UserError(
+                f"--clock {clock!r} is not a clock a Prefect flow run takes",
+                hint=f"one of {', '.join(get_args(ClockChoice))}, or run with --no-prefect",
+            )
 
         token = extra_progress.set(display.sink)
         try:
             result: dict[str, Any] = run_until_signal(
                 run_campaign_outcome(
                     campaign=str(file),
-                    clock=clock,
+                    clock=cast(ClockChoice, clock),  # checked above
                     sleep_through_windows=sleep_through_windows,
                     wait_for_lease=wait_lease,
                     accept_spec_change=accept_spec_change,
@@ -269,6 +353,21 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
             hint="write ISO 8601, e.g. 2026-01-06T22:30 (UTC) or 2026-01-06T22:30+01:00",
         )
     return parsed
+
+
+def _wave_index(db: Any, name: str, number: int | None) -> int | None:
+    """The store's index of ``--wave NUMBER`` (from 1; the old 0 is read as 1 with a note)."""
+    from fleetwave.cli.numbering import wave_index
+
+    if number is None:
+        return None
+    with store.session_scope(db, read_only=True) as s:
+        c = store.get_campaign(s, name=name)
+        assert c.id is not None
+        names = [w.name for w in store.get_waves(s, campaign_id=c.id)]
+    if not names:
+        return number - 1  # not planned yet: approve_campaign says so
+    return wave_index(number, names, old_zero=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -335,25 +434,23 @@ def register(app: typer.Typer) -> None:
                     new_store=new_store,
                 )
         except RunStopped as stop:
-            typer.echo(_stop_line(stop.signum, file, holder), err=True)
+            line = _stop_line(stop.signum, file, holder)
+            if as_json:
+                typer.echo(
+                    json.dumps({"error": line, "kind": "stopped", "signal": stop.signum.name})
+                )
+            typer.echo(line, err=True)
             raise typer.Exit(SIGNAL_EXIT_CODES.get(stop.signum, 128 + stop.signum)) from None
+        except (UserError, PlatformError) as exc:
+            if as_json:  # the error as JSON on stdout too; main() prints the line on stderr
+                typer.echo(json.dumps(error_document(exc), indent=2))
+            raise
+        result["campaign_totals"] = campaign_totals(result["campaign"])
         if as_json:
             typer.echo(json.dumps(result, indent=2))
         else:
-            c = result.get("counts", {})
-            line = f"{result['campaign']}: {result['kind']}"
-            if result.get("next_open"):
-                line += f" until {result['next_open']}"
-            if result.get("wave") is not None and result["kind"] == "awaiting_approval":
-                line += f" (wave {result['wave']}: `fleetwave approve {result['campaign']}`)"
-            if result.get("reason"):
-                line += f" - {result['reason']}"
-            typer.echo(line)
-            typer.echo(
-                f"devices {c.get('total', 0)}: {c.get('succeeded', 0)} succeeded, "
-                f"{c.get('failed', 0)} failed, {c.get('timed_out', 0)} timed out; "
-                f"{result.get('tasks_submitted', 0)} tasks, {result.get('api_calls', 0)} API calls"
-            )
+            for line in outcome_lines(result):
+                typer.echo(line)
         raise typer.Exit(EXIT_CODES.get(str(result.get("kind")), 1))
 
     @app.command("halt")
@@ -383,7 +480,9 @@ def register(app: typer.Typer) -> None:
     def approve_cmd(
         name: str = typer.Argument(..., help="Campaign name."),
         wave: int | None = typer.Option(
-            None, help="Wave index (default: the wave waiting for approval)."
+            None,
+            help="Wave number, from 1 as `fleetwave plan` shows them (default: the wave "
+            "waiting for approval).",
         ),
         reject: bool = typer.Option(False, "--reject", help="Reject: the campaign halts."),
         comment: str = typer.Option("", help="Why (kept in the event log)."),
@@ -407,12 +506,13 @@ def register(app: typer.Typer) -> None:
 
         when_start = _parse_when(start, "--start")
         when_end = _parse_when(end, "--end")
+        db = open_store()
         result = approve_campaign(
-            open_store(),
+            db,
             name=name,
             by=_operator(),
             now=clock_from_option(clock).now().in_tz("UTC"),
-            wave=wave,
+            wave=_wave_index(db, name, wave),
             approve=not reject,
             comment=comment,
             start=when_start,

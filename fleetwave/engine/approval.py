@@ -157,17 +157,18 @@ def check_wave_decision(
     was replaced (None when there was none)."""
     if status in _STARTED:
         raise DecisionError(
-            f"wave {wave} of {campaign} is already {status.value}; there is nothing to approve",
+            f"wave {wave + 1} of {campaign} is already {status.value}; there is nothing to approve",
             hint=f"`fleetwave halt {campaign}` stops it; `fleetwave status {campaign}` shows it",
         )
     if status.is_terminal:
         raise DecisionError(
-            f"wave {wave} of {campaign} has finished ({status.value}); there is nothing to approve",
+            f"wave {wave + 1} of {campaign} has finished ({status.value}); "
+            "there is nothing to approve",
             hint=f"`fleetwave status {campaign}` shows its waves",
         )
     if status is WaveStatus.HALTED:
         raise DecisionError(
-            f"wave {wave} of {campaign} is halted with the campaign; an approval would not "
+            f"wave {wave + 1} of {campaign} is halted with the campaign; an approval would not "
             "restart it",
             hint=f"`fleetwave resume {campaign}` continues it",
         )
@@ -175,7 +176,7 @@ def check_wave_decision(
         return None
     if not replace:
         raise DecisionError(
-            f"wave {wave} of {campaign} was already {standing.describe()}",
+            f"wave {wave + 1} of {campaign} was already {standing.describe()}",
             hint="add --replace to replace that decision, or --wave N to decide on another wave",
         )
     return f"replaces the decision {standing.describe()}"
@@ -199,7 +200,7 @@ def record_decision(
         waves = store.get_waves(s, campaign_id=c.id)
         if not any(w.index == wave for w in waves):
             raise UserError(
-                f"campaign {campaign!r} has no wave {wave}",
+                f"campaign {campaign!r} has no wave {wave + 1}",
                 hint=f"its waves are 0..{len(waves) - 1}" if waves else "it is not planned yet",
             )
         text = comment

@@ -123,7 +123,7 @@ def resume_campaign(db: sa.Engine, *, name: str, by: str, now: dt.datetime) -> s
         rejected = [w.index for w in waves if w.status is WaveStatus.REJECTED]
         if rejected:
             raise UserError(
-                f"campaign {name!r}: wave {rejected[0]} was rejected at its approval gate",
+                f"campaign {name!r}: wave {rejected[0] + 1} was rejected at its approval gate",
                 hint=REJECTED_HINT,
             )
         recorded, in_flight = threshold_counts(s, spec=_counting_spec(c.spec), campaign_id=c.id)
@@ -181,7 +181,7 @@ def _standing_decision(s: Any, campaign_id: int, wave: store.Wave) -> StandingDe
 def _pick_wave(waves: list[store.Wave], spec: dict[str, Any], wave: int | None) -> int:
     if wave is not None:
         if not any(w.index == wave for w in waves):
-            raise UserError(f"there is no wave {wave}", hint=f"waves are 0..{len(waves) - 1}")
+            raise UserError(f"there is no wave {wave + 1}", hint=f"waves are 1..{len(waves)}")
         return wave
     for w in waves:
         if w.status is WaveStatus.WAITING_APPROVAL:
@@ -255,7 +255,7 @@ def approve_campaign(
         appointment=appointment,
     )
     verb = "approved" if approve else "rejected"
-    message = f"wave {index} of {name} {verb} by {by}"
+    message = f"wave {index + 1} ({chosen.name}) of {name} {verb} by {by}"
     if appointment is not None:
         message += (
             f" for {appointment[0].to_iso8601_string()} .. {appointment[1].to_iso8601_string()}"

@@ -305,20 +305,20 @@ def evaluate_wave_gate(
         return Decision(
             "wave_gate",
             Verdict.WAIT,
-            f"wave {wave} still has {counts.unfinished} unfinished devices",
+            f"wave {wave + 1} still has {counts.unfinished} unfinished devices",
             inputs,
         )
     if rate + 1e-12 >= success_threshold:
         return Decision(
             "wave_gate",
             Verdict.PROCEED,
-            f"wave {wave} reached {rate:.1%} success (needs {success_threshold:.1%})",
+            f"wave {wave + 1} reached {rate:.1%} success (needs {success_threshold:.1%})",
             inputs,
         )
     return Decision(
         "wave_gate",
         Verdict.HALT,
-        f"wave {wave} reached only {rate:.1%} success (needs {success_threshold:.1%})",
+        f"wave {wave + 1} reached only {rate:.1%} success (needs {success_threshold:.1%})",
         inputs,
     )
 
@@ -530,7 +530,7 @@ def breach_action(
         return Decision(
             "breach_action",
             Verdict.PAUSE,
-            f"wave {wave} halted, awaiting approval: {trip.reason}",
+            f"wave {wave + 1} halted, awaiting approval: {trip.reason}",
             inputs,
         )
     reason = f"halt: {trip.reason}"
@@ -547,15 +547,15 @@ def after_gate(wave: int, *, next_wave: int | None, soak_seconds: float) -> Deci
     """
     inputs: dict[str, Any] = {"wave": wave, "next_wave": next_wave, "soak_seconds": soak_seconds}
     if next_wave is None:
-        return Decision("after_gate", Verdict.DONE, f"wave {wave} was the last wave", inputs)
+        return Decision("after_gate", Verdict.DONE, f"wave {wave + 1} was the last wave", inputs)
     if soak_seconds > 0:
         return Decision(
             "after_gate",
             Verdict.SOAK,
-            f"wave {wave} soaks {soak_seconds:.0f} s before wave {next_wave}",
+            f"wave {wave + 1} soaks {soak_seconds:.0f} s before wave {next_wave + 1}",
             inputs,
         )
-    return Decision("after_gate", Verdict.PROCEED, f"wave {next_wave} may start", inputs)
+    return Decision("after_gate", Verdict.PROCEED, f"wave {next_wave + 1} may start", inputs)
 
 
 def approval_validity(
@@ -581,17 +581,17 @@ def approval_validity(
         "approval_event": approval_event,
     }
     if not decided:
-        return Decision("approval", Verdict.WAIT, f"wave {wave} has no decision yet", inputs)
+        return Decision("approval", Verdict.WAIT, f"wave {wave + 1} has no decision yet", inputs)
     if breach_event is None:
-        return Decision("approval", Verdict.PROCEED, f"wave {wave} was decided", inputs)
+        return Decision("approval", Verdict.PROCEED, f"wave {wave + 1} was decided", inputs)
     if approval_event is not None and approval_event > breach_event:
         return Decision(
-            "approval", Verdict.PROCEED, f"wave {wave} was decided after its breach", inputs
+            "approval", Verdict.PROCEED, f"wave {wave + 1} was decided after its breach", inputs
         )
     return Decision(
         "approval",
         Verdict.WAIT,
-        f"a threshold of wave {wave} tripped after its decision: it must be decided again",
+        f"a threshold of wave {wave + 1} tripped after its decision: it must be decided again",
         inputs,
     )
 
@@ -627,11 +627,11 @@ def wave_step(
             return Decision("wave_step", Verdict.PAUSE, "approval required", inputs)
         return Decision("wave_step", Verdict.RUN, "started", inputs)
     if status is ws.WAITING_APPROVAL:
-        return Decision("wave_step", Verdict.APPROVAL, f"wave {wave} awaits approval", inputs)
+        return Decision("wave_step", Verdict.APPROVAL, f"wave {wave + 1} awaits approval", inputs)
     if status is ws.HALTED:
         return Decision("wave_step", Verdict.RUN, "resumed", inputs)
     if status in (ws.FAILED, ws.REJECTED, ws.CANCELLED):
-        return Decision("wave_step", Verdict.HALT, f"wave {wave} is {status.value}", inputs)
+        return Decision("wave_step", Verdict.HALT, f"wave {wave + 1} is {status.value}", inputs)
     if status is ws.SOAKING:
         if now is None:
             raise ValueError("a soaking wave's step needs now")
@@ -643,12 +643,12 @@ def wave_step(
         return Decision(
             "wave_step",
             Verdict.WAIT,
-            f"wave {wave} soaks until {until.to_iso8601_string()}",
+            f"wave {wave + 1} soaking until {until.to_iso8601_string()}",
             inputs,
         )
     if status is ws.RUNNING:
-        return Decision("wave_step", Verdict.CONTINUE, f"wave {wave} is running", inputs)
-    raise ValueError(f"wave {wave} is {status.value}: it has no next step")
+        return Decision("wave_step", Verdict.CONTINUE, f"wave {wave + 1} is running", inputs)
+    raise ValueError(f"wave {wave + 1} is {status.value}: it has no next step")
 
 
 # --------------------------------------------------------------------------- consent

@@ -59,7 +59,7 @@ class Outcome:
         if self.kind is OutcomeKind.WAITING_WINDOW and self.next_open is not None:
             text += f" until {self.next_open.to_iso8601_string()}"
         if self.kind is OutcomeKind.AWAITING_APPROVAL and self.wave is not None:
-            text += f" of wave {self.wave}"
+            text += f" of wave {self.wave + 1}"
         return f"{text} ({self.reason})" if self.reason else text
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def early_outcome(
         return Outcome(
             OutcomeKind.HALTED,
             name,
-            f"{reason or f'wave {rejected_wave} was rejected'}; {REJECTED_HINT}",
+            f"{reason or f'wave {rejected_wave + 1} was rejected'}; {REJECTED_HINT}",
             wave=rejected_wave,
         )
     if status is CampaignStatus.HALTED:

@@ -20,6 +20,7 @@ __all__ = [
     "combine_sinks",
     "logging_sink",
     "null_sink",
+    "plural",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,3 +118,8 @@ def combine_sinks(*sinks: ProgressSink | Callable[[ProgressEvent], None]) -> Pro
                 logger.warning("progress sink %r failed", sink, exc_info=True)
 
     return _sink
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 task"``, ``"2 tasks"``: counts in messages people read."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -14,6 +14,7 @@ from fleetwave.engine.context import carried
 from fleetwave.engine.loop import Loop
 from fleetwave.engine.monitor import monitor_round
 from fleetwave.engine.outcome import Outcome, OutcomeKind, Stop
+from fleetwave.engine.progress import plural
 from fleetwave.engine.submit import create_intents, submit_intent, task_policy
 from fleetwave.platforms.base import ExecuteType, TaskPolicy
 from fleetwave.store import CampaignStatus, ChunkKind, DeviceRunStatus, WaveStatus
@@ -109,10 +110,12 @@ async def roll_back(loop: Loop) -> Outcome:
                         await submit_intent(ctx, chunk)
                     return len(chunks)
 
-                n = await ctx.stage(f"rollback wave {w_idx} ({len(batches)} tasks)", _go)
+                n = await ctx.stage(
+                    f"rollback wave {w_idx + 1} ({plural(len(batches), 'task')})", _go
+                )
                 if n and ctx.push is not None:
                     ctx.push.expect(ctx.campaign_id, ctx.now())
-                ctx.emit("submitted", message=f"rollback wave {w_idx}: {n} tasks")
+                ctx.emit("submitted", message=f"rollback wave {w_idx + 1}: {plural(n, 'task')}")
             with ctx.tx() as s:
                 active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
             if active:

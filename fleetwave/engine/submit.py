@@ -188,7 +188,7 @@ async def submit_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
         _abandon(ctx, chunk, f"platform refused the task: {exc}")
         raise SubmitRejected(
             f"campaign {ctx.name}: the platform refused the task for chunk {chunk.id} "
-            f"(wave {chunk.wave_index}, {chunk.device_count} devices): {exc}",
+            f"(wave {chunk.wave_index + 1}, {chunk.device_count} devices): {exc}",
             hint="check the package against the devices' type/model/manufacturer",
         ) from exc
     _record(ctx, chunk, operation_id)

@@ -50,6 +50,7 @@ from fleetwave.engine.loop import Loop
 from fleetwave.engine.monitor import monitor_round
 from fleetwave.engine.outcome import Outcome, OutcomeKind, Stop
 from fleetwave.engine.planning import plan_campaign
+from fleetwave.engine.progress import plural
 from fleetwave.engine.retries import Retries, scan_retries
 from fleetwave.engine.rollback import roll_back
 from fleetwave.engine.screening import TargetScreen
@@ -188,7 +189,7 @@ class WaveDriver(Loop):
                 wave = next((w for w in self.waves() if w.index == idx), None)
 
         await carried(
-            self.ctx.stage, f"wave {idx}: submit and monitor", _rounds, carry=(Stop, RollBack)
+            self.ctx.stage, f"wave {idx + 1}: submit and monitor", _rounds, carry=(Stop, RollBack)
         )
 
     async def wait_until(
@@ -239,8 +240,8 @@ class WaveDriver(Loop):
             )
 
         if not valid(wave) and ctx.approver is not None:
-            ctx.emit("stage", stage="approval", message=f"waiting for approval of wave {idx}")
-            self.set_status(CampaignStatus.PAUSED, f"awaiting approval of wave {idx}")
+            ctx.emit("stage", stage="approval", message=f"waiting for approval of wave {idx + 1}")
+            self.set_status(CampaignStatus.PAUSED, f"awaiting approval of wave {idx + 1}")
             problem, attempt = "", 0
             while True:  # an answer the gate refuses is asked again, with the reason
                 async with self.lease_kept():  # the pause may outlast the lease
@@ -288,11 +289,11 @@ class WaveDriver(Loop):
             self.check_halt()
             wave = next(w for w in self.waves() if w.index == idx)
         if not valid(wave):
-            reason = f"wave {idx} ({wave.name}) awaits approval"
+            reason = f"wave {idx + 1} ({wave.name}) awaits approval"
             self.set_status(CampaignStatus.PAUSED, reason)
             raise Stop(self.outcome(OutcomeKind.AWAITING_APPROVAL, reason, wave=idx))
         if wave.approval_decision is ApprovalDecision.REJECTED:
-            reason = f"wave {idx} rejected by {wave.approval_by}" + (
+            reason = f"wave {idx + 1} rejected by {wave.approval_by}" + (
                 f": {wave.approval_comment}" if wave.approval_comment else ""
             )
             self.set_wave(idx, WaveStatus.REJECTED, reason)
@@ -304,10 +305,10 @@ class WaveDriver(Loop):
         if booked is not None and ctx.now() < booked:
             if self.status() is not CampaignStatus.RUNNING:
                 self.set_status(CampaignStatus.RUNNING, "approved")
-            await self.wait_until(booked, f"wave {idx} booked for {booked.to_iso8601_string()}")
+            await self.wait_until(booked, f"wave {idx + 1} booked for {booked.to_iso8601_string()}")
             return
         if self.status() is not CampaignStatus.RUNNING:
-            self.set_status(CampaignStatus.RUNNING, f"wave {idx} approved")
+            self.set_status(CampaignStatus.RUNNING, f"wave {idx + 1} approved")
         self.set_wave(
             idx,
             WaveStatus.RUNNING,
@@ -433,12 +434,12 @@ class WaveDriver(Loop):
                 return len(chunks)
 
             n = await ctx.stage(
-                f"submit wave {wave_index} round {round_no} ({len(take)} tasks)", _go
+                f"submit wave {wave_index + 1} round {round_no} ({plural(len(take), 'task')})", _go
             )
             submitted += n
             ctx.emit(
                 "submitted",
-                message=f"wave {wave_index} round {round_no}: {n} tasks",
+                message=f"wave {wave_index + 1} round {round_no}: {plural(n, 'task')}",
                 detail={"wave": wave_index, "round": round_no, "tasks": n},
             )
         return submitted
@@ -573,7 +574,7 @@ class WaveDriver(Loop):
                 ),
                 min_answered=th.min_finished,
                 on_trip=on_trip,
-                scope=f"wave {idx}" if wave_scope else "campaign",
+                scope=f"wave {idx + 1}" if wave_scope else "campaign",
             )
             if limit.verdict in (Verdict.HALT, Verdict.ROLLBACK):
                 ctx.decision(limit, subject=f"wave {idx}")
@@ -586,7 +587,7 @@ class WaveDriver(Loop):
             max_failures=th.max_failures,
             min_finished=th.min_finished,
             on_trip=on_trip,
-            scope=f"wave {idx}" if wave_scope else "campaign",
+            scope=f"wave {idx + 1}" if wave_scope else "campaign",
             parts={"recorded": recorded.as_dict(), "in_flight": in_flight.as_dict()},
         )
         key = (decision.verdict.value, scope_counts.finished)

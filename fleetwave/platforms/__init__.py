@@ -30,6 +30,7 @@ __all__ = [
     "PlatformRefLike",
     "UnknownPlatformType",
     "default_capabilities",
+    "is_simulated",
     "known_platform_types",
     "open_platform",
     "platform_capabilities",
@@ -77,6 +78,7 @@ class _Entry:
     factory: PlatformFactory
     simulator_url: Callable[[str], str | None] | None
     default_capabilities: Capabilities | None = None
+    simulated: Callable[[str], bool] | bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -92,6 +94,7 @@ def register_platform(
     *,
     simulator_url: Callable[[str], str | None] | None = None,
     default_capabilities: Capabilities | None = None,
+    simulated: Callable[[str], bool] | bool = False,
 ) -> None:
     """Register (or replace) the factory of platform ``type_``.
 
@@ -99,8 +102,20 @@ def register_platform(
     talks to (``fleetwave run --clock sim`` links the engine's clock to it).
     ``default_capabilities``: what every connection of the type can do with default
     settings, so ``validate`` can check a campaign whose profile is not configured here.
+    ``simulated`` says whether a profile is a simulator rather than a real platform (a bool
+    for the whole type, or a function of the profile): only a simulator accepts a simulated
+    clock.
     """
-    _REGISTRY[type_] = _Entry(factory, simulator_url, default_capabilities)
+    _REGISTRY[type_] = _Entry(factory, simulator_url, default_capabilities, simulated)
+
+
+def is_simulated(ref: PlatformRefLike | str | None = None) -> bool:
+    """Whether the platform ``ref`` names is a simulator (its devices and time are not real),
+    as its type registered; a real platform refuses ``--clock sim`` and ``scaled:F``."""
+    r = _as_ref(ref)
+    platform_factory(r.type)  # unknown types fail with the list of known ones
+    flag = _REGISTRY[r.type].simulated
+    return flag(r.profile) if callable(flag) else bool(flag)
 
 
 def _lookup(type_: str) -> _Entry | None:
@@ -201,4 +216,9 @@ def _iodm_simulator_url(profile: str) -> str | None:
     return simulator_base_url(profile)
 
 
-register_platform("iodm", _open_iodm, simulator_url=_iodm_simulator_url)
+def _iodm_simulated(profile: str) -> bool:
+    # the settings allow plain http:// only for the local simulator; a real IoDM is https
+    return (_iodm_simulator_url(profile) or "").lower().startswith("http://")
+
+
+register_platform("iodm", _open_iodm, simulator_url=_iodm_simulator_url, simulated=_iodm_simulated)

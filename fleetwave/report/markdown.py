@@ -65,7 +65,7 @@ def render_summary(report: CampaignReport) -> str:
 def _wave_row(w: WaveReport) -> str:
     t = w.totals
     cells = [
-        str(w.index) if w.index >= 0 else "-",
+        str(w.index + 1) if w.index >= 0 else "-",
         _cell(w.label),
         w.status,
         str(t.devices),
@@ -100,7 +100,7 @@ def render_markdown(report: CampaignReport, *, events: int = 10) -> str:
     """The whole report: summary, wave table and the last ``events`` events."""
     parts = [render_summary(report), "## Waves", "", render_wave_table(report)]
     if report.events and events > 0:
-        parts += ["## Last events", ""]
+        parts += ["## Last events (oldest first)", ""]
         parts += [
             f"- {_when(e.at)} **{_cell(e.kind)}** {_cell(e.message)}"
             for e in report.events[-events:]

@@ -8,6 +8,7 @@ points per wave, so memory stays flat for a million-device campaign.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,20 @@ __all__ = [
     "Totals",
     "WaveReport",
     "build_timeline",
+    "event_subject",
 ]
+
+_SUBJECT_WAVE = re.compile(r"^(rollback )?wave (\d+)\b")
+
+
+def event_subject(subject: str | None) -> str:
+    """An event's subject for people: the store writes ``wave 0 ...`` (the 0-based index, a
+    stable key the engine matches on); reports show ``wave 1 ...``, as ``plan`` counts."""
+    if not subject:
+        return ""
+    return _SUBJECT_WAVE.sub(
+        lambda m: f"{m.group(1) or ''}wave {int(m.group(2)) + 1}", subject, count=1
+    )
 
 
 @dataclass(frozen=True, slots=True)

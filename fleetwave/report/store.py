@@ -25,6 +25,7 @@ from fleetwave.report.model import (
     Totals,
     WaveReport,
     build_timeline,
+    event_subject,
 )
 from fleetwave.store import api as store_api
 from fleetwave.store.consent import consent_state_counts
@@ -91,7 +92,7 @@ def _describe_package(spec: Mapping[str, Any], *keys: str) -> str | None:
 
 
 def _event_message(event: Event) -> str:
-    parts = [event.subject] if event.subject else []
+    parts = [event_subject(event.subject)] if event.subject else []
     for key, value in list((event.data or {}).items())[:8]:
         if isinstance(value, str | int | float | bool) or value is None:
             parts.append(f"{key}={value}")

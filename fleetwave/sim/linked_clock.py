@@ -20,7 +20,7 @@ from fleetwave.errors import UserError
 if TYPE_CHECKING:
     from fleetwave.platforms import PlatformRefLike
 
-__all__ = ["SimLinkedClock", "clock_from_option", "parse_sim_time"]
+__all__ = ["SimLinkedClock", "clock_from_option", "parse_sim_time", "refuse_simulated_clock"]
 
 
 def parse_sim_time(body: Any) -> pendulum.DateTime:
@@ -98,6 +98,22 @@ class SimLinkedClock:
         return f"SimLinkedClock({self.base_url})"
 
 
+def refuse_simulated_clock(option: str, platform: PlatformRefLike | str | None) -> None:
+    """A ``sim``, ``manual`` or ``scaled:F`` clock only against a simulator: against a real
+    platform it would write simulated (future) timestamps into the store. No platform
+    given (``approve --clock``): nothing to check."""
+    if platform is None or option.strip().lower() == "real":
+        return
+    from fleetwave.platforms import is_simulated
+
+    if not is_simulated(platform):
+        raise UserError(
+            f"--clock {option}: platform {platform} is a real platform, not a simulator; a "
+            "simulated clock would write simulated time into the store",
+            hint="use --clock real (simulated clocks are for the simulator and tests)",
+        )
+
+
 def clock_from_option(
     option: str, *, sim_url: str | None = None, platform: PlatformRefLike | str | None = None
 ) -> Clock:
@@ -109,6 +125,7 @@ def clock_from_option(
     """
     from fleetwave.clock import parse_clock
 
+    refuse_simulated_clock(option, platform)
     if option.strip().lower() == "sim":
         from fleetwave.platforms import simulator_url
 

@@ -56,10 +56,12 @@ __all__ = [
     "RESOLVE_SKIPPED_WAVE",
     "ChunkPollFigures",
     "ChunkRef",
+    "DeviceListing",
     "DeviceResult",
     "FinishedDevice",
     "NewDeviceRun",
     "TaskDevices",
+    "TaskListing",
     "WavePlan",
     "abandon_chunk",
     "acquire_lease",
@@ -96,9 +98,11 @@ __all__ = [
     "get_waves",
     "has_chunks_on_connection",
     "iter_device_ids",
+    "iter_device_listing",
     "iter_device_runs",
     "iter_finished_devices",
     "iter_task_devices",
+    "iter_task_listing",
     "list_active_chunks",
     "list_campaigns",
     "list_chunks",
@@ -213,6 +217,37 @@ class TaskDevices(NamedTuple):
     device_ids: list[str]
     finished_at: datetime | None
     updated_at: datetime
+
+
+class DeviceListing(NamedTuple):
+    """One device of a campaign as ``fleetwave devices`` lists it (its task's operationId
+    joined in; the device-list JSON of the task is not loaded)."""
+
+    device_id: str
+    wave_index: int
+    status: DeviceRunStatus
+    attempt: int
+    failure_kind: str | None
+    failure_detail: str | None
+    current_version: str | None
+    operation_id: str | None
+    finished_at: datetime | None
+
+
+class TaskListing(NamedTuple):
+    """One chunk (a platform task, or the intent of one) as ``fleetwave tasks`` lists it."""
+
+    chunk_id: int
+    wave_index: int
+    kind: ChunkKind
+    round: int
+    seq: int
+    device_count: int
+    status: ChunkStatus
+    operation_id: str | None
+    platform_status: str | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
 
 
 # --------------------------------------------------------------------------------------
@@ -1275,6 +1310,95 @@ def iter_device_runs(
         if len(rows) < batch_size:
             return
         last = rows[-1].device_id
+
+
+def iter_device_listing(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int | None = None,
+    statuses: Iterable[DeviceRunStatus] | None = None,
+    batch_size: int = 1000,
+) -> Iterator[DeviceListing]:
+    """The campaign's devices with their task's operationId, sorted by device ID, streamed.
+
+    Keyset pagination like :func:`iter_device_ids`: one batch of plain tuples in memory, so
+    listing a million devices costs what listing a thousand does.
+    """
+    status_set = set(statuses) if statuses is not None else None
+    columns = (
+        _dr.c.device_id,
+        _dr.c.wave_index,
+        _dr.c.status,
+        _dr.c.attempt,
+        _dr.c.failure_kind,
+        _dr.c.failure_detail,
+        _dr.c.current_version,
+        _chunk.c.operation_id,
+        _dr.c.finished_at,
+    )
+    last: str | None = None
+    while True:
+        stmt = _device_filter(
+            sa.select(*columns).select_from(_dr.outerjoin(_chunk, _chunk.c.id == _dr.c.chunk_id)),
+            campaign_id=campaign_id,
+            wave_index=wave_index,
+            statuses=status_set,
+        )
+        if last is not None:
+            stmt = stmt.where(_dr.c.device_id > last)
+        rows = session.execute(stmt.order_by(_dr.c.device_id).limit(batch_size)).all()
+        for row in rows:
+            yield DeviceListing(
+                device_id=row[0],
+                wave_index=row[1],
+                status=DeviceRunStatus(row[2]),
+                attempt=row[3],
+                failure_kind=row[4],
+                failure_detail=row[5],
+                current_version=row[6],
+                operation_id=row[7],
+                finished_at=row[8],
+            )
+        if len(rows) < batch_size:
+            return
+        last = rows[-1][0]
+
+
+def iter_task_listing(
+    session: Session, *, campaign_id: int, batch_size: int = 500
+) -> Iterator[TaskListing]:
+    """The campaign's chunks in creation order (oldest first), streamed by keyset on the id;
+    each chunk's device list is not read."""
+    columns = (
+        _chunk.c.id,
+        _chunk.c.wave_index,
+        _chunk.c.kind,
+        _chunk.c.round,
+        _chunk.c.seq,
+        _chunk.c.device_count,
+        _chunk.c.status,
+        _chunk.c.operation_id,
+        _chunk.c.platform_status,
+        _chunk.c.submitted_at,
+        _chunk.c.finished_at,
+    )
+    last = 0
+    while True:
+        stmt = (
+            sa.select(*columns)
+            .where(_chunk.c.campaign_id == campaign_id, _chunk.c.id > last)
+            .order_by(_chunk.c.id)
+            .limit(batch_size)
+        )
+        rows = session.execute(stmt).all()
+        for r in rows:
+            yield TaskListing(
+                r[0], r[1], ChunkKind(r[2]), r[3], r[4], r[5], ChunkStatus(r[6]), *r[7:]
+            )
+        if len(rows) < batch_size:
+            return
+        last = rows[-1][0]
 
 
 def device_status_counts(

@@ -90,7 +90,7 @@ def register(add: Callable[[str, Any], object] | None = None) -> None:
     if add is None:
         from fleetwave.platforms import register_platform
 
-        register_platform(PLATFORM_TYPE, new_memory_platform)
+        register_platform(PLATFORM_TYPE, new_memory_platform, simulated=True)
     else:
         add(PLATFORM_TYPE, new_memory_platform)
 

@@ -50,6 +50,11 @@ def _simulator_url(profile: str) -> str | None:
     return (os.environ.get(env_prefix(profile) + "BASE_URL") or "").strip() or None
 
 
+def _simulated(profile: str) -> bool:
+    # a real ThingSpace is served over https only; a plain http:// base is the simulator
+    return (_simulator_url(profile) or "").lower().startswith("http://")
+
+
 def _register() -> None:
     from fleetwave.platforms import register_platform
 
@@ -57,6 +62,7 @@ def _register() -> None:
         PLATFORM_TYPE,
         open_thingspace,
         simulator_url=_simulator_url,
+        simulated=_simulated,
         default_capabilities=thingspace_capabilities(
             ThingSpaceSettings.model_fields["rate_limit"].default
         ),

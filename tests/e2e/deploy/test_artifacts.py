@@ -11,12 +11,14 @@ from fleetwave.report import CampaignReport, Totals, WaveReport
 from flows.artifacts import (
     ProgressArtifact,
     artifact_key,
+    progress_description,
     progress_percent,
     publish_report,
     publish_report_sync,
+    wave_table,
 )
 
-T0 = pendulum.datetime(2026, 1, 5, 22, tz="UTC")
+T0 = pendulum.datetime(2026, 1, 5, 22, 0, 0, 123456, tz="UTC")  # microseconds never shown
 
 
 def _report(name: str) -> CampaignReport:
@@ -38,9 +40,29 @@ def test_artifact_keys_are_what_prefect_accepts() -> None:
     assert len(artifact_key("x" * 300, "summary")) <= 100
 
 
-def test_progress_percent() -> None:
+def test_progress_percent_and_text_count_the_targeted_devices() -> None:
     assert progress_percent(Totals()) == 0.0
-    assert progress_percent(Totals(devices=200, succeeded=50, failed=25, skipped=25)) == 50.0
+    # 25 skipped were never sent: 75 finished of 175 targeted
+    assert progress_percent(Totals(devices=200, succeeded=50, failed=25, skipped=25)) == (
+        100 * 75 / 175
+    )
+    assert progress_percent(Totals(devices=5, skipped=5)) == 100.0
+    text = progress_description("c", Totals(devices=802, succeeded=700, failed=50, skipped=52))
+    assert (
+        text == "c (rollout): 700 succeeded, 50 failed, 0 in progress, 0 pending of 750 targeted "
+        "(52 skipped)"
+    )
+
+
+def test_wave_table_headers_and_times_are_for_people() -> None:
+    rows = wave_table(_report("t"))
+    assert list(rows[0]) == [
+        "#", "Wave", "Status", "Devices", "Tasks", "Succeeded", "Failed", "In progress",
+        "Pending", "Skipped", "Cancelled", "Failure rate", "Started (UTC)", "Finished (UTC)",
+    ]  # fmt: skip
+    assert rows[0]["#"] == "1" and rows[1]["#"] == "2"
+    assert rows[0]["Started (UTC)"] == "2026-01-05 22:00:00"
+    assert rows[1]["Started (UTC)"] == ""
 
 
 def _artifacts(flow_run_id: object) -> dict[str, object]:
@@ -73,7 +95,7 @@ async def test_async_flow_publishes_summary_table_and_progress(prefect_server: s
     progress = found["progress"]
     assert progress.data == 100.0  # type: ignore[attr-defined]
     assert "28 succeeded, 2 failed" in progress.description  # type: ignore[attr-defined]
-    assert '"wave": "wave-2"' in found["table"].data  # type: ignore[attr-defined]
+    assert '"Wave": "wave-2"' in found["table"].data  # type: ignore[attr-defined]
 
 
 def test_sync_flow_publishes_the_same(prefect_server: str) -> None:
@@ -119,4 +141,7 @@ async def test_engine_progress_events_drive_the_progress_artifact(prefect_server
 
     found = _artifacts(await sink_campaign())
     assert found["progress"].data == 100.0  # type: ignore[attr-defined]
-    assert "35 succeeded, 5 failed, 0 in progress, 0 pending of 40" in found["progress"].description  # type: ignore[attr-defined]
+    assert (
+        "35 succeeded, 5 failed, 0 in progress, 0 pending of 40 targeted"
+        in found["progress"].description
+    )  # type: ignore[attr-defined]

@@ -129,8 +129,10 @@ def test_deploy_trigger_and_run_with_a_process_worker(
     assert {"run-campaign", "nightly-meters-firmware"} <= set(deployments)
     nightly = deployments["nightly-meters-firmware"]
     (schedule,) = nightly.schedules
-    assert schedule.schedule.cron == "0 22 * * *"
+    assert schedule.schedule.cron == "0 22 * * 1-5"  # its window opens Mon-Fri only
     assert schedule.schedule.timezone == "Europe/Berlin"
+    assert "Mon-Fri 22:00-05:00 (Europe/Berlin)" in (nightly.description or "")
+    assert len(deployments["nightly-trackers-rollback"].schedules) == 2  # one per window
     assert nightly.parameters == {"campaign": "campaigns/nightly-meters-firmware.yaml"}
     assert deployments["run-campaign"].work_pool_name == "fleetwave"
 

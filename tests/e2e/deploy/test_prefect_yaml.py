@@ -54,12 +54,74 @@ def test_one_nightly_deployment_per_example_campaign() -> None:
         # one run per campaign is the store's lease: a deployment concurrency slot is revoked
         # when a run pauses for approval (Prefect 3.9), and its renewal then crashes the run
         assert "concurrency_limit" not in d, f"{d['name']}: no deployment concurrency limit"
-        (schedule,) = d["schedules"]
-        minute, hour, *rest = schedule["cron"].split()
-        assert rest == ["*", "*", "*"], f"{d['name']}: nightly means every day"
-        assert 0 <= int(minute) < 60 and (int(hour) >= 18 or int(hour) <= 5), schedule["cron"]
-        pendulum.timezone(schedule["timezone"])  # raises for an unknown zone
-        assert schedule["active"] is True
+        for schedule in d["schedules"]:
+            minute, hour, dom, month, _dow = schedule["cron"].split()
+            assert (dom, month) == ("*", "*"), schedule["cron"]
+            assert 0 <= int(minute) < 60 and 0 <= int(hour) < 24, schedule["cron"]
+            pendulum.timezone(schedule["timezone"])  # raises for an unknown zone
+            assert schedule["active"] is True
+
+
+def _cron_days(field: str) -> set[int]:
+    """ISO weekdays (Monday = 1) of a cron day-of-week field (0 or 7 = Sunday)."""
+    if field == "*":
+        return set(range(1, 8))
+    days: set[int] = set()
+    for part in field.split(","):
+        a, _, b = part.partition("-")
+        days.update(range(int(a), int(b or a) + 1))
+    return {d % 7 or 7 for d in days}
+
+
+@pytest.mark.parametrize("deployment", [d["name"] for d in _deployments() if d.get("schedules")])
+def test_schedules_and_description_follow_the_campaign_windows(deployment: str) -> None:
+    """One schedule per allowed window, on that window's days (a Mon-Fri window is not
+    scheduled daily), in its timezone; the description names the campaign, its windows
+    and the schedule's timezone, as flows/schedules.py derives them."""
+    from fleetwave.spec import load_spec
+    from flows.schedules import cron_schedules, deployment_description
+
+    (d,) = [d for d in _deployments() if d["name"] == deployment]
+    file = d["parameters"]["campaign"]
+    spec = load_spec(ROOT / file)
+    schedules = [{"cron": x["cron"], "timezone": x["timezone"]} for x in d["schedules"]]
+    if spec.windows is not None and spec.windows.allowed:
+        assert schedules == cron_schedules(spec)
+    summary, _, _ = d["description"].partition(": campaign ")
+    expected = deployment_description(
+        summary, file, spec, schedule_timezone=schedules[0]["timezone"]
+    )
+    assert " ".join(d["description"].split()) == expected
+    assert schedules[0]["timezone"] in expected
+
+
+def test_a_weekday_window_is_scheduled_on_weekdays_only() -> None:
+    from fleetwave.spec import load_spec_text
+    from flows.schedules import cron_schedules, describe_windows
+
+    spec = load_spec_text(
+        """
+name: weekdays
+kind: firmware
+package: {version: "1.0", device_type: M, model: M, manufacturer_name: X}
+targets: {devices: [a]}
+waves: [{percent: 100}]
+windows:
+  timezone: Europe/Berlin
+  allowed:
+    - {days: weekdays, start: "22:00", end: "05:00"}
+    - {days: [sat], start: "09:30", end: "12:00"}
+    - {days: [sun], start: "00:00", end: "00:00"}
+"""
+    )
+    assert cron_schedules(spec) == [
+        {"cron": "0 22 * * 1-5", "timezone": "Europe/Berlin"},
+        {"cron": "30 9 * * 6", "timezone": "Europe/Berlin"},
+        {"cron": "0 0 * * 0", "timezone": "Europe/Berlin"},
+    ]
+    assert describe_windows(spec) == (
+        "Mon-Fri 22:00-05:00, Sat 09:30-12:00, Sun all day (Europe/Berlin)"
+    )
 
 
 @pytest.mark.parametrize("deployment", [d["name"] for d in _deployments() if d.get("parameters")])
@@ -80,17 +142,17 @@ def test_nightly_runs_start_inside_an_allowed_window(deployment: str) -> None:
     if spec.windows is None or not spec.windows.allowed:
         return  # always allowed
     schedule = spec.windows.schedule()
-    (cron,) = d["schedules"]
-    minute, hour = (int(x) for x in cron["cron"].split()[:2])
-    window_days = {day.iso for w in spec.windows.allowed for day in w.days}
-    # Every day of two weeks in winter and in summer (DST), skipping blackout days.
-    for start in (pendulum.datetime(2026, 1, 5), pendulum.datetime(2026, 7, 6)):
-        for offset in range(14):
-            local = start.add(days=offset).replace(tzinfo=pendulum.timezone(cron["timezone"]))
-            instant = local.set(hour=hour, minute=minute).add(minutes=1).in_tz("UTC")
-            local_day = instant.in_tz(spec.windows.timezone)
-            if schedule.is_blackout(local_day.date()):
-                continue
-            if local_day.isoweekday() not in window_days:
-                continue  # no window on that weekday
-            assert schedule.is_open(instant), f"{deployment}: {instant} is outside every window"
+    for cron in d["schedules"]:
+        minute, hour, _, _, dow = cron["cron"].split()
+        cron_days = _cron_days(dow)
+        # Every day of two weeks in winter and in summer (DST), skipping blackout days.
+        for start in (pendulum.datetime(2026, 1, 5), pendulum.datetime(2026, 7, 6)):
+            for offset in range(14):
+                local = start.add(days=offset).replace(tzinfo=pendulum.timezone(cron["timezone"]))
+                if local.isoweekday() not in cron_days:
+                    continue  # the schedule does not run that day
+                at = local.set(hour=int(hour), minute=int(minute)).add(minutes=1)
+                instant = at.in_tz("UTC")
+                if schedule.is_blackout(instant.in_tz(spec.windows.timezone).date()):
+                    continue
+                assert schedule.is_open(instant), f"{deployment}: {instant} is outside every window"

@@ -325,7 +325,8 @@ def _run(
     deadline = time.monotonic() + DEADLINE  # from the first worker's start
     params = {"clock": "real", "wait_for_lease": True}
     runs = {
-        n: trigger("run-campaign/run-campaign", {**params, "campaign": _path(n)}) for n in CAMPAIGNS
+        n: trigger("advance-campaign/run-campaign", {**params, "campaign": _path(n)})
+        for n in CAMPAIGNS
     }
     # worker A (at most 2 runs) takes two campaigns, worker B the third and, later, A's
     first = start_worker(server, "worker-a", work, env, namespaced, limit=2)
@@ -357,7 +358,7 @@ def _run(
     # the lost runs stay "Running" in Prefect (nothing heartbeats for them): the operator's
     # (or the next schedule's) new run continues each campaign once its lease lapses
     again = {
-        n: trigger("run-campaign/run-campaign", {**params, "campaign": _path(n)}) for n in lost
+        n: trigger("advance-campaign/run-campaign", {**params, "campaign": _path(n)}) for n in lost
     }
 
     def all_done() -> bool:

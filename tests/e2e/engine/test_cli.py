@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
 
     ok = fleetwave(["approve", "cli-trackers", "--comment", "canary fine"], env, tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "wave 1 of cli-trackers approved" in ok.stdout
+    assert "wave 2 (wave-2) of cli-trackers approved" in ok.stdout
 
     halted = fleetwave(["halt", "cli-trackers", "--reason", "change freeze"], env, tmp_path)
     assert halted.returncode == 0 and "halted" in halted.stdout
@@ -66,6 +67,25 @@ def test_run_approve_halt_resume(sim: SimHandle, tmp_path: Path) -> None:
     done = fleetwave([*run, "--json"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert '"kind": "completed"' in done.stdout
+    totals = json.loads(done.stdout)["campaign_totals"]  # over every run, not only this one
+    parts = ("succeeded", "failed", "timed_out", "unfinished", "cancelled")
+    assert totals["tasks"] >= 2 and totals["succeeded"] > 0
+    assert totals["targeted"] == sum(totals[k] for k in parts)
+
+    # a run of a completed campaign says so, with the campaign's totals, not "devices 0"
+    again = fleetwave(run, env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    first_line, devices = again.stdout.strip().splitlines()
+    assert first_line == "cli-trackers: completed - already completed"
+    assert devices.startswith(f"devices: {totals['targeted']} targeted ({totals['succeeded']} ")
+    assert f"{totals['skipped']} skipped; {totals['tasks']} tasks in all; " in devices
+    assert devices.endswith("this run: 0 tasks submitted, 0 API calls")
+
+    # --json prints errors as JSON on stdout too (and the one line on stderr)
+    (tmp_path / "bad.yaml").write_text("name: [\n")
+    bad = fleetwave(["run", "bad.yaml", "--json"], env, tmp_path)
+    assert bad.returncode == 2
+    assert json.loads(bad.stdout)["kind"] == "user_error"
 
     unknown = fleetwave(["halt", "no-such-campaign"], env, tmp_path)
     assert unknown.returncode == 2 and "no campaign named 'no-such-campaign'" in unknown.stderr

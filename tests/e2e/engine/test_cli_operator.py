@@ -121,22 +121,27 @@ def test_approve_refuses_past_reversed_repeated_and_finished(
         tmp_path,
     )
     assert booked.returncode == 0, booked.stderr
-    assert "wave 1 of ops-approve approved by cli" in booked.stdout
+    assert "wave 2 (wave-2) of ops-approve approved by cli" in booked.stdout
     assert f"for {start.replace(second=0).to_iso8601_string()}" in booked.stdout
 
     again = fleetwave(["approve", "ops-approve", "--comment", "go"], env, tmp_path)
     assert again.returncode == 2
     line = _one_line(again)
-    assert "wave 1 of ops-approve was already approved by cli" in line
+    assert "wave 2 of ops-approve was already approved by cli" in line
     assert "(appointment " in line and "--replace" in line
 
     replaced = fleetwave(["approve", "ops-approve", "--replace", "--comment", "go"], env, tmp_path)
     assert replaced.returncode == 0, replaced.stderr
     assert "(replaces the decision approved by cli" in replaced.stdout
 
-    finished = fleetwave(["approve", "ops-approve", "--wave", "0", "--replace"], env, tmp_path)
+    finished = fleetwave(["approve", "ops-approve", "--wave", "1", "--replace"], env, tmp_path)
     assert finished.returncode == 2
-    assert "wave 0 of ops-approve has finished (succeeded)" in _one_line(finished)
+    assert "wave 1 of ops-approve has finished (succeeded)" in _one_line(finished)
+    # the old 0-based form names the first wave, and says waves count from 1 now
+    old = fleetwave(["approve", "ops-approve", "--wave", "0", "--replace"], env, tmp_path)
+    assert old.returncode == 2
+    assert "waves count from 1 now" in old.stderr
+    assert "wave 1 of ops-approve has finished (succeeded)" in old.stderr
 
     # the replacing approval (no appointment) stands: the wave runs at once
     done = fleetwave([*run, "--json"], env, tmp_path)
@@ -175,13 +180,13 @@ def test_rejected_campaign_and_claim_conflict_name_real_commands(
     assert rejected.returncode == 0 and "rejected" in rejected.stdout, rejected.stderr
     halted = fleetwave(["run", "a.yaml", "--clock", "sim"], env, tmp_path)
     assert halted.returncode == 4
-    assert "ops-first: halted - wave 1 rejected by cli" in halted.stdout
+    assert "ops-first: halted - wave 2 rejected by cli" in halted.stdout
     assert "cannot be resumed" in halted.stdout and "new `name:`" in halted.stdout
 
     resume = fleetwave(["resume", "ops-first"], env, tmp_path)
     assert resume.returncode == 2
     line = _one_line(resume)
-    assert "wave 1 was rejected at its approval gate" in line and "new `name:`" in line
+    assert "wave 2 was rejected at its approval gate" in line and "new `name:`" in line
 
     # every later run says the same, never that `resume` continues it
     again = fleetwave(["run", "a.yaml", "--clock", "sim"], env, tmp_path)

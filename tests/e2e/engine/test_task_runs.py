@@ -91,7 +91,8 @@ async def test_stage_count_is_the_formula_not_the_rounds(tmp_path: Path) -> None
     assert len(submits) == 3  # every wave fits in the in-flight caps: one batch each
     assert len(names.stages) == expected_stages(waves=3, submit_batches=len(submits))
     assert [n for n in names.stages if n.startswith("wave ")] == [
-        f"wave {i}: submit and monitor" for i in range(3)
+        f"wave {i}: submit and monitor"
+        for i in (1, 2, 3)  # numbered from 1
     ]
     # the rounds polled are steps; a stage per round would have made these task runs
     assert len(names.steps) >= 3

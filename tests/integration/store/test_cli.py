@@ -78,13 +78,28 @@ def test_status_json_and_tables(db: TestDB) -> None:
         ("canary", "running", {"failed": 1, "skipped": 1}),
         ("rest", "pending", {"pending": 3}),
     ]
-    assert len(c["events"]) == 3 and c["events"][0]["kind"] == "wave_status"
+    # the last 3 events, oldest first (as `report` lists them)
+    assert len(c["events"]) == 3 and c["events"][-1]["kind"] == "wave_status"
+    assert [e["at"] for e in c["events"]] == sorted(e["at"] for e in c["events"])
+    assert [w["number"] for w in c["waves"]] == [1, 2]
     res = runner.invoke(app, ["status", "meters-fw", "--db", url])
     assert res.exit_code == 0
     assert "meters-fw: running" in res.output and "canary" in res.output
     assert "failed 1, skipped 1" in res.output
     res = runner.invoke(app, ["status", "--db", url])
     assert "meters-fw" in res.output and "other" in res.output
+    # skipped devices were never sent: said apart from the targeted ones
+    assert "4 targeted (failed 1, pending 3), 1 skipped" in res.output
+
+
+def test_status_never_cuts_a_long_campaign_name(db: TestDB) -> None:
+    """Other commands take NAME: the table shows it whole even in 80 columns."""
+    name = "nightly-water-meters-wm200-firmware-1-5-0-berlin-district-" + "x" * 30
+    with store.session_scope(db.engine) as s:
+        store.create_or_get_campaign(s, name=name, spec={}, now=NOW)
+    res = CliRunner().invoke(app, ["status", "--db", _pg_url(db)], terminal_width=80)
+    assert res.exit_code == 0, res.output
+    assert name in res.output
 
 
 def test_db_upgrade_current_and_refusals(

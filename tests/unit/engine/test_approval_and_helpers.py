@@ -59,17 +59,19 @@ def test_approval_form_fields_are_plain_date_times() -> None:
 
 def test_a_refused_answer_leads_the_form_description() -> None:
     from fleetwave.engine.context import ApprovalRequest
-    from flows.approval import approval_description, input_problem
+    from flows.approval import describe_approval, input_problem
 
     req = ApprovalRequest("meters", 1, "wave-2", 55, "wave requires approval")
-    assert "refused" not in approval_description(req)
-    again = approval_description(
-        dataclasses.replace(req, problem="the appointment lasts 30 minutes", attempt=1)
+    assert "refused" not in describe_approval(req, waves=3, windows=None)
+    again = describe_approval(
+        dataclasses.replace(req, problem="the appointment lasts 30 minutes", attempt=1),
+        waves=3,
+        windows=None,
     )
     assert again.startswith(
         "**Your last answer was refused:** the appointment lasts 30 minutes. Answer again."
     )
-    assert approval_description(req) in again
+    assert describe_approval(req, waves=3, windows=None) in again
     assert (
         input_problem([{"loc": ("start",), "msg": "Input should be a valid datetime"}])
         == "start: Input should be a valid datetime"

@@ -147,14 +147,14 @@ def test_waiting_halted_running() -> None:
 @pytest.mark.parametrize("status", [W.FAILED, W.REJECTED, W.CANCELLED])
 def test_an_ended_wave_halts_the_campaign(status: WaveStatus) -> None:
     d = _step(status)
-    assert d.verdict is Verdict.HALT and d.reason == f"wave 1 is {status.value}"
+    assert d.verdict is Verdict.HALT and d.reason == f"wave 2 is {status.value}"
 
 
 def test_a_soak_is_over_at_its_end_and_waits_before() -> None:
     until = NOW.add(hours=1)
     wait = _step(W.SOAKING, soak_until=until, now=NOW)
     assert wait.verdict is Verdict.WAIT
-    assert wait.reason == f"wave 1 soaks until {until.to_iso8601_string()}"
+    assert wait.reason == f"wave 2 soaking until {until.to_iso8601_string()}"
     assert wait.inputs["soak_until"] == until.isoformat()
     assert _step(W.SOAKING, soak_until=until, now=until).verdict is Verdict.PROCEED
     assert _step(W.SOAKING, soak_until=None, now=NOW).verdict is Verdict.PROCEED

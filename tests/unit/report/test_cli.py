@@ -68,3 +68,29 @@ def test_report_refuses_an_unmigrated_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["report", "x", "--db", f"sqlite:///{tmp_path / 'new.db'}"])
     assert isinstance(result.exception, UserError)
     assert "fleetwave db upgrade" in str(result.exception)
+
+
+def test_report_is_markdown_when_piped_and_rendered_with_rich(db_url: str) -> None:
+    piped = CliRunner().invoke(_app(), ["report", "flaky", "--db", db_url])
+    assert piped.exit_code == 0, piped.output
+    assert piped.output.startswith("# Campaign `flaky`: rolled_back")  # not a terminal: text
+    assert "| 1 | canary |" in piped.output  # waves numbered from 1, as `plan` shows them
+    assert "## Last events (oldest first)" in piped.output
+    assert "threshold_breach** wave 1 " in piped.output  # the stored subject "wave 0"
+    md = CliRunner().invoke(_app(), ["report", "flaky", "--db", db_url, "--format", "md"])
+    assert md.output == piped.output
+
+    rendered = CliRunner().invoke(
+        _app(), ["report", "flaky", "--db", db_url, "--format", "rich"], terminal_width=80
+    )
+    assert rendered.exit_code == 0, rendered.output
+    out = rendered.output
+    assert "Campaign flaky: rolled_back" in out and "# Campaign" not in out and "| " not in out
+    assert "canary (rollback)" in out and "cancelled" in out  # the names are never cut
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_report_refuses_an_unknown_format(db_url: str) -> None:
+    result = CliRunner().invoke(_app(), ["report", "flaky", "--db", db_url, "--format", "html"])
+    assert isinstance(result.exception, UserError)
+    assert "--format 'html'" in str(result.exception)
