@@ -151,6 +151,8 @@ class Capabilities:
     """Whether targets may name device groups."""
     push: bool
     """Whether the platform can post upgrade events to a callback URL."""
+    install_windows: bool = False
+    """Whether a task may carry install hours apart from its (download) window."""
 
 
 MEMO_MAX_LENGTH = 24
@@ -280,6 +282,10 @@ class TaskPolicy:
     start_time: pendulum.DateTime | None = None
     end_time: pendulum.DateTime | None = None
     retry_times: int | None = None
+    install_start: pendulum.DateTime | None = None
+    """With a custom window on a platform with ``install_windows``: when devices may begin
+    to install (the window itself is then the download window)."""
+    install_end: pendulum.DateTime | None = None
 
 
 @dataclass(frozen=True, slots=True)

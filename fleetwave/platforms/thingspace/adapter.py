@@ -124,6 +124,7 @@ def thingspace_capabilities(rate_limit: int) -> Capabilities:
         can_cancel_tasks=True,
         has_groups=False,
         push=True,
+        install_windows=True,
     )
 
 
@@ -341,7 +342,8 @@ class ThingSpacePlatform:
             }
             if windows:
                 body["downloadTimeWindowList"] = windows
-                body["installTimeWindowList"] = windows
+            if schedule.install_windows():
+                body["installTimeWindowList"] = schedule.install_windows()
             answer = await self.client.send(
                 "POST", PATHS["file_campaign"], json_body=body, path_params=self._account
             )
