@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fleetwave.cli import main
+from fleetwave.platforms import default_capabilities
 from fleetwave.platforms.base import Capabilities, ExecuteType, PackageKind
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
 from fleetwave.spec import (
@@ -66,11 +67,13 @@ def test_capability_corpus(path: Path, iodm: Capabilities) -> None:
     assert info.value.problems == found
 
 
-def test_the_examples_fit_iodm(iodm: Capabilities) -> None:
+def test_the_examples_fit_their_platform(iodm: Capabilities) -> None:
     for path in EXAMPLES:
         spec, problems, source = check_file_with_source(path)
         assert spec is not None, problems
-        assert capability_problems(spec, iodm, source) == []
+        caps = iodm if spec.platform.type == "iodm" else default_capabilities(spec.platform.type)
+        assert caps is not None, spec.platform
+        assert capability_problems(spec, caps, source) == []
 
 
 TEXT = """\
