@@ -437,8 +437,13 @@ class WindowDescriber(Protocol):
     """A platform that cannot keep a window to the instant says how it would send one."""
 
     def describe_window(
-        self, kind: PackageKind, start: pendulum.DateTime, end: pendulum.DateTime
+        self,
+        kind: PackageKind,
+        start: pendulum.DateTime,
+        end: pendulum.DateTime,
+        install: tuple[pendulum.DateTime, pendulum.DateTime] | None = None,
     ) -> str:
-        """How a task of ``kind`` with the window ``start..end`` would be sent (the
-        platform's own terms, rounded as it rounds them), or why it cannot be."""
+        """How a task of ``kind`` with the window ``start..end`` (and the install hours
+        ``install``, if any) would be sent (the platform's own terms, rounded as it rounds
+        them), or why it cannot be."""
         ...

@@ -237,6 +237,15 @@ async def test_plan_says_how_each_window_is_sent(sim: TSHandle, tmp_path: Path) 
             )
             for s in sent
         ), sent
+        hours = FILES.format(ids=ids).replace(
+            '      end: "05:00"\n',
+            '      end: "05:00"\n  install: {start: "04:00", end: "07:00"}\n',
+        )
+        data = await preview_campaign(spec_of(hours), platform, now=now)
+        sent = [w["sent_as"] for w in data["windows"]["next"]]
+        assert sent and all(
+            s.endswith(", download 02:00-05:00 UTC, install 04:00-07:00 UTC") for s in sent
+        ), sent
         fw = (
             FIRMWARE.format(ids=ids).replace(
                 "  max_devices_per_task: 50\n",
