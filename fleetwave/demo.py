@@ -3,8 +3,10 @@
 Starts the simulator (generated fleet, manual clock: every wait of the engine is an instant
 jump of simulated time), a private local Prefect server, and a fresh store under
 ``.fleetwave/demo/``; runs ``campaigns/demo/meters-firmware.yaml`` to completion (canary,
-waves) and ``campaigns/demo/flaky-rollback.yaml`` on the FLAKY-1 model, which trips its
-failure threshold and rolls back; prints both reports and the chart paths.
+waves), ``campaigns/demo/flaky-rollback.yaml`` on the FLAKY-1 model, which trips its
+failure threshold and rolls back, ``campaigns/demo/consent-trackers.yaml``, whose simulated
+owners answer over the end-user consent API, and ``campaigns/demo/thingspace-meters.yaml``
+on a ThingSpace simulator; prints the reports and the chart paths.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_CAMPAIGNS = (
     ROOT / "campaigns" / "demo" / "meters-firmware.yaml",
     ROOT / "campaigns" / "demo" / "flaky-rollback.yaml",
+    ROOT / "campaigns" / "demo" / "consent-trackers.yaml",
+    ROOT / "campaigns" / "demo" / "thingspace-meters.yaml",
 )
+CONSENT_CAMPAIGN = DEMO_CAMPAIGNS[2]
+THINGSPACE_CAMPAIGN = DEMO_CAMPAIGNS[3]
 # How each demo campaign is meant to end (the demo says so, and fails, if one does not).
-EXPECTED_STATUS = ("completed", "rolled_back")
+EXPECTED_STATUS = ("completed", "rolled_back", "completed", "completed")
+_OWNERS = 12  # the consent campaign's devices are spread over this many simulated owners
 _QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_TELEMETRY_ENABLED": "false",
@@ -153,6 +160,62 @@ def _api_calls(stats: dict[str, Any]) -> int:
     return int(stats.get("calls_total", 0))
 
 
+def _offer_consent(path: Path, sim_url: str) -> None:
+    """Before the consent campaign's flow run: owners of its devices (imported with tokens),
+    the end-user API on the demo's store, and the owners' answers over real HTTP.
+
+    One engine round plans the campaign and offers the plan; the owners then answer (some
+    confirm, appoint or cancel, some switched auto-confirm on before, some never answer);
+    the flow run that follows sends the consenting devices and lets the silent ones expire.
+    """
+    import asyncio
+
+    from fleetwave import store
+    from fleetwave.consent.app import ConsentServer, create_consent_app
+    from fleetwave.engine.runner import advance
+    from fleetwave.platforms import open_platform
+    from fleetwave.sim.linked_clock import SimLinkedClock
+    from fleetwave.sim.owners import Behaviour, OwnerPopulation
+    from fleetwave.spec import load_spec
+
+    spec = load_spec(path)
+    clock = SimLinkedClock(sim_url)
+
+    async def devices() -> list[str]:
+        out: list[str] = []
+        async with open_platform(spec.platform, clock=clock) as platform:
+            for ref in spec.targets.groups:
+                async for group in platform.list_groups(name=ref.name):
+                    out += [d async for d in platform.group_members(group.group_id)]
+        return sorted(set(out))
+
+    ids = asyncio.run(devices())
+    owners = {d: f"owner-{i % _OWNERS:02d}" for i, d in enumerate(ids)}
+    engine = store.get_engine()
+    with store.session_scope(engine) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=clock.now())
+        tokens = {
+            o: store.issue_owner_token(s, owner_id=o, now=clock.now())
+            for o in sorted(set(owners.values()))
+        }
+    server = ConsentServer(create_consent_app(engine=engine, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        population = OwnerPopulation(server.url, owners=owners, tokens=tokens, seed=1)
+        _say(
+            f"end-user consent API: {server.url}; {len(ids)} devices, "
+            f"{len(set(owners.values()))} simulated owners"
+        )
+        auto = asyncio.run(population.switch_auto_on())
+        asyncio.run(advance(path, clock=clock, max_rounds=1))  # plan, offer the upgrade
+        answered = asyncio.run(population.answer(clock.now()))
+        said = ", ".join(f"{n} {action}" for action, n in sorted(answered.items()))
+        silent = sum(b is Behaviour.SILENT for b in population.behaviours.values())
+        _say(f"owners answered over HTTP: {said}; {auto} had auto-confirm on; {silent} silent")
+    finally:
+        server.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit code. Errors a user can fix print as one line."""
     from fleetwave.errors import UserError
@@ -186,12 +249,15 @@ def _demo(argv: Sequence[str] | None) -> int:
     from fleetwave.report import render_chart, render_markdown
     from fleetwave.report.store import load_report
     from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
-    from fleetwave.sim.testing import SimConfig, run_simulator
+    from fleetwave.sim.testing import SimConfig, run_simulator, run_thingspace_simulator
 
     _say(f"fleetwave demo: simulator with {args.devices} devices (seed {args.seed}), manual clock")
     config = SimConfig(devices=args.devices, seed=args.seed, clock="manual", rate_limit=0)
     with (
         run_simulator(config) as sim,
+        run_thingspace_simulator(  # its IMEI list names this fleet: seed 1, 2,000 devices
+            devices=2000, seed=1, clock="manual", rate_limit=0, failure_rate=0.02
+        ) as ts,
         _prefect_server(workdir / "prefect-home", workdir / "prefect-server.log") as prefect,
     ):
         os.environ.update(
@@ -202,6 +268,13 @@ def _demo(argv: Sequence[str] | None) -> int:
                 "IODM_SECRET": DEMO_SECRET,
                 "IODM_RATE_LIMIT": "0",
                 "FLEETWAVE_SIM_URL": sim.base_url,
+                "THINGSPACE_BASE_URL": ts.base_url,
+                "THINGSPACE_KEY": ts.client_key,
+                "THINGSPACE_SECRET": ts.client_secret,
+                "THINGSPACE_USERNAME": ts.username,
+                "THINGSPACE_PASSWORD": ts.password,
+                "THINGSPACE_ACCOUNT_NAME": ts.account,
+                "THINGSPACE_RATE_LIMIT": "0",
             }
         )
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -209,15 +282,19 @@ def _demo(argv: Sequence[str] | None) -> int:
         engine = store.get_engine()
         store.upgrade_schema(engine)
         _say(f"platform simulator: {sim.base_url} (simulated time {sim.clock().isoformat()})")
+        _say(f"ThingSpace simulator: {ts.base_url} (account {ts.account})")
         _say(f"store: {store.safe_url(engine)}; Prefect server ready in {prefect.seconds:.1f} s")
         outcomes: list[tuple[str, str]] = []
         with temporary_settings(updates={PREFECT_API_URL: prefect.api_url}):
             for number, path in enumerate(DEMO_CAMPAIGNS, start=1):
-                calls_before = _api_calls(sim.stats(tasks=False))
+                on_ts = path == THINGSPACE_CAMPAIGN
+                calls_before = _ts_calls(ts) if on_ts else _api_calls(sim.stats(tasks=False))
                 _say("")
                 _say("=" * 78)
                 _say(f"campaign {number}: {path.relative_to(ROOT)}")
                 _say("=" * 78)
+                if path == CONSENT_CAMPAIGN:
+                    _offer_consent(path, sim.base_url)
                 _say("running the campaign flow (a Prefect flow run) ...")
                 t0 = time.monotonic()
                 outcome = _run_campaign(path)
@@ -225,12 +302,15 @@ def _demo(argv: Sequence[str] | None) -> int:
                 with store.session_scope(engine, read_only=True) as session:
                     report = load_report(session, spec_name)
                 chart = render_chart(report, workdir / f"{spec_name}.png")
-                calls = _api_calls(sim.stats(tasks=False)) - calls_before
+                if on_ts:
+                    calls, now = _ts_calls(ts) - calls_before, ts.clock()
+                else:
+                    calls, now = _api_calls(sim.stats(tasks=False)) - calls_before, sim.clock()
                 _say(render_markdown(report))
                 _say(
                     f"flow run outcome: {outcome.get('kind')} in {time.monotonic() - t0:.1f} s "
                     f"(wall), {calls} platform API calls, simulated time now "
-                    f"{sim.clock().in_tz('UTC').format('YYYY-MM-DD HH:mm')}Z"
+                    f"{now.in_tz('UTC').format('YYYY-MM-DD HH:mm')}Z"
                 )
                 _say(f"chart: {chart}")
                 outcomes.append((spec_name, report.status))
@@ -262,6 +342,11 @@ def _drain_prefect() -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):  # best effort: the server goes away anyway
             worker.drain_all(timeout=10)
+
+
+def _ts_calls(ts: Any) -> int:
+    """API calls the ThingSpace simulator has served (its admin API not counted)."""
+    return int(ts.stats(requests=False).get("calls_total", 0))
 
 
 def _campaign_name(path: Path) -> str:

@@ -148,6 +148,7 @@ def _sent_as(
 ) -> str | None:
     """How a task sent in this window reaches a platform that rounds windows its own way
     (None: the platform keeps the window as the engine rounds it, or tasks take none)."""
+    from fleetwave.clock import utc_instant
     from fleetwave.plan.windows import WindowTooShort, to_policy_window
     from fleetwave.platforms.base import WindowDescriber
     from fleetwave.spec.model import ExecuteMode
@@ -160,7 +161,11 @@ def _sent_as(
         )
     except WindowTooShort as exc:
         return f"cannot be sent: {exc}"
-    return platform.describe_window(PackageKind(spec.kind.value), start, end)
+    install = None
+    if spec.windows is not None and spec.windows.install is not None:
+        i_start, i_end = spec.windows.install.occurrence(start, spec.windows.timezone)
+        install = (utc_instant(i_start), utc_instant(i_end))
+    return platform.describe_window(PackageKind(spec.kind.value), start, end, install)
 
 
 def _offline_capabilities(spec: CampaignSpec) -> tuple[Capabilities | None, str | None]:

@@ -20,7 +20,6 @@ from fleetwave import store
 from fleetwave.clock import utc_instant
 from fleetwave.engine.context import RunContext
 from fleetwave.engine.decide import Appointment, ConsentSplit, app_result, consent_split
-from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowTooShort, to_policy_window
 from fleetwave.platforms.base import ExecuteType, TaskPolicy
 from fleetwave.spec.model import ConsentTimeoutAction
@@ -29,7 +28,6 @@ from fleetwave.store import ConsentState, DeviceRunStatus
 __all__ = [
     "ConsentRound",
     "appointment_policy",
-    "check_supported",
     "collect_app_reports",
     "consent_round",
     "hand_to_app",
@@ -40,19 +38,6 @@ log = logging.getLogger(__name__)
 
 DECLINED_KIND = "consent_declined"
 EXPIRED_KIND = "consent_expired"
-
-
-def check_supported(ctx: RunContext) -> None:
-    """Refuse, before any device is planned or sent, what the engine does not carry out yet."""
-    c = ctx.spec.consent
-    if c is None:
-        return
-    if c.timeout_action is ConsentTimeoutAction.FAIL:
-        raise UserError(
-            f"campaign {ctx.spec.name}: consent.on_timeout: fail is not yet carried out by "
-            "the engine",
-            hint="use on_timeout: skip or proceed for now",
-        )
 
 
 def open_plan(ctx: RunContext, session: Session, device_ids: Iterable[str], now: datetime) -> int:
@@ -98,8 +83,9 @@ def consent_round(
     ctx: RunContext, wave_index: int, pending: dict[int, list[str]], now: pendulum.DateTime
 ) -> ConsentRound:
     """Sort the wave's pending devices (attempt -> ids) by consent; expire unanswered ones
-    past the timeout; leave declined and expired ones out (SKIPPED, never failed); add
-    the devices whose owners asked for a retry after a failure."""
+    past the timeout; leave declined ones out (SKIPPED, never failed) and expired ones too
+    (SKIPPED, or FAILED under ``on_timeout: fail``, never sent either way); add the devices
+    whose owners asked for a retry after a failure."""
     c = ctx.spec.consent
     assert c is not None
     out = ConsentRound()
@@ -131,16 +117,33 @@ def consent_round(
                 appointment = (utc_instant(row.appoint_start), utc_instant(row.appoint_end))
             states[d] = (row.state, appointment)
         split = consent_split(states, timed_out=timed_out, on_timeout=c.timeout_action)
-        for ids, kind, detail in (
-            (split.declined, DECLINED_KIND, "the owner declined the upgrade"),
-            (split.expired, EXPIRED_KIND, "no answer from the owner before the timeout"),
+        expired_status = (
+            DeviceRunStatus.FAILED
+            if c.timeout_action is ConsentTimeoutAction.FAIL
+            else DeviceRunStatus.SKIPPED
+        )
+        for ids, status, kind, detail in (
+            (
+                split.declined,
+                DeviceRunStatus.SKIPPED,
+                DECLINED_KIND,
+                "the owner declined the upgrade",
+            ),
+            (
+                split.expired,
+                expired_status,
+                EXPIRED_KIND,
+                "no answer from the owner before the timeout",
+            ),
         ):
             if ids:
+                # only PENDING rows move (a retried or sent device is never re-judged)
                 store.set_device_status(
                     s,
                     campaign_id=ctx.campaign_id,
-                    status=DeviceRunStatus.SKIPPED,
+                    status=status,
                     device_ids=ids,
+                    only_from=store.UNSENT,
                     failure_kind=kind,
                     failure_detail=detail,
                     now=now,

@@ -9,10 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from fleetwave import store
+from fleetwave.engine.consent import EXPIRED_KIND
 from fleetwave.engine.decide import Counts, count_outcomes, in_flight_counts
-from fleetwave.spec.model import CampaignSpec
+from fleetwave.spec.model import CampaignSpec, ConsentTimeoutAction
 
-__all__ = ["campaign_counts", "threshold_counts"]
+__all__ = ["campaign_counts", "counted_failure_kinds", "threshold_counts"]
+
+
+def counted_failure_kinds(spec: CampaignSpec) -> list[str]:
+    """The failure kinds the thresholds count: ``thresholds.failure_kinds``, plus the
+    unanswered consent devices when ``consent.on_timeout`` is ``fail``."""
+    kinds = [k.value for k in spec.thresholds.failure_kinds]
+    if spec.consent is not None and spec.consent.timeout_action is ConsentTimeoutAction.FAIL:
+        kinds.append(EXPIRED_KIND)
+    return kinds
 
 
 def campaign_counts(
@@ -27,7 +37,7 @@ def campaign_counts(
     return count_outcomes(
         store.device_status_counts(session, campaign_id=campaign_id, wave_index=wave_index),
         store.failure_kind_counts(session, campaign_id=campaign_id, wave_index=wave_index),
-        counted_kinds=spec.thresholds.failure_kinds,
+        counted_kinds=counted_failure_kinds(spec),
         retrying=retrying,
     )
 
@@ -53,7 +63,7 @@ def threshold_counts(
     rules = spec.policy.resubmit or {}
     in_flight = in_flight_counts(
         ((f.round, f.polled, f.recorded) for f in figures),
-        counted_kinds=spec.thresholds.failure_kinds,
+        counted_kinds=counted_failure_kinds(spec),
         max_attempts={k.value: 1 + r.rounds for k, r in rules.items()},
     )
     return recorded, in_flight

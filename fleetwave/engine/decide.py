@@ -694,8 +694,8 @@ def consent_split(
 
     ``states`` maps each pending device to its consent and appointment (a device without
     a consent row waits, as unanswered). Past the answer timeout (``timed_out``) an
-    unanswered or expired device follows ``on_timeout``: ``proceed`` sends it, ``skip``
-    leaves it out (``fail`` is not taken by the engine yet and also leaves it out).
+    unanswered or expired device follows ``on_timeout``: ``proceed`` sends it, ``skip`` and
+    ``fail`` leave it out (in ``expired``; the caller records it as skipped or failed).
     """
     out = ConsentSplit()
     for device_id in sorted(states):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fleetwave import store
-from fleetwave.engine.consent import check_supported, open_plan
+from fleetwave.engine.consent import open_plan
 from fleetwave.engine.context import RunContext
 from fleetwave.engine.resolve import no_eligible_devices, resolve_targets
 from fleetwave.plan.waves import plan_waves
@@ -22,7 +22,6 @@ async def plan_campaign(ctx: RunContext) -> None:
     Raises the ``UserError`` of :func:`no_eligible_devices` when nothing is eligible: a
     campaign that targets nothing is never planned (and so never "completed").
     """
-    check_supported(ctx)
     ctx.emit("stage", stage="resolve targets")
     res = await resolve_targets(ctx.platform, ctx.spec, ctx.package)
     empty = no_eligible_devices(ctx.spec, res)

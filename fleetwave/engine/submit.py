@@ -25,6 +25,7 @@ from typing import Any
 import pendulum
 
 from fleetwave import store
+from fleetwave.clock import utc_instant
 from fleetwave.engine.context import RunContext, to_pendulum
 from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowTooShort, to_policy_window
@@ -92,7 +93,18 @@ def task_policy(
             )
         except WindowTooShort:
             return None
-        return TaskPolicy(ExecuteType.CUSTOM, start, end, retries)
+        install = ctx.spec.windows.install if ctx.spec.windows is not None else None
+        if install is None or ctx.spec.windows is None:
+            return TaskPolicy(ExecuteType.CUSTOM, start, end, retries)
+        i_start, i_end = install.occurrence(start, ctx.spec.windows.timezone)
+        return TaskPolicy(
+            ExecuteType.CUSTOM,
+            start,
+            end,
+            retries,
+            install_start=utc_instant(i_start),
+            install_end=utc_instant(i_end),
+        )
     return TaskPolicy(pol.execute.execute_type, retry_times=retries)
 
 
@@ -102,6 +114,14 @@ def policy_to_json(policy: TaskPolicy) -> dict[str, Any]:
         "start_time": policy.start_time.isoformat() if policy.start_time else None,
         "end_time": policy.end_time.isoformat() if policy.end_time else None,
         "retry_times": policy.retry_times,
+        **(
+            {
+                "install_start": policy.install_start.isoformat(),
+                "install_end": policy.install_end.isoformat(),
+            }
+            if policy.install_start is not None and policy.install_end is not None
+            else {}
+        ),
     }
 
 
@@ -118,6 +138,8 @@ def policy_from_json(data: dict[str, Any]) -> TaskPolicy:
         _t(data.get("start_time")),
         _t(data.get("end_time")),
         data.get("retry_times"),
+        _t(data.get("install_start")),
+        _t(data.get("install_end")),
     )
 
 

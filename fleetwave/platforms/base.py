@@ -151,6 +151,8 @@ class Capabilities:
     """Whether targets may name device groups."""
     push: bool
     """Whether the platform can post upgrade events to a callback URL."""
+    install_windows: bool = False
+    """Whether a task may carry install hours apart from its (download) window."""
 
 
 MEMO_MAX_LENGTH = 24
@@ -280,6 +282,10 @@ class TaskPolicy:
     start_time: pendulum.DateTime | None = None
     end_time: pendulum.DateTime | None = None
     retry_times: int | None = None
+    install_start: pendulum.DateTime | None = None
+    """With a custom window on a platform with ``install_windows``: when devices may begin
+    to install (the window itself is then the download window)."""
+    install_end: pendulum.DateTime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,8 +437,13 @@ class WindowDescriber(Protocol):
     """A platform that cannot keep a window to the instant says how it would send one."""
 
     def describe_window(
-        self, kind: PackageKind, start: pendulum.DateTime, end: pendulum.DateTime
+        self,
+        kind: PackageKind,
+        start: pendulum.DateTime,
+        end: pendulum.DateTime,
+        install: tuple[pendulum.DateTime, pendulum.DateTime] | None = None,
     ) -> str:
-        """How a task of ``kind`` with the window ``start..end`` would be sent (the
-        platform's own terms, rounded as it rounds them), or why it cannot be."""
+        """How a task of ``kind`` with the window ``start..end`` (and the install hours
+        ``install``, if any) would be sent (the platform's own terms, rounded as it rounds
+        them), or why it cannot be."""
         ...

@@ -86,6 +86,27 @@ def capability_issues(spec: CampaignSpec, caps: Capabilities) -> list[Issue]:
                         f"{_span(caps.min_window)}",
                     )
                 )
+    if spec.windows is not None and spec.windows.install is not None:
+        if not caps.install_windows:
+            out.append(
+                Issue(
+                    ("windows", "install"),
+                    f"{where} takes no install hours apart from the task's window; leave "
+                    "windows.install out (devices install inside the allowed window)",
+                )
+            )
+        elif caps.min_window is not None:
+            i_w = spec.windows.install
+            length = timedelta(minutes=i_w._end_minutes() - i_w.start.hour * 60 - i_w.start.minute)
+            if length < caps.min_window:
+                out.append(
+                    Issue(
+                        ("windows", "install", "end"),
+                        f"the install window {i_w.start:%H:%M}-{i_w.end:%H:%M} lasts "
+                        f"{format_duration(length)}; {where} rejects windows under "
+                        f"{_span(caps.min_window)}",
+                    )
+                )
     if spec.targets.groups and not caps.has_groups:
         out.append(
             Issue(

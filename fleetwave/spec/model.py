@@ -48,6 +48,7 @@ __all__ = [
     "FailureKind",
     "FieldChange",
     "GroupRef",
+    "InstallWindowSpec",
     "Issue",
     "PackageRef",
     "PlatformSpec",
@@ -664,9 +665,47 @@ class BlackoutSpec(_Model):
         return d
 
 
+class InstallWindowSpec(_Model):
+    """Daily hours, in the campaign's timezone, in which devices may *install* what they
+    downloaded in the allowed window, on platforms that keep the two apart. ``end`` is
+    after ``start`` on the same day ('24:00' = midnight); it cannot cross midnight."""
+
+    start: TimeOfDay = Field(description="Local time installing may begin 'HH:MM'.")
+    end: TimeOfDay = Field(description="Local time installing must stop 'HH:MM' ('24:00').")
+
+    def _end_minutes(self) -> int:
+        e = self.end.hour * 60 + self.end.minute
+        return e or 24 * 60
+
+    def _issues(self) -> list[Issue]:
+        if self._end_minutes() <= self.start.hour * 60 + self.start.minute:
+            return [
+                Issue(
+                    ("end",),
+                    f"the install window {self.start:%H:%M}-{self.end:%H:%M} must end after "
+                    "it starts on the same day (it cannot cross midnight)",
+                )
+            ]
+        return []
+
+    def occurrence(self, after: dt.datetime, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+        """The first daily install window (UTC instants) that ends after ``after``."""
+        tz = zoneinfo.ZoneInfo(timezone)
+        day = after.astimezone(tz).date() - dt.timedelta(days=1)
+        while True:
+            midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
+            start = dt.datetime.combine(day, self.start, tzinfo=tz)
+            end = midnight + dt.timedelta(minutes=self._end_minutes())
+            end = end.astimezone(dt.UTC).astimezone(tz)  # wall-clock minutes, DST-aware
+            if end > after:
+                return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+            day += dt.timedelta(days=1)
+
+
 class WindowsSpec(_Model):
     """When the engine may submit: weekly ``allowed`` windows (none = always) minus
-    ``blackouts``, evaluated in ``timezone`` (IANA name, DST-aware)."""
+    ``blackouts``, evaluated in ``timezone`` (IANA name, DST-aware); optionally separate
+    daily ``install`` hours."""
 
     timezone: str = Field(default="UTC", description="IANA timezone, e.g. Europe/Berlin.")
     allowed: list[WindowSpec] = Field(
@@ -674,6 +713,11 @@ class WindowsSpec(_Model):
     )
     blackouts: list[BlackoutSpec] = Field(
         default_factory=list, description="Blacked-out dates or date ranges."
+    )
+    install: InstallWindowSpec | None = Field(
+        default=None,
+        description="Daily install hours apart from the download window (execute: window, "
+        "platforms with separate install windows only); null = install in the window.",
     )
 
     @field_validator("timezone")
@@ -995,6 +1039,18 @@ class CampaignSpec(_Model):
 
     def _issues(self) -> list[Issue]:
         out: list[Issue] = []
+        if (
+            self.windows is not None
+            and self.windows.install is not None
+            and self.policy.execute is not ExecuteMode.WINDOW
+        ):
+            out.append(
+                Issue(
+                    ("windows", "install"),
+                    "install hours are sent with each task's window: they need "
+                    f"policy.execute: window, not {self.policy.execute.value}",
+                )
+            )
         prev: float | None = None
         for i, w in enumerate(self.waves):
             if w.count is not None and i > 0:

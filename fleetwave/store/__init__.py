@@ -14,7 +14,7 @@ from fleetwave.store.db import __all__ as _db_all
 from fleetwave.store.errors import *  # noqa: F403
 from fleetwave.store.errors import __all__ as _errors_all
 from fleetwave.store.models import *  # noqa: F403
-from fleetwave.store.models import TRANSITIONS, allowed_sources
+from fleetwave.store.models import TRANSITIONS, UNSENT, allowed_sources, result_sources
 from fleetwave.store.models import __all__ as _models_all
 
 __all__ = [
@@ -24,5 +24,7 @@ __all__ = [
     *_errors_all,
     *_models_all,
     "TRANSITIONS",
+    "UNSENT",
     "allowed_sources",
+    "result_sources",
 ]

@@ -33,6 +33,7 @@ from fleetwave.store.errors import (
 )
 from fleetwave.store.models import (
     TRANSITIONS,
+    UNSENT,
     ApprovalDecision,
     Campaign,
     CampaignStatus,
@@ -48,6 +49,7 @@ from fleetwave.store.models import (
     WaveStatus,
     allowed_sources,
     check_transition,
+    result_sources,
     to_utc,
 )
 
@@ -1035,20 +1037,23 @@ def set_device_status(
     failure_kind: str | None = None,
     failure_detail: str | None = None,
     batch_size: int = DEFAULT_BATCH,
+    only_from: Collection[DeviceRunStatus] | None = None,
 ) -> int:
     """Move devices to ``status``: the listed ones, or all of the campaign (or wave).
 
     Only rows whose current status allows the move change (e.g. cancelling touches the
-    PENDING/QUEUED/failed ones and leaves SUCCEEDED alone); returns how many changed.
+    PENDING/QUEUED/failed ones and leaves SUCCEEDED alone), and with ``only_from`` only
+    rows in one of those statuses; returns how many changed.
     """
     values: dict[str, Any] = {"status": status.value, "updated_at": to_utc(now)}
     if failure_kind is not None or failure_detail is not None:
         values.update(failure_kind=failure_kind, failure_detail=failure_detail)
     if status.is_final:
         values["finished_at"] = to_utc(now)
-    base = sa.update(_dr).where(
-        _dr.c.campaign_id == campaign_id, _status_in(_dr.c.status, allowed_sources(status))
-    )
+    sources = allowed_sources(status)
+    if only_from is not None:
+        sources = sources & frozenset(only_from)
+    base = sa.update(_dr).where(_dr.c.campaign_id == campaign_id, _status_in(_dr.c.status, sources))
     if wave_index is not None:
         base = base.where(_dr.c.wave_index == wave_index)
     if device_ids is None:
@@ -1072,8 +1077,9 @@ def record_device_results(
 ) -> int:
     """Store per-device outcomes in bulk (executemany per target status); returns rows changed.
 
-    A result whose transition is not allowed from the row's current status (or for a device
-    not in the campaign) is skipped; with ``strict`` that raises
+    A result whose transition is not allowed from the row's current status (see
+    :func:`~fleetwave.store.models.result_sources`: never from an unsent, PENDING, device),
+    or for a device not in the campaign, is skipped; with ``strict`` that raises
     :class:`IllegalTransitionError` instead. Re-applying the same final result is a no-op
     that still counts as changed. With ``chunk_id`` only devices whose row still points at
     that chunk change: a late read of an old task never overwrites a device that has moved
@@ -1098,7 +1104,7 @@ def record_device_results(
         for status, tail in by_status.items():
             head = (stamp, stamp) if status.is_final else (stamp,)
             rows = [head + t for t in tail]
-            sources = ", ".join(f"'{s.value}'" for s in sorted(allowed_sources(status)))
+            sources = ", ".join(f"'{s.value}'" for s in sorted(result_sources(status)))
             finished = f", finished_at = {ph}" if status.is_final else ""
             # the status literal comes from our enum, never from input
             sql = (
@@ -1164,6 +1170,7 @@ def _pg_copy_device_runs(
 _PG_MOVES = ", ".join(
     f"('{src.value}', '{dst.value}')"
     for src, targets in sorted(TRANSITIONS[DeviceRunStatus].items())
+    if src not in UNSENT  # a reported result never moves a device that was never sent
     for dst in sorted(targets)
 )
 _PG_FINAL = ", ".join(f"'{s.value}'" for s in sorted(DeviceRunStatus) if s.is_final)

@@ -334,8 +334,11 @@ _CHUNK_TRANSITIONS: dict[ChunkStatus, frozenset[ChunkStatus]] = {
 _D = DeviceRunStatus
 # Results arrive more than once (a resumed run re-reads a task's subtasks), so a final status
 # may be re-applied to itself; the bulk updates treat that as a harmless no-op.
+# PENDING -> FAILED is the engine's own decision about a device it never sent (a consent
+# campaign's ``on_timeout: fail``); a reported result (platform poll, push, app) never takes
+# that move: see ``result_sources``.
 _DEVICE_TRANSITIONS: dict[DeviceRunStatus, frozenset[DeviceRunStatus]] = {
-    _D.PENDING: frozenset({_D.QUEUED, _D.SKIPPED, _D.CANCELLED}),
+    _D.PENDING: frozenset({_D.QUEUED, _D.SKIPPED, _D.CANCELLED, _D.FAILED}),
     _D.QUEUED: frozenset({_D.SUBMITTED, _D.PENDING, _D.CANCELLED}),
     _D.SUBMITTED: frozenset({_D.IN_PROGRESS, _D.SUCCEEDED, _D.FAILED, _D.TIMED_OUT}),
     _D.IN_PROGRESS: frozenset({_D.IN_PROGRESS, _D.SUCCEEDED, _D.FAILED, _D.TIMED_OUT}),
@@ -376,6 +379,18 @@ def allowed_sources(target: enum.Enum) -> frozenset[Any]:
     """The statuses from which ``target`` may be entered (for conditional bulk UPDATEs)."""
     table = TRANSITIONS[type(target)]
     return frozenset(src for src, targets in table.items() if target in targets)
+
+
+UNSENT: frozenset[DeviceRunStatus] = frozenset({DeviceRunStatus.PENDING})
+"""Device statuses with no chunk and no task: no result reported by a platform or an app can
+belong to them."""
+
+
+def result_sources(target: DeviceRunStatus) -> frozenset[DeviceRunStatus]:
+    """The statuses from which a *reported* result may move a device to ``target``:
+    :func:`allowed_sources` without the unsent ones (a late push or a stray app report
+    never fails a device that was never sent)."""
+    return allowed_sources(target) - UNSENT
 
 
 def check_transition(current: enum.Enum, target: enum.Enum, *, subject: str) -> None:

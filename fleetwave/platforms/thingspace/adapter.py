@@ -124,6 +124,7 @@ def thingspace_capabilities(rate_limit: int) -> Capabilities:
         can_cancel_tasks=True,
         has_groups=False,
         push=True,
+        install_windows=True,
     )
 
 
@@ -275,13 +276,20 @@ class ThingSpacePlatform:
         )
 
     def describe_window(
-        self, kind: PackageKind, start: pendulum.DateTime, end: pendulum.DateTime
+        self,
+        kind: PackageKind,
+        start: pendulum.DateTime,
+        end: pendulum.DateTime,
+        install: tuple[pendulum.DateTime, pendulum.DateTime] | None = None,
     ) -> str:
         """The dates and UTC hours a task with this window is sent with, or why not."""
+        i_start, i_end = install if install is not None else (None, None)
         try:
             schedule = schedule_for(
                 kind,
-                TaskPolicy(ExecuteType.CUSTOM, start, end),
+                TaskPolicy(
+                    ExecuteType.CUSTOM, start, end, install_start=i_start, install_end=i_end
+                ),
                 now=start,
                 campaign_days=self.settings.campaign_days,
             )
@@ -341,7 +349,8 @@ class ThingSpacePlatform:
             }
             if windows:
                 body["downloadTimeWindowList"] = windows
-                body["installTimeWindowList"] = windows
+            if schedule.install_windows():
+                body["installTimeWindowList"] = schedule.install_windows()
             answer = await self.client.send(
                 "POST", PATHS["file_campaign"], json_body=body, path_params=self._account
             )

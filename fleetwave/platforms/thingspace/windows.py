@@ -13,12 +13,18 @@ every day of the date range. fleetwave reads dates and hours in UTC. A task's wi
 
 Bounds are on whole hours (start rounded up, end down); less than an hour left is
 refused. A FOTA v1 (firmware) upgrade with a window must cover whole UTC days.
+
+A policy with install hours (``install_start``/``install_end``, the campaign's
+``windows.install``) sends the window as the *download* hours and those as the *install*
+hours (``installTimeWindowList``), rounded the same way; they must lie within one UTC day,
+the download window's day (or any day of a whole-day range, since they open daily). FOTA
+v1 upgrades take no hours at all, so they refuse install hours.
 Everything here is a pure function; :func:`schedule_note` says in words what was sent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import pendulum
@@ -42,10 +48,17 @@ class Schedule:
     opens: pendulum.DateTime
     closes: pendulum.DateTime
     cut_at_midnight: bool = False
+    install_hours: tuple[tuple[int, int], ...] | None = None
+    """Install hours apart from ``hours`` (None: devices install in ``hours`` too)."""
 
     def hour_windows(self) -> list[dict[str, int]]:
-        """The wire form of the hour windows (``downloadTimeWindowList`` and the like)."""
+        """The wire form of the (download) hour windows (``downloadTimeWindowList``)."""
         return [{"startTime": a, "endTime": b} for a, b in self.hours]
+
+    def install_windows(self) -> list[dict[str, int]]:
+        """The wire form of the install hours (``installTimeWindowList``)."""
+        hours = self.hours if self.install_hours is None else self.install_hours
+        return [{"startTime": a, "endTime": b} for a, b in hours]
 
 
 def _floor_hour(t: pendulum.DateTime) -> pendulum.DateTime:
@@ -77,6 +90,49 @@ def schedule_for(
         return Schedule(today, last, (), now, _midnight(last + timedelta(days=1)))
     if policy.start_time is None or policy.end_time is None:
         raise InvalidPolicy("a custom execution window needs both start_time and end_time")
+    download = _download_schedule(kind, policy, now)
+    if policy.install_start is None or policy.install_end is None:
+        return download
+    return _with_install_hours(kind, download, policy.install_start, policy.install_end)
+
+
+def _with_install_hours(
+    kind: PackageKind, download: Schedule, start: pendulum.DateTime, end: pendulum.DateTime
+) -> Schedule:
+    """``download`` with install hours ``start..end`` (rounded to whole UTC hours)."""
+    if kind is PackageKind.FIRMWARE:
+        raise InvalidPolicy(
+            "FOTA v1 firmware upgrades take no hours, so no install hours either: leave "
+            "windows.install out, or send the package as a file (kind: software)"
+        )
+    i_start = _ceil_hour(start.in_tz("UTC"))
+    i_end = _floor_hour(end)
+    label = f"{start.in_tz('UTC').to_iso8601_string()}..{end.in_tz('UTC').to_iso8601_string()}"
+    if i_end - i_start < HOUR:
+        raise InvalidPolicy(
+            f"the install window {label} holds no whole UTC hour; ThingSpace schedules by the "
+            "hour: widen windows.install to at least one hour"
+        )
+    if i_end > _midnight(i_start.date() + timedelta(days=1)):
+        raise InvalidPolicy(
+            f"the install window {label} crosses midnight UTC; ThingSpace's install hours "
+            "open on every day of the date range: keep windows.install within one UTC day"
+        )
+    whole_days = not download.hours
+    if not whole_days and i_start.date() != download.start_date:
+        raise InvalidPolicy(
+            f"the install window {label} is not on the download window's UTC day "
+            f"({download.start_date.isoformat()}); both sets of hours open on the same dates: "
+            "choose install hours on the same UTC day as the allowed window"
+        )
+    last_hour = 24 if i_end.hour == 0 else i_end.hour
+    closes = download.closes if whole_days else max(download.closes, i_end)
+    return replace(download, closes=closes, install_hours=((i_start.hour, last_hour),))
+
+
+def _download_schedule(kind: PackageKind, policy: TaskPolicy, now: pendulum.DateTime) -> Schedule:
+    """The schedule of a custom window (``policy`` has both bounds)."""
+    assert policy.start_time is not None and policy.end_time is not None
     start = _ceil_hour(max(policy.start_time.in_tz("UTC"), _floor_hour(now)))
     end = _floor_hour(policy.end_time)
     if end - start < HOUR:
@@ -116,6 +172,9 @@ def schedule_note(schedule: Schedule) -> str:
         else "any hour"
     )
     note = f"{days}, {hours}"
+    if schedule.install_hours is not None:
+        install = ", ".join(f"{a:02d}:00-{b:02d}:00 UTC" for a, b in schedule.install_hours)
+        note = f"{days}, download {hours}, install {install}"
     if schedule.cut_at_midnight:
         note += " (cut at midnight UTC: the rest of the window would reopen on other days)"
     return note

@@ -1147,6 +1147,8 @@ class TSState:
                         "devices": list(r.devices),
                         "created": fmt_time(r.created),
                         "cancelled": r.cancelled_at is not None,
+                        "downloadTimeWindowList": windows_json(r.download_windows),
+                        "installTimeWindowList": windows_json(r.install_windows),
                     }
                     for r in self.requests.values()
                 ]

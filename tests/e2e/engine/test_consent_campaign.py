@@ -11,13 +11,11 @@ from pathlib import Path
 
 import httpx
 import pendulum
-import pytest
 
 from fleetwave import store
 from fleetwave.clock import ManualClock
 from fleetwave.consent.app import ConsentServer, create_consent_app
 from fleetwave.engine.runner import Outcome, OutcomeKind, advance
-from fleetwave.errors import UserError
 from fleetwave.platforms.base import ExecuteType
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from fleetwave.report import render_markdown
@@ -284,18 +282,88 @@ async def test_app_delivered_devices_never_get_a_platform_task(tmp_path: Path) -
         assert (runs[d].status, runs[d].failure_kind) == (D.SKIPPED, "consent_expired")
 
 
-async def test_on_timeout_fail_is_refused_before_any_device_is_planned(tmp_path: Path) -> None:
+FAIL_ON_TIMEOUT = """
+name: consent-fail
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h}
+thresholds: {max_failure_percent: {limit}, min_finished: 4, wave_success_percent: 0}
+consent:
+  period: 1d
+  answer_timeout: 2h
+  on_timeout: fail
+"""
+
+
+async def _fail_on_timeout_run(
+    tmp_path: Path, limit: int
+) -> tuple[Outcome, MemoryPlatform, Path, list[str], list[str]]:
+    """A consent campaign with ``on_timeout: fail`` on a fleet that never fails: the first
+    three quarters of the owners confirm over HTTP, the rest never answer."""
     clock = ManualClock()
-    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3), clock=clock)
-    db = new_store(tmp_path / "fail.db")
-    spec = spec_of(SPEC.replace("answer_timeout: 4h", "answer_timeout: 4h\n  on_timeout: fail"))
-    assert spec.consent is not None and spec.consent.on_timeout is not None
-    with pytest.raises(UserError, match="on_timeout: fail is not yet carried out"):
-        await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
-    assert not platform.tasks
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.0), clock=clock)
+    path = tmp_path / f"fail-{limit}.db"
+    db = new_store(path)
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(FAIL_ON_TIMEOUT.replace("{limit}", str(limit)))
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    cut = len(devices) * 3 // 4
+    confirmed, silent = devices[:cut], devices[cut:]
+    assert len(silent) >= 2, devices
     with store.session_scope(db) as s:
-        c = store.find_campaign(s, name="consent-meters")
-        assert c is None or not store.get_waves(s, campaign_id=c.id or 0)
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            resp = c.post(
+                CONFIRM,
+                json={"items": [{"deviceId": d, "action": "confirm"} for d in confirmed]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert resp.status_code == 200, resp.text
+    finally:
+        server.stop()
+    outcome = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
+    return outcome, platform, path, confirmed, silent
+
+
+async def test_on_timeout_fail_fails_the_silent_devices_without_sending_them(
+    tmp_path: Path,
+) -> None:
+    outcome, platform, path, confirmed, silent = await _fail_on_timeout_run(tmp_path, 95)
+    assert outcome.kind is OutcomeKind.COMPLETED, outcome
+    db = store.get_engine(f"sqlite:///{path}")
+    runs = device_rows(db, "consent-fail")
+    per_device = platform.tasks_per_device()
+    for d in silent:  # failed, never sent: no task, no chunk, no attempt
+        assert per_device[d] == 0
+        assert (runs[d].status, runs[d].failure_kind) == (D.FAILED, "consent_expired")
+        assert (runs[d].chunk_id, runs[d].attempt) == (None, 0)
+    assert {runs[d].status for d in confirmed} == {D.SUCCEEDED}
+    assert all(per_device[d] == 1 for d in confirmed)
+    with store.session_scope(db, read_only=True) as s:
+        report = load_report(s, "consent-fail")
+        cid = store.get_campaign(s, name="consent-fail").id
+        assert cid is not None
+        counts = store.consent_state_counts(s, campaign_id=cid)
+    assert report.to_json()["consent"]["expired"] == len(silent) == counts["expired"]
+    assert report.totals.failed == len(silent)
+    kinds = Counter(e.kind for e in events(db, "consent-fail"))
+    assert kinds["consent_expired"] == 1
+    db.dispose()
+
+
+async def test_on_timeout_fail_counts_toward_the_failure_threshold(tmp_path: Path) -> None:
+    outcome, platform, _path, _confirmed, silent = await _fail_on_timeout_run(tmp_path, 10)
+    assert outcome.kind is OutcomeKind.HALTED, outcome
+    assert "failure rate" in outcome.reason
+    assert not set(silent) & set(platform.tasks_per_device())  # still never sent
 
 
 async def test_a_seeded_owner_population_over_real_http(tmp_path: Path) -> None:

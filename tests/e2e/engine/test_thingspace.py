@@ -180,6 +180,36 @@ async def test_a_file_campaign_keeps_its_download_and_install_hours(
     assert sent and all(r["api"] == "v2" for r in sent)
 
 
+async def test_separate_install_hours_go_as_their_own_window(sim: TSHandle, tmp_path: Path) -> None:
+    """``windows.install`` apart from the allowed (download) window: each FOTA v2 campaign
+    the simulator receives carries both lists, and the campaign completes under them."""
+    ids = _ids(sim, tmp_path, "install", 40, skip=200)
+    text = FILES.format(ids=ids).replace("name: ts-meters-config", "name: ts-meters-install")
+    text = text.replace(
+        '      end: "05:00"\n', '      end: "05:00"\n  install: {start: "04:00", end: "07:00"}\n'
+    )
+    spec = spec_of(text)
+    assert spec.windows is not None and spec.windows.install is not None
+    db = new_store(tmp_path / "install.db")
+    outcome, _, _ = await _run(spec, db, sim, Recorder())
+    assert outcome.kind is OutcomeKind.COMPLETED, outcome
+    sent = [c for c in chunks(db, spec.name) if c.operation_id]
+    assert sent
+    for c in sent:
+        assert c.policy["install_start"][11:16] == "04:00", c.policy
+        assert c.policy["install_end"][11:16] == "07:00", c.policy
+    ops = {c.operation_id.removeprefix("v2:") for c in sent if c.operation_id}
+    requests = [r for r in sim.stats()["requests"] if r["id"] in ops]
+    assert len(requests) == len(ops)
+    for r in requests:
+        (download,) = r["downloadTimeWindowList"]
+        assert download["startTime"] >= 2 and download["endTime"] == 5, r
+        assert r["installTimeWindowList"] == [{"startTime": 4, "endTime": 7}], r
+    rows = device_rows(db, spec.name)
+    done = [r for r in rows.values() if r.status is D.SUCCEEDED]
+    assert len(done) >= 20
+
+
 async def test_plan_says_how_each_window_is_sent(sim: TSHandle, tmp_path: Path) -> None:
     from fleetwave.cli.campaign import preview_campaign
 
@@ -206,6 +236,15 @@ async def test_plan_says_how_each_window_is_sent(sim: TSHandle, tmp_path: Path) 
                 "window would reopen on other days)"
             )
             for s in sent
+        ), sent
+        hours = FILES.format(ids=ids).replace(
+            '      end: "05:00"\n',
+            '      end: "05:00"\n  install: {start: "04:00", end: "07:00"}\n',
+        )
+        data = await preview_campaign(spec_of(hours), platform, now=now)
+        sent = [w["sent_as"] for w in data["windows"]["next"]]
+        assert sent and all(
+            s.endswith(", download 02:00-05:00 UTC, install 04:00-07:00 UTC") for s in sent
         ), sent
         fw = (
             FIRMWARE.format(ids=ids).replace(

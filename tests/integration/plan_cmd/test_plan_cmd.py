@@ -207,8 +207,10 @@ def test_thingspace_example_plans_read_only(
         assert data["estimate"]["create_calls"] == data["chunks"]
         windows = [] if data["windows"]["always_open"] else data["windows"]["next"]
         assert bool(windows) == ("config" in path.name)
-        for w in windows:  # the file campaign's nightly 01:00-04:00 UTC
-            assert w["sent_as"] == f"on {w['opens_utc'][:10]}, 01:00-04:00 UTC", w
+        for w in windows:  # the file campaign's nightly 01:00-04:00 UTC, installing 02-05
+            assert w["sent_as"] == (
+                f"on {w['opens_utc'][:10]}, download 01:00-04:00 UTC, install 02:00-05:00 UTC"
+            ), w
         stats = ts.stats()
         writes = {
             e: c

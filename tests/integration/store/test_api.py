@@ -388,6 +388,41 @@ def test_late_results_of_an_old_task_do_not_touch_devices_that_moved_on(engine: 
         )
 
 
+def test_a_reported_failure_never_fails_a_device_that_was_never_sent(engine: Engine) -> None:
+    """PENDING -> FAILED is in the table (the engine fails an unanswered consent device), but
+    a reported result (a late push, a stray poll) from PENDING changes nothing, on both the
+    executemany path and PostgreSQL's COPY path; the engine's own move does change it."""
+    cid = _campaign(engine)
+    pending, sent = _ids("fw-1", 0, 1), _ids("fw-1", 2)
+    assert D.PENDING in store.allowed_sources(D.FAILED)
+    assert D.PENDING not in store.result_sources(D.FAILED)
+    with store.session_scope(engine) as s:
+        up = _intent(s, cid, sent)
+        store.record_operation_id(s, chunk_id=up.id, operation_id="op-1", now=NOW)
+        late = [DeviceResult(d, D.FAILED, failure_kind="fail") for d in pending + sent]
+        assert store.record_device_results(s, campaign_id=cid, results=late, now=NOW) == 1
+        counts = store.device_status_counts(s, campaign_id=cid, wave_index=0)
+        assert counts == {D.PENDING: 2, D.FAILED: 1}
+        # the engine's decision: only the unsent rows move, the failed one is not re-judged
+        moved = store.set_device_status(
+            s,
+            campaign_id=cid,
+            status=D.FAILED,
+            device_ids=pending + sent,
+            failure_kind="consent_expired",
+            failure_detail="no answer from the owner before the timeout",
+            only_from=store.UNSENT,
+            now=NOW,
+        )
+        assert moved == 2
+        rows = {r.device_id: r for r in store.iter_device_runs(s, campaign_id=cid, wave_index=0)}
+    assert {d: (rows[d].status, rows[d].failure_kind) for d in pending + sent} == {
+        **{d: (D.FAILED, "consent_expired") for d in pending},
+        sent[0]: (D.FAILED, "fail"),
+    }
+    assert all(rows[d].finished_at is not None and rows[d].chunk_id is None for d in pending)
+
+
 def test_device_claims_between_campaigns(engine: Engine) -> None:
     a = _campaign(engine, "a", n=5)
     with store.session_scope(engine) as s:

@@ -207,6 +207,18 @@ def test_policy_json_round_trip() -> None:
     p = TaskPolicy(ExecuteType.CUSTOM, start, start.add(hours=6), 3)
     assert policy_from_json(policy_to_json(p)) == p
     assert policy_from_json(policy_to_json(TaskPolicy())) == TaskPolicy()
+    with_install = TaskPolicy(
+        ExecuteType.CUSTOM,
+        start,
+        start.add(hours=3),
+        3,
+        install_start=start.add(hours=1),
+        install_end=start.add(hours=4),
+    )
+    data = policy_to_json(with_install)
+    assert data["install_start"] == "2026-01-05T22:00:00+00:00"
+    assert policy_from_json(data) == with_install
+    assert "install_start" not in policy_to_json(p)  # older chunks' JSON stays as it was
 
 
 def test_parse_sim_time_and_clock_option() -> None:

@@ -122,6 +122,65 @@ def test_a_window_without_a_whole_hour_is_refused() -> None:
         )
 
 
+def _with_install(
+    start: pendulum.DateTime,
+    end: pendulum.DateTime,
+    i_start: pendulum.DateTime,
+    i_end: pendulum.DateTime,
+) -> TaskPolicy:
+    return TaskPolicy(ExecuteType.CUSTOM, start, end, install_start=i_start, install_end=i_end)
+
+
+def test_install_hours_are_sent_apart_from_the_download_hours() -> None:
+    day = NOW.replace(minute=0)
+    s = schedule_for(
+        PackageKind.SOFTWARE,
+        _with_install(
+            day.replace(hour=10),
+            day.replace(hour=13),
+            day.replace(hour=12, minute=30),
+            day.replace(hour=16),
+        ),
+        now=NOW,
+        campaign_days=7,
+    )
+    assert s.hour_windows() == [{"startTime": 10, "endTime": 13}]
+    assert s.install_windows() == [{"startTime": 13, "endTime": 16}]  # start rounded up
+    assert s.closes == day.replace(hour=16)  # the task may run until installing ends
+    assert schedule_note(s) == "on 2026-12-02, download 10:00-13:00 UTC, install 13:00-16:00 UTC"
+    # without install hours the window is both (as before)
+    plain = schedule_for(
+        PackageKind.SOFTWARE,
+        _custom(day.replace(hour=10), day.replace(hour=13)),
+        now=NOW,
+        campaign_days=7,
+    )
+    assert plain.install_windows() == plain.hour_windows() == [{"startTime": 10, "endTime": 13}]
+
+
+@pytest.mark.parametrize(
+    ("kind", "i_start", "i_end", "message"),
+    [
+        (PackageKind.FIRMWARE, 0, 24, "FOTA v1 firmware upgrades take no hours"),
+        (PackageKind.SOFTWARE, 14.25, 14.75, "holds no whole UTC hour"),
+        (PackageKind.SOFTWARE, 22, 26, "crosses midnight UTC"),
+        (PackageKind.SOFTWARE, 26, 28, "not on the download window's UTC day"),
+    ],
+)
+def test_install_hours_that_cannot_be_sent_are_refused(
+    kind: PackageKind, i_start: float, i_end: float, message: str
+) -> None:
+    day = pendulum.datetime(2026, 12, 3, tz="UTC")
+    start, end = (
+        (day, day.add(days=1))
+        if kind is PackageKind.FIRMWARE
+        else (day.add(hours=10), day.add(hours=13))
+    )
+    policy = _with_install(start, end, day.add(hours=i_start), day.add(hours=i_end))
+    with pytest.raises(InvalidPolicy, match=message):
+        schedule_for(kind, policy, now=NOW, campaign_days=7)
+
+
 def test_now_runs_from_today_for_the_campaign_days() -> None:
     s = schedule_for(PackageKind.FIRMWARE, TaskPolicy(), now=NOW, campaign_days=3)
     assert (s.start_date, s.end_date, s.hours) == (date(2026, 12, 2), date(2026, 12, 5), ())

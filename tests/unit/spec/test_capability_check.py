@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fleetwave.cli import main
+from fleetwave.platforms import default_capabilities
 from fleetwave.platforms.base import Capabilities, ExecuteType, PackageKind
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
 from fleetwave.spec import (
@@ -66,11 +67,13 @@ def test_capability_corpus(path: Path, iodm: Capabilities) -> None:
     assert info.value.problems == found
 
 
-def test_the_examples_fit_iodm(iodm: Capabilities) -> None:
+def test_the_examples_fit_their_platform(iodm: Capabilities) -> None:
     for path in EXAMPLES:
         spec, problems, source = check_file_with_source(path)
         assert spec is not None, problems
-        assert capability_problems(spec, iodm, source) == []
+        caps = iodm if spec.platform.type == "iodm" else default_capabilities(spec.platform.type)
+        assert caps is not None, spec.platform
+        assert capability_problems(spec, caps, source) == []
 
 
 TEXT = """\
@@ -188,3 +191,55 @@ def test_validate_notes_a_profile_not_configured_here(
     assert out[0].startswith(f"{path}: note: platform iodm:nowhere is not usable here")
     assert "limits are checked by plan and run" in out[0]
     assert out[1].startswith(f"{path}: ok")
+
+
+INSTALL = """\
+name: files-install
+kind: software
+package: {version: "2.0", model: WM-200, manufacturer_name: Aquaflow}
+targets: {devices: ["351234560000002"]}
+waves: [{percent: 100}]
+policy: {execute: window}
+windows:
+  timezone: Europe/Berlin
+  allowed: [{start: "02:00", end: "05:00"}]
+  install: {start: "04:00", end: "04:30"}
+"""
+
+
+def test_install_hours_need_a_platform_that_keeps_them_apart(
+    iodm: Capabilities, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(INSTALL)
+    spec, problems, source = check_file_with_source(path)
+    assert spec is not None, problems
+    (refused,) = capability_problems(spec, iodm, source)
+    assert (refused.line, refused.col) == (10, 12)
+    assert refused.message.startswith(
+        "windows.install: platform iodm takes no install hours apart from the task's window"
+    )
+    hourly = dataclasses.replace(iodm, install_windows=True, min_window=timedelta(hours=1))
+    (short,) = capability_problems(spec, hourly, source)
+    assert short.message == (
+        "windows.install.end: the install window 04:00-04:30 lasts 30m; platform iodm "
+        "rejects windows under 1h"
+    )
+    ok = load_spec_text(INSTALL.replace('"04:30"', '"24:00"'))
+    assert capability_problems(ok, hourly) == []
+
+
+def test_install_hours_are_checked_in_the_spec() -> None:
+    with pytest.raises(SpecError, match="must end after it starts on the same day"):
+        load_spec_text(INSTALL.replace('end: "04:30"', 'end: "01:00"'))
+    with pytest.raises(SpecError, match=r"need policy\.execute: window, not now"):
+        load_spec_text(INSTALL.replace("{execute: window}", "{execute: now}"))
+    spec = load_spec_text(INSTALL.replace('"04:30"', '"07:00"'))
+    assert spec.windows is not None and spec.windows.install is not None
+    # the first install hours ending after the instant, in the campaign's timezone (DST)
+    from datetime import UTC, datetime
+
+    summer = spec.windows.install.occurrence(datetime(2026, 7, 1, 3, tzinfo=UTC), "Europe/Berlin")
+    assert summer == (datetime(2026, 7, 1, 2, tzinfo=UTC), datetime(2026, 7, 1, 5, tzinfo=UTC))
+    late = spec.windows.install.occurrence(datetime(2026, 1, 5, 7, tzinfo=UTC), "Europe/Berlin")
+    assert late == (datetime(2026, 1, 6, 3, tzinfo=UTC), datetime(2026, 1, 6, 6, tzinfo=UTC))
