@@ -26,7 +26,7 @@ from fleetwave import store
 
 _MIGRATE = threading.Lock()
 
-# (store engine, the run's process) -> kill it now?
+# the trial's store -> kill the run now?
 KillWhen = Callable[[sa.Engine], bool]
 
 
