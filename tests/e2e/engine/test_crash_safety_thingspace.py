@@ -219,3 +219,10 @@ def test_thingspace_trials_hit_the_hard_cases(trials: dict[int, Trial]) -> None:
             seen[kind] += len(events(t.db, f"ts-crash-{t.trial}", [kind]))
     assert sum(len(t.killed_at) for t in trials.values()) >= TRIALS
     assert seen["chunk_reconciled"] > 0, seen
+    # a run killed between a create and its record left an intent the next run reconciled
+    left = [
+        len(events(t.db, f"ts-crash-{t.trial}", ["intents_reconciled"]))
+        for t in trials.values()
+        if t.trial % 2 == 0
+    ]
+    assert sum(left) > 0, left
