@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -26,19 +27,25 @@ __all__ = [
     "EXECUTION",
     "PAGE",
     "TASK_LIMIT",
+    "TS_CATEGORIES",
+    "TS_EXECUTION",
     "Bound",
     "RunResult",
     "SettlingClock",
     "StageMeter",
+    "TSBound",
     "bench_simulator",
     "bench_spec_text",
+    "bench_ts_spec_text",
     "by_category",
     "categorize",
+    "categorize_ts",
     "lower_bound",
     "quiet_process",
     "run_campaign",
     "sim_calls",
     "sim_stats",
+    "ts_lower_bound",
 ]
 
 T = TypeVar("T")
@@ -113,6 +120,113 @@ def by_category(calls: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+# ---------------------------------------------------------------------------- ThingSpace
+
+TS_TASK_LIMIT = 1000  # the driver's devices per upgrade (one v2 device-status page)
+TS_DEVICE_PAGE = 1000  # v2 device status and account device list: devices a page
+
+_V1 = "/api/fota/v1"
+_V2 = "/api/fota/v2"
+#: ThingSpace endpoint -> category, path parameters written ``{}`` (the simulator and the
+#: client name them differently: ``{upgrade_id}`` / ``{upgradeId}``).
+_TS_TEMPLATES: dict[str, str] = {
+    f"POST {_V1}/upgrades": "create",
+    f"POST {_V2}/campaigns/{{}}": "create",
+    f"POST {_V2}/campaigns/files/{{}}": "create",
+    f"GET {_V1}/upgrades/{{}}/upgrade/{{}}": "progress",
+    f"GET {_V2}/campaigns/{{}}/{{}}": "progress",
+    f"GET {_V2}/reports/{{}}/campaigns/{{}}/devices": "progress",
+    f"GET {_V1}/reports/{{}}/devices/{{}}": "reconcile",
+    f"GET {_V1}/reports/{{}}/status/{{}}/index/{{}}": "reconcile",
+    f"GET {_V2}/reports/{{}}/campaigns": "reconcile",
+    f"GET {_V2}/reports/{{}}/devices/{{}}": "reconcile",
+    f"GET {_V1}/firmware/{{}}": "verify",
+    f"GET {_V2}/software/{{}}": "verify",
+    f"GET {_V2}/files/{{}}": "verify",
+    f"GET {_V1}/devices/{{}}/index/{{}}": "resolve",
+    f"GET {_V2}/devices/{{}}": "resolve",
+    f"POST {_V1}/callbacks/{{}}": "subscribe",
+    f"POST {_V2}/callbacks/{{}}": "subscribe",
+}
+TS_EXECUTION = ("create", "progress")
+TS_CATEGORIES = (*TS_EXECUTION, "reconcile", "login", "verify", "resolve", "subscribe", "other")
+
+
+def categorize_ts(endpoint: str) -> str:
+    """The budget category of a ThingSpace endpoint template (``GET /api/fota/v1/...``)."""
+    generic = re.sub(r"\{[^}]*\}", "{}", endpoint)
+    if generic in _TS_TEMPLATES:
+        return _TS_TEMPLATES[generic]
+    if "oauth2/token" in endpoint or "/session/" in endpoint:
+        return "login"
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class TSBound:
+    """The ThingSpace lower bound of a FOTA v1 campaign (docs/performance.md, ThingSpace)."""
+
+    creates: int
+    progress: int
+    results: int
+
+    @property
+    def total(self) -> int:
+        return self.creates + self.progress + self.results
+
+
+def ts_lower_bound(
+    devices: int, active_per_round: Sequence[int], *, task_limit: int = TS_TASK_LIMIT
+) -> TSBound:
+    """``ceil(N/task_limit)`` creates + one read of each active upgrade per progress round
+    (it carries every device's status; FOTA v1 has no cheaper multi-upgrade read) + one
+    read of each upgrade for its per-device results, ``ceil(N/task_limit)``."""
+    if devices < 0 or task_limit < 1:
+        raise ValueError("devices must be >= 0 and task_limit >= 1")
+    if any(a < 0 for a in active_per_round):
+        raise ValueError("active task counts must be >= 0")
+    tasks = math.ceil(devices / task_limit)
+    return TSBound(creates=tasks, progress=sum(active_per_round), results=tasks)
+
+
+def bench_ts_spec_text(
+    name: str,
+    *,
+    ids_file: Path,
+    inflight: int = 100,
+    task_size: int = TS_TASK_LIMIT,
+    poll: str = "1m",
+    waves: str = "canary",
+) -> str:
+    """The ThingSpace benchmark campaign: FOTA v1 firmware 1.5.0 for the WM-200 meters whose
+    IMEIs are in ``ids_file`` (devices already on 1.5.0 are skipped: ThingSpace refuses an
+    upgrade whose devices do not all run its from-version)."""
+    wave_text = (
+        "  - count: 100\n  - percent: 10\n  - percent: 100\n"
+        if waves == "canary"
+        else "  - percent: 100\n"
+    )
+    return (
+        f"name: {name}\n"
+        "kind: firmware\n"
+        "platform: {type: thingspace}\n"
+        'package: {version: "1.5.0", model: WM-200, manufacturer_name: Aquaflow}\n'
+        f"targets: {{devices_file: {ids_file}}}\n"
+        "waves:\n"
+        f"{wave_text}"
+        "policy:\n"
+        "  execute: now\n"
+        f"  poll_interval: {poll}\n"
+        "  task_timeout: 2h\n"
+        f"  max_inflight_tasks: {inflight}\n"
+        f"  max_devices_per_task: {task_size}\n"
+        "thresholds:\n"
+        "  max_failure_percent: 20\n"
+        "  min_finished: 500\n"
+        "  wave_success_percent: 80\n"
+    )
+
+
 def bench_spec_text(
     name: str,
     *,
@@ -167,12 +281,19 @@ SIM_START_TIMEOUT = 300.0
 
 @contextmanager
 def bench_simulator(
-    *, devices: int, seed: int, rate_limit: int, groups: int = 1, log: Path | None = None
+    *,
+    devices: int,
+    seed: int,
+    rate_limit: int,
+    groups: int = 1,
+    log: Path | None = None,
+    platform: str = "iodm",
 ) -> Iterator[SimProcess]:
-    """The benchmark's simulator: its own process (so its CPU and memory are not the
-    engine's), an ephemeral port, a manual clock; stopped on exit."""
+    """The benchmark's simulator (``platform`` iodm or thingspace): its own process (so its
+    CPU and memory are not the engine's), an ephemeral port, a manual clock; stopped on exit."""
     with run_simulator_process(
         log=log,
+        platform=platform,
         timeout=SIM_START_TIMEOUT,
         devices=devices,
         groups=groups,
@@ -184,10 +305,13 @@ def bench_simulator(
 
 
 def sim_stats(base_url: str) -> dict[str, Any]:
-    """``GET /sim/stats?tasks=false`` (call counts per endpoint template and status)."""
+    """``GET /sim/stats?tasks=false`` (call counts per endpoint template and status; the
+    ThingSpace simulator reads it as ``requests=false``)."""
     import httpx
 
-    resp = httpx.get(f"{base_url}/sim/stats", params={"tasks": "false"}, timeout=60)
+    resp = httpx.get(
+        f"{base_url}/sim/stats", params={"tasks": "false", "requests": "false"}, timeout=60
+    )
     resp.raise_for_status()
     result: dict[str, Any] = resp.json()
     return result
@@ -358,14 +482,14 @@ async def run_campaign(
     rate_limit: int,
     push: bool,
     max_rounds: int = 100_000,
+    platform_kind: str = "iodm",
 ) -> RunResult:
-    """Advance the benchmark campaign to rest (no Prefect: the meter counts its stages)."""
+    """Advance the benchmark campaign to rest (no Prefect: the meter counts its stages) on
+    the simulator of ``platform_kind`` (iodm or thingspace, demo credentials)."""
     import inspect
 
     from fleetwave import store
     from fleetwave.engine.runner import advance
-    from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
-    from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
     from fleetwave.sim.linked_clock import SimLinkedClock
     from fleetwave.spec import load_spec_text
 
@@ -373,10 +497,7 @@ async def run_campaign(
     engine = store.get_engine(db_url)
     store.upgrade_schema(engine)
     clock = SettlingClock(SimLinkedClock(base_url), base_url)
-    settings = IoDMSettings(
-        base_url=base_url, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=rate_limit
-    )
-    platform = IoDMPlatform(settings, clock=clock)
+    platform = _bench_platform(platform_kind, base_url, rate_limit, clock)
 
     def active() -> int:  # active tasks at the start of a round
         with store.session_scope(engine, read_only=True) as s:
@@ -423,7 +544,7 @@ async def run_campaign(
             outcome=outcome,
             meter=meter,
             client_calls=dict(platform.call_counts()),
-            client_statuses=platform.client.call_statuses(),
+            client_statuses=getattr(platform.client, "call_statuses", dict)(),
             planned_devices=planned,
             submitted_tasks=outcome.tasks_submitted,
             wall=wall,
@@ -439,6 +560,32 @@ async def run_campaign(
         await platform.aclose()
         clock.close()
         engine.dispose()
+
+
+def _bench_platform(kind: str, base_url: str, rate_limit: int, clock: Any) -> Any:
+    """The platform client on a simulator's demo credentials."""
+    if kind == "thingspace":
+        from fleetwave.platforms.thingspace import ThingSpacePlatform, ThingSpaceSettings
+        from fleetwave.sim.thingspace.config import TSConfig
+
+        demo = TSConfig()
+        ts = ThingSpaceSettings(
+            base_url=base_url,
+            key=demo.client_key,
+            secret=demo.client_secret,
+            username=demo.username,
+            password=demo.password,
+            account_name=demo.account,
+            rate_limit=rate_limit,
+        )
+        return ThingSpacePlatform(ts, clock=clock)
+    from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
+    from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
+
+    settings = IoDMSettings(
+        base_url=base_url, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=rate_limit
+    )
+    return IoDMPlatform(settings, clock=clock)
 
 
 def quiet_process() -> None:

@@ -1,159 +1,41 @@
-"""The per-application call budget: one limiter per (base URL, appId) in a process-wide registry.
+"""IoDM's call budget: the platform-neutral limiter (:mod:`fleetwave.platforms.limiter`) named in
+IoDM's settings (``IODM_RATE_LIMIT`` calls a minute per app, ``IODM_PREFECT_RATE_LIMIT``).
 
 IoDM counts calls per app and minute (100 by default) and answers 403 1010009 beyond it.
-:class:`RateLimiter` hands out *reservations* so that no rolling 60 s window ever holds
-more than ``per_minute`` call starts: a token bucket whose burst never lets a minute
-exceed the budget. It is thread-safe and loop-agnostic (no lock is held across an
-await), so flows running in several event loops of one process share it. Across
-processes and machines, an optional Prefect global concurrency limit with slot decay
-(``IODM_PREFECT_RATE_LIMIT``) is acquired for every call as well.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
-import threading
-from collections.abc import Awaitable, Callable
 
-from fleetwave.clock import Clock, RealClock
-from fleetwave.platforms.errors import PlatformError
+from fleetwave.clock import Clock
+from fleetwave.platforms import limiter as _neutral
+from fleetwave.platforms.limiter import LONG_WAIT_SECONDS, AcquireHook, reset_limiters
 
 __all__ = ["RateLimiter", "get_limiter", "prefect_rate_limit_hook", "reset_limiters"]
 
 log = logging.getLogger(__name__)
 
-AcquireHook = Callable[[], Awaitable[None]]
 
-# a wait for a call slot at least this long is logged at WARNING (the CLI's default level)
-LONG_WAIT_SECONDS = 5.0
+class RateLimiter(_neutral.RateLimiter):
+    """The call budget of one IoDM app (waits are logged naming ``IODM_RATE_LIMIT``)."""
 
-
-class RateLimiter:
-    """At most ``per_minute`` call starts in any ``window`` seconds of ``clock`` time (0 = off)."""
-
-    def __init__(
-        self,
-        per_minute: int,
-        *,
-        clock: Clock | None = None,
-        window: float = 60.0,
-        guard: float = 0.25,
-        hook: AcquireHook | None = None,
-    ) -> None:
-        if per_minute < 0:
-            raise ValueError(f"a rate limit must be >= 0 calls a minute, not {per_minute}")
-        self.per_minute = per_minute
-        self.clock: Clock = clock or RealClock()
-        self.window = window + guard  # a little slack for clock skew between us and the platform
-        self.hook = hook
-        self._grants: collections.deque[float] = collections.deque()
-        self._lock = threading.Lock()
-        self.waited_seconds = 0.0
-        self.acquired = 0
-        self._last_warned: float | None = None
-
-    def _reserve(self) -> float:
-        """Reserve the next free slot; returns how long to wait for it (0 = now)."""
-        if self.per_minute == 0:
-            with self._lock:
-                self.acquired += 1
-            return 0.0
-        now = self.clock.now().timestamp()
-        with self._lock:
-            self.acquired += 1
-            grants = self._grants
-            # grants holds the last per_minute reservations; a new one may start only
-            # a full window after the oldest of them, so no window holds more than N.
-            at = now
-            if len(grants) >= self.per_minute:
-                at = max(now, grants[0] + self.window)
-            grants.append(at)
-            while len(grants) > self.per_minute:
-                grants.popleft()
-            return at - now
-
-    async def acquire(self) -> None:
-        """Wait for a slot in the local budget, then for the shared Prefect limit if any."""
-        wait = self._reserve()
-        if wait > 0:
-            self._log_wait(wait)
-            self.waited_seconds += wait
-            await self.clock.sleep(wait)
-        if self.hook is not None:
-            await self.hook()
-
-    def _log_wait(self, wait: float) -> None:
-        """A long wait is said at WARNING (at most once a window), a short one at DEBUG."""
-        now = self.clock.now().timestamp()
-        level = logging.DEBUG
-        if wait >= LONG_WAIT_SECONDS:
-            with self._lock:
-                if self._last_warned is None or now - self._last_warned >= self.window:
-                    self._last_warned = now
-                    level = logging.WARNING
-        log.log(
-            level,
-            "rate limit: waiting %.1f s for a call slot (at most %d calls a minute for this app, "
-            "IODM_RATE_LIMIT)",
-            wait,
-            self.per_minute,
-        )
-
-    def __repr__(self) -> str:
-        return f"RateLimiter(per_minute={self.per_minute}, clock={self.clock!r})"
+    owner = "app"
+    setting = "IODM_RATE_LIMIT"
 
 
 def prefect_rate_limit_hook(
     name: str, *, timeout_seconds: float = 600.0, warn_after: float = LONG_WAIT_SECONDS
 ) -> AcquireHook:
-    """An acquire hook taking one slot of the Prefect global concurrency limit ``name``.
-
-    The limit must exist and have a slot decay (see README, Configuration); a missing
-    limit is an error rather than a silently unlimited budget. A limit of L slots decaying
-    at r a second admits up to L + 60 r calls in a minute (a burst of L, then r a second):
-    size it so that this sum is the app's budget. A wait longer than
-    ``warn_after`` seconds is said at WARNING while it lasts.
-    """
-
-    async def acquire() -> None:
-        from prefect.concurrency.asyncio import (
-            ConcurrencySlotAcquisitionError,
-            rate_limit,
-        )
-
-        notice = asyncio.get_running_loop().call_later(
-            warn_after,
-            log.warning,
-            "rate limit: waiting for a slot of the Prefect global concurrency limit %r "
-            "(IODM_PREFECT_RATE_LIMIT; other flows are using this app's budget), "
-            "for up to %.0f s",
-            name,
-            timeout_seconds,
-        )
-        try:
-            await rate_limit(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
-        except ConcurrencySlotAcquisitionError as exc:
-            raise PlatformError(
-                f"the Prefect global concurrency limit {name!r} (IODM_PREFECT_RATE_LIMIT) "
-                "cannot be used: create it with `prefect gcl create "
-                f"{name} --limit 10 --slot-decay-per-second 1.5` (at most 10 + 60 x 1.5 = 100 "
-                "calls in any minute) or unset the variable"
-            ) from exc
-        except TimeoutError as exc:
-            raise PlatformError(
-                f"no slot of the Prefect global concurrency limit {name!r} within "
-                f"{timeout_seconds:.0f} s: other flows are using the whole API budget"
-            ) from exc
-        finally:
-            notice.cancel()
-
-    return acquire
-
-
-_registry: dict[tuple[str, str, object], RateLimiter] = {}
-_registry_lock = threading.Lock()
+    """One slot of the Prefect global concurrency limit ``name`` (``IODM_PREFECT_RATE_LIMIT``)
+    per call; see :func:`fleetwave.platforms.limiter.prefect_rate_limit_hook`."""
+    return _neutral.prefect_rate_limit_hook(
+        name,
+        setting="IODM_PREFECT_RATE_LIMIT",
+        timeout_seconds=timeout_seconds,
+        warn_after=warn_after,
+        logger=log,
+    )
 
 
 def get_limiter(
@@ -163,40 +45,10 @@ def get_limiter(
     clock: Clock | None = None,
     hook: AcquireHook | None = None,
 ) -> RateLimiter:
-    """The process-wide limiter of one (base URL, appId); created on first use.
-
-    Later callers share the first limiter; a different ``per_minute`` for the same key
-    is logged and the smaller budget wins (the platform enforces one budget per app).
-    Budgets are counted in the caller's clock time: every real-time client shares one
-    limiter, while a client on a manual or simulated clock gets one for that clock.
-    """
-    clock = clock or RealClock()
-    clock_key: object = "real" if isinstance(clock, RealClock) else id(clock)
-    full_key = (key[0], key[1], clock_key)
-    with _registry_lock:
-        limiter = _registry.get(full_key)
-        if limiter is None:
-            limiter = RateLimiter(per_minute, clock=clock, hook=hook)
-            _registry[full_key] = limiter
-            return limiter
-        if per_minute != limiter.per_minute:
-            limits = [x for x in (per_minute, limiter.per_minute) if x > 0]
-            smaller = min(limits) if limits else 0
-            log.warning(
-                "two rate limits for app %s at %s (%d and %d a minute); using %d",
-                key[1],
-                key[0],
-                limiter.per_minute,
-                per_minute,
-                smaller,
-            )
-            limiter.per_minute = smaller
-        if hook is not None and limiter.hook is None:
-            limiter.hook = hook
-        return limiter
-
-
-def reset_limiters() -> None:
-    """Forget every limiter (tests; a new simulator on a reused port)."""
-    with _registry_lock:
-        _registry.clear()
+    """The process-wide limiter of one (base URL, appId); created on first use (the smaller
+    budget wins when two differ)."""
+    limiter = _neutral.get_limiter(
+        ("iodm", *key), per_minute, clock=clock, hook=hook, factory=RateLimiter
+    )
+    assert isinstance(limiter, RateLimiter)
+    return limiter

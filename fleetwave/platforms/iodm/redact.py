@@ -26,6 +26,7 @@ _LOGGERS = (
     "fleetwave.platforms.iodm.auth",
     "fleetwave.platforms.iodm.adapter",
     "fleetwave.platforms.iodm.limiter",
+    "fleetwave.platforms.limiter",
     "fleetwave.platforms.iodm.models",
     "fleetwave.platforms.iodm.progress",
 )

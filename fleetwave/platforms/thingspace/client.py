@@ -16,7 +16,6 @@ import json
 import logging
 import random
 import ssl
-import threading
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -25,8 +24,9 @@ from urllib.parse import quote
 import httpx
 
 from fleetwave.clock import Clock, RealClock
+from fleetwave.platforms import limiter as _neutral
 from fleetwave.platforms.errors import OutcomeUnknown, PlatformError, Throttled
-from fleetwave.platforms.iodm.limiter import RateLimiter
+from fleetwave.platforms.limiter import reset_limiters
 from fleetwave.platforms.redact import install_redaction
 
 from .auth import Credentials
@@ -55,48 +55,23 @@ _LOGGERS = (
     "fleetwave.platforms.thingspace.client",
     "fleetwave.platforms.thingspace.auth",
     "fleetwave.platforms.thingspace.adapter",
+    "fleetwave.platforms.limiter",
 )
 
 # raised before a single byte of the request left: always safe to try again
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
-class _Limiter(RateLimiter):
-    """The shared call budget, with waits named in ThingSpace's settings."""
+class RateLimiter(_neutral.RateLimiter):
+    """The call budget of one ThingSpace API key (waits logged naming THINGSPACE_RATE_LIMIT)."""
 
-    def _log_wait(self, wait: float) -> None:
-        level = logging.WARNING if wait >= 5.0 else logging.DEBUG
-        log.log(
-            level,
-            "rate limit: waiting %.1f s for a call slot (at most %d calls a minute for this "
-            "account, THINGSPACE_RATE_LIMIT)",
-            wait,
-            self.per_minute,
-        )
+    owner = "account"
+    setting = "THINGSPACE_RATE_LIMIT"
 
 
-_limiters: dict[tuple[str, str, object], RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def get_limiter(key: tuple[str, str], per_minute: int, clock: Clock) -> RateLimiter:
+def get_limiter(key: tuple[str, str], per_minute: int, clock: Clock) -> _neutral.RateLimiter:
     """The process-wide limiter of one (base URL, key) and clock; the smaller budget wins."""
-    clock_key: object = "real" if isinstance(clock, RealClock) else id(clock)
-    full = (key[0], key[1], clock_key)
-    with _limiters_lock:
-        limiter = _limiters.get(full)
-        if limiter is None:
-            limiter = _limiters[full] = _Limiter(per_minute, clock=clock)
-        elif per_minute != limiter.per_minute:
-            limits = [x for x in (per_minute, limiter.per_minute) if x > 0]
-            limiter.per_minute = min(limits) if limits else 0
-        return limiter
-
-
-def reset_limiters() -> None:
-    """Forget every limiter (tests)."""
-    with _limiters_lock:
-        _limiters.clear()
+    return _neutral.get_limiter(("thingspace", *key), per_minute, clock=clock, factory=RateLimiter)
 
 
 def _ssl_context(settings: ThingSpaceSettings) -> ssl.SSLContext | bool:

@@ -13,27 +13,20 @@ ended in a final state.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from fleetwave import store
 from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
 from tests.e2e.conftest import SimProcess, start_simulator_process
+from tests.e2e.engine import crash
+from tests.e2e.engine.crash import Trial
 from tests.e2e.engine.helpers import check_exactly_once, device_rows, events
 
 # the trials fixture runs all 20 trials (four at a time); on a loaded 2-core machine that
@@ -41,7 +34,6 @@ from tests.e2e.engine.helpers import check_exactly_once, device_rows, events
 pytestmark = pytest.mark.timeout(900)
 
 TRIALS = 20
-_MIGRATE = threading.Lock()
 
 CAMPAIGN = """
 name: crash-{trial}
@@ -125,86 +117,20 @@ class Admin:
         return sorted(found)
 
 
-def _events(db: sa.Engine) -> int:
-    try:
-        with db.connect() as conn:
-            return int(conn.execute(sa.text("select count(*) from event")).scalar_one())
-    except sa.exc.OperationalError:
-        return 0
-
-
-def _start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-
-
-@dataclass
-class Trial:
-    """What one trial did and what the platform and the store say afterwards."""
-
-    trial: int
-    devices: list[str]
-    kills: int
-    killed_at: list[int]
-    returncode: int
-    output: str
-    tasks: list[dict[str, Any]]
-    db: sa.Engine
-
-
 def run_trial(sim: SimProcess, admin: Admin, root: Path, trial: int, devices: list[str]) -> Trial:
-    rng = random.Random(1000 + trial)
-    work = root / f"trial-{trial}"
-    work.mkdir()
-    campaign = work / "campaign.yaml"
-    campaign.write_text(CAMPAIGN.format(trial=trial, devices=", ".join(devices)))
-    db_url = f"sqlite:///{work / 'store.db'}"
-    env = dict(os.environ)
-    env.update(
-        IODM_BASE_URL=sim.base_url,
-        IODM_APP_ID=DEMO_APP_ID,
-        IODM_SECRET=DEMO_SECRET,
-        IODM_RATE_LIMIT="0",
-        FLEETWAVE_DB_URL=db_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_TELEMETRY_ENABLED="false",
+    return crash.run_trial(
+        work=root / f"trial-{trial}",
+        trial=trial,
+        devices=devices,
+        campaign_text=CAMPAIGN.format(trial=trial, devices=", ".join(devices)),
+        platform_env={
+            "IODM_BASE_URL": sim.base_url,
+            "IODM_APP_ID": DEMO_APP_ID,
+            "IODM_SECRET": DEMO_SECRET,
+            "IODM_RATE_LIMIT": "0",
+        },
+        platform_tasks=admin.tasks,
     )
-    env.pop("PREFECT_API_URL", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "fleetwave",
-        "run",
-        str(campaign),
-        "--clock",
-        "sim",
-        "--wait-lease",
-        "--no-prefect",
-        "--quiet",
-        "--json",
-    ]
-    log = work / "runs.log"
-    db = store.get_engine(db_url)
-    with _MIGRATE:  # Alembic's context is process-global: one migration at a time
-        store.upgrade_schema(db)  # as `fleetwave db upgrade` does: a run never creates a store
-    kills = rng.randint(1, 2)
-    killed_at: list[int] = []
-    for _ in range(kills):
-        target = _events(db) + rng.randint(1, 12)
-        proc = _start(cmd, env, work, log)
-        deadline = time.monotonic() + 90
-        while proc.poll() is None and _events(db) < target and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.05))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed_at.append(_events(db))
-        proc.wait(timeout=30)
-    final = subprocess.run(cmd, env=env, cwd=work, capture_output=True, timeout=300)
-    output = final.stdout.decode() + final.stderr.decode() + log.read_text()[-3000:]
-    mine = set(devices)
-    tasks = [t for t in admin.tasks() if mine.issuperset(t["devices"])]
-    return Trial(trial, devices, kills, killed_at, final.returncode, output, tasks, db)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,9 +12,12 @@ from bench.harness import (
     CATEGORIES,
     StageMeter,
     bench_spec_text,
+    bench_ts_spec_text,
     by_category,
     categorize,
+    categorize_ts,
     lower_bound,
+    ts_lower_bound,
 )
 from fleetwave.spec import load_spec_text
 
@@ -131,3 +136,46 @@ async def test_stage_meter_counts_calls_and_active_rounds() -> None:
     assert meter.active_per_round == [42]
     # a wrapping stage's calls are those of the stages and steps inside it
     assert meter.calls_by_stage == {"monitor": 3, "submit": 3}
+
+
+def test_thingspace_lower_bound() -> None:
+    # 94,447 devices: 95 upgrades of 1,000, one read per active upgrade a round, one
+    # result read per upgrade
+    bound = ts_lower_bound(94_447, [1, 2, 86, 0])
+    assert (bound.creates, bound.progress, bound.results) == (95, 89, 95)
+    assert bound.total == 95 + 89 + 95
+    assert ts_lower_bound(1000, []).creates == 1 and ts_lower_bound(1001, []).creates == 2
+    assert ts_lower_bound(0, []).total == 0
+    with pytest.raises(ValueError):
+        ts_lower_bound(10, [-1])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "category"),
+    [
+        ("POST /api/fota/v1/upgrades", "create"),
+        ("POST /api/fota/v2/campaigns/files/{account}", "create"),
+        # the simulator and the client name path parameters differently
+        ("GET /api/fota/v1/upgrades/{account}/upgrade/{upgrade_id}", "progress"),
+        ("GET /api/fota/v1/upgrades/{account}/upgrade/{upgradeId}", "progress"),
+        ("GET /api/fota/v2/reports/{account}/campaigns/{campaignId}/devices", "progress"),
+        ("GET /api/fota/v1/reports/{account}/devices/{deviceId}", "reconcile"),
+        ("GET /api/fota/v1/reports/{account}/status/{status}/index/{start}", "reconcile"),
+        ("GET /api/fota/v1/firmware/{account}", "verify"),
+        ("GET /api/fota/v1/devices/{account}/index/{start}", "resolve"),
+        ("POST /api/fota/v1/callbacks/{account}", "subscribe"),
+        ("POST /api/ts/v1/oauth2/token", "login"),
+        ("POST /api/m2m/v1/session/login", "login"),
+        ("GET /api/fota/v3/something", "other"),
+    ],
+)
+def test_categorize_thingspace(endpoint: str, category: str) -> None:
+    assert categorize_ts(endpoint) == category
+
+
+def test_thingspace_bench_campaign_is_a_valid_spec(tmp_path: Path) -> None:
+    ids = tmp_path / "imeis.txt"
+    ids.write_text("351234560000002\n")
+    spec = load_spec_text(bench_ts_spec_text("bench-ts", ids_file=ids))
+    assert spec.platform.type == "thingspace"
+    assert spec.policy.max_devices_per_task == 1000

@@ -132,3 +132,33 @@ async def test_a_long_wait_for_the_prefect_limit_is_said(
     [line] = [r.getMessage() for r in caplog.records]
     assert "waiting for a slot of the Prefect global concurrency limit 'iodm-prod'" in line
     assert "IODM_PREFECT_RATE_LIMIT" in line
+
+
+async def test_thingspace_uses_the_same_limiter_named_in_its_own_settings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One neutral limiter for both platforms: ThingSpace's says THINGSPACE_RATE_LIMIT and
+    logs under its client's logger; the same base URL and key on two platforms are two
+    budgets, and one reset forgets both."""
+    from fleetwave.platforms import limiter as neutral
+    from fleetwave.platforms.thingspace import client as ts
+
+    limiter = ts.RateLimiter(3, clock=_StillClock())
+    assert isinstance(limiter, neutral.RateLimiter)
+    with caplog.at_level(logging.DEBUG, logger="fleetwave.platforms.thingspace.client"):
+        await asyncio.gather(*(limiter.acquire() for _ in range(4)))
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "at most 3 calls a minute for this account, THINGSPACE_RATE_LIMIT" in warning
+    reset_limiters()
+    try:
+        key = ("https://p:8743", "same")
+        clock = ManualClock()
+        on_ts = ts.get_limiter(key, 100, clock)
+        on_iodm = get_limiter(key, 100, clock=clock)
+        assert on_ts is not on_iodm
+        assert on_ts is ts.get_limiter(key, 50, clock) and on_ts.per_minute == 50
+        assert on_iodm.per_minute == 100
+        neutral.reset_limiters()
+        assert ts.get_limiter(key, 100, clock) is not on_ts
+    finally:
+        reset_limiters()
