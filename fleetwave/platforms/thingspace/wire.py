@@ -125,10 +125,7 @@ def file_package(f: Mapping[str, Any]) -> PackageInfo:
 
 
 #: Why a device the account lists with ``fotaEligible: false`` is skipped.
-NOT_FOTA_ELIGIBLE = (
-    "ThingSpace lists it as not FOTA eligible (fotaEligible false: it never registered for "
-    "FOTA); ThingSpace refuses an upgrade naming it (DeviceNotEligible)"
-)
+NOT_FOTA_ELIGIBLE = "not FOTA eligible on ThingSpace (fotaEligible false: never registered)"
 
 
 def device_info(d: Mapping[str, Any]) -> DeviceInfo:
