@@ -147,6 +147,8 @@ class RunContext:
     push_missed_at: pendulum.DateTime | None = None  # a poll found results push had not sent
     phase: str = "upgrade"
     submitted_tasks: int = 0
+    device_refusals: int = 0
+    """Tasks of this run the platform refused because of single devices (skipped)."""
     rounds: int = 0
 
     @property

@@ -57,9 +57,7 @@ async def plan_campaign(ctx: RunContext) -> None:
             s,
             campaign_id=ctx.campaign_id,
             devices=(
-                (d, f"{reason.value}: {reason.text}")
-                for reason, ids in res.skipped.items()
-                for d in ids
+                (d, res.skip_text(reason, d)) for reason, ids in res.skipped.items() for d in ids
             ),
             target_version=ctx.package.version,
             now=now,

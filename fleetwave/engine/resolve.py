@@ -62,6 +62,13 @@ class SkipReason(enum.StrEnum):
     """Its status (ONLINE/OFFLINE/...) is not in targets.connectivity."""
     REMOVED = "removed"
     """Taken out of targets.devices / devices_file after planning (never sent)."""
+    OTHER_VERSION = "other_version"
+    """Runs a version the package does not upgrade from (the platform would refuse the task)."""
+    INELIGIBLE = "ineligible"
+    """The platform says it refuses any update naming this device (not enrolled, unlicensed)."""
+    REFUSED = "refused"
+    """The platform refused a task naming this device, and only because of it (the rest of
+    its chunk is sent again without it)."""
 
     @property
     def text(self) -> str:
@@ -75,6 +82,9 @@ _TEXT = {
     SkipReason.NOT_IN_INVENTORY: "not in the inventory as the package's device type",
     SkipReason.CONNECTIVITY: "status not allowed by targets.connectivity",
     SkipReason.REMOVED: "removed from targets.devices / devices_file after planning",
+    SkipReason.OTHER_VERSION: "runs a version the package does not upgrade from",
+    SkipReason.INELIGIBLE: "the platform says it cannot take updates",
+    SkipReason.REFUSED: "the platform refused the task because of this device",
 }
 
 
@@ -103,6 +113,14 @@ class Resolution:
     """Named devices the inventory pass returned."""
     inventory_scanned: int = 0
     """Devices the inventory pass read in all (named or not): its page cost."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """Skipped device -> what exactly (its version, the platform's words); only for the
+    reasons that vary per device, so it stays as small as the skips."""
+
+    def skip_text(self, reason: SkipReason, device_id: str) -> str:
+        """The stored skip reason of one device: ``value: text (note)``."""
+        note = self.notes.get(device_id)
+        return f"{reason.value}: {reason.text}" + (f" ({note})" if note else "")
 
     @property
     def skipped_count(self) -> int:
@@ -145,6 +163,18 @@ async def _group_id(platform: Platform, index: int, ref: GroupRef) -> str:
 
 def _skip_reason(
     spec: CampaignSpec, package: PackageInfo, info: DeviceInfo, allowed_status: set[str] | None
+) -> tuple[SkipReason, str | None] | None:
+    """Why the pre-flight skips this device, with a per-device note; None to keep it."""
+    reason = _skip_why(spec, package, info, allowed_status)
+    if reason is SkipReason.OTHER_VERSION:
+        return reason, f"on {info.version(spec.kind)}; the package upgrades {package.from_version}"
+    if reason is SkipReason.INELIGIBLE:
+        return reason, info.ineligible
+    return None if reason is None else (reason, None)
+
+
+def _skip_why(
+    spec: CampaignSpec, package: PackageInfo, info: DeviceInfo, allowed_status: set[str] | None
 ) -> SkipReason | None:
     t = spec.targets
     if t.check_compatibility and (
@@ -156,8 +186,18 @@ def _skip_reason(
         )
     ):
         return SkipReason.INCOMPATIBLE
-    if t.skip_up_to_date and info.version(spec.kind) == package.version:
+    version = info.version(spec.kind)
+    if t.skip_up_to_date and version == package.version:
         return SkipReason.UP_TO_DATE
+    if (
+        t.check_compatibility
+        and package.from_version is not None
+        and version is not None
+        and version != package.from_version
+    ):
+        return SkipReason.OTHER_VERSION
+    if info.ineligible is not None:
+        return SkipReason.INELIGIBLE
     if allowed_status is not None and (info.status or "").upper() not in allowed_status:
         return SkipReason.CONNECTIVITY
     return None
@@ -170,7 +210,8 @@ async def resolve_targets(
 
     Order of checks for a named device: excluded; then, with the inventory pre-flight,
     not in the inventory as the package's device type, incompatible model/manufacturer,
-    already on the target version, connectivity.
+    already on the target version, on a version the package does not upgrade from, not
+    eligible for updates on the platform, connectivity.
     """
     t = spec.targets
     excluded: set[str] = set(t.exclude)
@@ -221,6 +262,7 @@ async def resolve_targets(
 
     inventory_seen = inventory_scanned = 0
     models: dict[str, str] | None = None  # eligible device -> model, after the pre-flight
+    notes: dict[str, str] = {}
     if t.preflight and candidates:
         models = {}
         decided: set[str] = set()
@@ -233,12 +275,14 @@ async def resolve_targets(
                 continue
             decided.add(info.device_id)
             inventory_seen += 1
-            reason = _skip_reason(spec, package, info, allowed_status)
-            if reason is None:
+            why = _skip_reason(spec, package, info, allowed_status)
+            if why is None:
                 # one shared string per model, not one per device (a million devices)
                 models[info.device_id] = sys.intern(info.model or "?")
             else:
-                skipped[reason].append(info.device_id)
+                skipped[why[0]].append(info.device_id)
+                if why[1]:
+                    notes[info.device_id] = why[1]
         skipped[SkipReason.NOT_IN_INVENTORY] = [d for d in candidates if d not in decided]
         del decided
 
@@ -272,6 +316,7 @@ async def resolve_targets(
         skipped={r: ids for r, ids in skipped.items() if ids},
         inventory_seen=inventory_seen,
         inventory_scanned=inventory_scanned,
+        notes=notes,
     )
 
 

@@ -27,10 +27,16 @@ import pendulum
 from fleetwave import store
 from fleetwave.clock import utc_instant
 from fleetwave.engine.context import RunContext, to_pendulum
+from fleetwave.engine.resolve import SkipReason
 from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowTooShort, to_policy_window
 from fleetwave.platforms.base import ExecuteType, PackageKind, TaskPolicy
-from fleetwave.platforms.errors import InvalidPolicy, OutcomeUnknown, RequestRejected
+from fleetwave.platforms.errors import (
+    DevicesRefused,
+    InvalidPolicy,
+    OutcomeUnknown,
+    RequestRejected,
+)
 from fleetwave.spec.model import ExecuteMode
 from fleetwave.store import Chunk, ChunkKind
 
@@ -52,6 +58,11 @@ log = logging.getLogger(__name__)
 #: How much earlier than its intent a platform task may look created and still be adopted
 #: (the platform's clock and timestamps in whole seconds vs the engine's clock).
 RECONCILE_SLACK = timedelta(minutes=10)
+
+#: How many tasks a run lets the platform refuse because of single devices (each such
+#: device is skipped and the rest resent) before it stops: beyond that the package, not
+#: a device, is at fault, and resending one device less each time would cost a call each.
+MAX_DEVICE_REFUSALS = 20
 
 
 class SubmitResult(enum.StrEnum):
@@ -206,6 +217,22 @@ async def submit_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
         # e.g. the window start passed between planning and the call: try again later
         _abandon(ctx, chunk, f"platform refused the policy: {exc}")
         return SubmitResult.ABANDONED
+    except DevicesRefused as exc:
+        if chunk.kind is ChunkKind.UPGRADE and ctx.device_refusals < MAX_DEVICE_REFUSALS:
+            ctx.device_refusals += 1
+            _drop_refused(ctx, chunk, exc)
+            return SubmitResult.ABANDONED
+        _abandon(ctx, chunk, f"platform refused the task: {exc}")
+        raise SubmitRejected(
+            f"campaign {ctx.name}: the platform refused the task for chunk {chunk.id} "
+            f"(wave {chunk.wave_index + 1}, {chunk.device_count} devices): {exc}",
+            hint=(
+                f"{ctx.device_refusals} tasks of this run were already refused because of "
+                "single devices: check the package against the devices (fleetwave plan)"
+                if chunk.kind is ChunkKind.UPGRADE
+                else "check the rollback package against the devices"
+            ),
+        ) from exc
     except RequestRejected as exc:
         _abandon(ctx, chunk, f"platform refused the task: {exc}")
         raise SubmitRejected(
@@ -216,6 +243,46 @@ async def submit_intent(ctx: RunContext, chunk: Chunk) -> SubmitResult:
     _record(ctx, chunk, operation_id)
     ctx.submitted_tasks += 1
     return SubmitResult.SUBMITTED
+
+
+def _drop_refused(ctx: RunContext, chunk: Chunk, exc: DevicesRefused) -> None:
+    """A task refused because of the devices it names: nothing was created, so abandon the
+    intent (its devices go back to pending), skip the named ones with the platform's
+    words, and let the next round send the rest (each device still at most once)."""
+    assert chunk.id is not None
+    named = [d for d in exc.device_ids if d in set(chunk.device_ids)]
+    skip = SkipReason.REFUSED
+    said = exc.description or exc.message
+    _abandon(ctx, chunk, f"platform refused the task because of {', '.join(named)}")
+    with ctx.tx() as s:
+        changed = store.skip_pending_devices(
+            s,
+            campaign_id=ctx.campaign_id,
+            device_ids=named,
+            reason=f"{skip.value}: {skip.text} ({said})",
+            now=ctx.now(),
+        )
+    ctx.event(
+        "devices_dropped",
+        subject=f"chunk {chunk.id}",
+        data={
+            "reason": skip.value,
+            "why": f"the platform refused the task because of them: {said}",
+            "count": len(changed),
+            "devices": sorted(changed),
+            "status": store.DeviceRunStatus.SKIPPED.value,
+            "resent": chunk.device_count - len(changed),
+        },
+    )
+    log.warning(
+        "%s: chunk %s refused because of %s (%s); skipped, the other %d devices go in the "
+        "next round",
+        ctx.name,
+        chunk.id,
+        ", ".join(named),
+        said,
+        chunk.device_count - len(changed),
+    )
 
 
 def _record(ctx: RunContext, chunk: Chunk, operation_id: str, *, reconciled: bool = False) -> None:

@@ -247,6 +247,9 @@ class PackageInfo:
     manufacturer_name: str
     protocol_type: str | None = None
     description: str | None = None
+    from_version: str | None = None
+    """The only version a device may run to take this package (None: any version). A
+    platform that refuses a task when one device runs another version sets it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,9 @@ class DeviceInfo:
     fw_version: str | None
     sw_version: str | None
     status: str | None  # ONLINE | OFFLINE | INACTIVE | ABNORMAL
+    ineligible: str | None = None
+    """Why the platform will refuse any update task naming this device (None: it will
+    not), in words an operator can act on; the engine skips such a device."""
 
     def version(self, kind: PackageKind) -> str | None:
         return self.fw_version if kind is PackageKind.FIRMWARE else self.sw_version

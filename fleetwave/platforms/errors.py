@@ -20,9 +20,12 @@ Adapters may subclass these further; each instance carries what the platform sai
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthFailed",
     "DeviceNotFound",
+    "DevicesRefused",
     "GroupNotFound",
     "InvalidPolicy",
     "NotFound",
@@ -111,6 +114,15 @@ class RequestRejected(PlatformError):
 
 class TargetMismatch(RequestRejected):
     """The package does not fit the devices' type, model or manufacturer."""
+
+
+class DevicesRefused(TargetMismatch):
+    """The platform refused a task because of the named devices only (not eligible, on
+    another version, unlicensed); the same task without them may be sent."""
+
+    def __init__(self, message: str, *, device_ids: tuple[str, ...], **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.device_ids = device_ids
 
 
 class InvalidPolicy(RequestRejected):

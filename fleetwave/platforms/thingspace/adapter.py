@@ -51,6 +51,7 @@ from fleetwave.platforms.errors import (
 )
 
 from .client import ThingSpaceClient
+from .errors import refused_devices
 from .push import parse_push_body
 from .settings import ThingSpaceSettings
 from .vocab import device_outcome, final_statuses, is_final_task_status, live_statuses
@@ -326,7 +327,7 @@ class ThingSpacePlatform:
                 "endDate": schedule.end_date.isoformat(),
                 "deviceList": devices,
             }
-            answer = await self.client.send("POST", PATHS["upgrades"], json_body=body)
+            answer = await self._create(PATHS["upgrades"], body, devices)
             version, path = 1, PATHS["upgrades"]
         else:
             name_version = split_file_id(file_id)
@@ -351,9 +352,7 @@ class ThingSpacePlatform:
                 body["downloadTimeWindowList"] = windows
             if schedule.install_windows():
                 body["installTimeWindowList"] = schedule.install_windows()
-            answer = await self.client.send(
-                "POST", PATHS["file_campaign"], json_body=body, path_params=self._account
-            )
+            answer = await self._create(PATHS["file_campaign"], body, devices, self._account)
             version, path = 2, PATHS["file_campaign"]
         platform_id = answer.get("id") if isinstance(answer, dict) else None
         if not platform_id:
@@ -372,6 +371,23 @@ class ThingSpacePlatform:
             schedule_note(schedule),
         )
         return operation_id
+
+    async def _create(
+        self,
+        path: str,
+        body: dict[str, Any],
+        devices: list[str],
+        path_params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send a create; a refusal caused by one device it names becomes
+        :class:`DevicesRefused` (nothing was created: the rest may be sent again)."""
+        try:
+            return await self.client.send("POST", path, json_body=body, path_params=path_params)
+        except RequestRejected as exc:
+            narrowed = refused_devices(exc, devices)
+            if narrowed is not None:
+                raise narrowed from exc
+            raise
 
     def _split(self, operation_id: str) -> tuple[int, str]:
         split = split_operation_id(operation_id)

@@ -9,11 +9,14 @@ gateway refuses a bad or expired OAuth token with HTTP 401
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fleetwave.platforms.errors import (
     AuthFailed,
     DeviceNotFound,
+    DevicesRefused,
     InvalidPolicy,
     NotFound,
     PackageNotFound,
@@ -38,6 +41,7 @@ __all__ = [
     "error_for",
     "is_session_refusal",
     "is_token_refusal",
+    "refused_devices",
 ]
 
 # the API gateway's fault codes for a missing, invalid or expired OAuth token
@@ -212,4 +216,32 @@ def error_for(
         description=description,
         method=method,
         path=path,
+    )
+
+
+#: Codes by which ThingSpace refuses a whole upgrade because of one device it names.
+_PER_DEVICE = {"DeviceNotEligible", "DeviceMismatch", "LicenseNotAssigned"}
+_IMEI = re.compile(r"\d{8,20}")
+
+
+def refused_devices(exc: PlatformError, sent: Sequence[str]) -> DevicesRefused | None:
+    """The refusal of an upgrade naming ``sent`` narrowed to the one device its message
+    names (not eligible, other make/model/firmware, no license), or None when it names
+    none of them or more than one (then the whole request is at fault)."""
+    code = (exc.code or "").rsplit(".", 1)[-1]
+    if code not in _PER_DEVICE or not exc.description:
+        return None
+    listed = set(sent)
+    named = {m for m in _IMEI.findall(exc.description) if m in listed}
+    if len(named) != 1:
+        return None
+    (imei,) = named
+    return DevicesRefused(
+        f"ThingSpace refused the upgrade because of device {imei} ({code}): {exc.description}",
+        device_ids=(imei,),
+        status_code=exc.status_code,
+        code=exc.code,
+        description=exc.description,
+        method=exc.method,
+        path=exc.path,
     )

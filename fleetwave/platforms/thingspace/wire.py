@@ -102,6 +102,8 @@ def firmware_package(f: Mapping[str, Any]) -> PackageInfo:
         manufacturer_name=str(f.get("make") or ""),
         protocol_type=str(f["protocol"]) if f.get("protocol") else None,
         description=str(f["releaseNote"]) if f.get("releaseNote") else None,
+        # every device of a v1 upgrade must run the image's from-version (DeviceMismatch)
+        from_version=str(f["fromVersion"]) if f.get("fromVersion") else None,
     )
 
 
@@ -122,9 +124,14 @@ def file_package(f: Mapping[str, Any]) -> PackageInfo:
     )
 
 
+#: Why a device the account lists with ``fotaEligible: false`` is skipped.
+NOT_FOTA_ELIGIBLE = "not FOTA eligible on ThingSpace (fotaEligible false: never registered)"
+
+
 def device_info(d: Mapping[str, Any]) -> DeviceInfo:
     """One device of the account (v1 device list). ThingSpace has no device types and no
-    online status in this list: both are None."""
+    online status in this list: both are None. A device listed as not FOTA eligible is
+    ``ineligible`` (ThingSpace would refuse any upgrade naming it)."""
     software = d.get("softwareList")
     sw_version = None
     if isinstance(software, list) and software and isinstance(software[0], Mapping):
@@ -137,6 +144,7 @@ def device_info(d: Mapping[str, Any]) -> DeviceInfo:
         fw_version=d.get("firmware"),
         sw_version=sw_version,
         status=None,
+        ineligible=NOT_FOTA_ELIGIBLE if d.get("fotaEligible") is False else None,
     )
 
 

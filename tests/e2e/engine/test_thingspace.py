@@ -26,6 +26,7 @@ from tests.e2e.engine.helpers import (
     check_exactly_once,
     chunks,
     device_rows,
+    events,
     new_store,
     spec_of,
 )
@@ -369,3 +370,122 @@ async def test_a_lost_create_reply_is_reconciled_not_resent(sim: TSHandle, tmp_p
     assert per_device and set(per_device.values()) == {1}  # nobody got a second upgrade
     assert any(c.reconciled for c in chunks(db, spec.name))
     assert calls["GET /api/fota/v1/reports/{account}/devices/{deviceId}"] >= 1  # by history
+
+
+ELIGIBILITY = """
+name: {name}
+kind: firmware
+platform: {{type: thingspace}}
+package: {{version: "1.5.0", model: WM-200, manufacturer_name: Aquaflow}}
+targets: {{devices_file: {ids}, {targets}}}
+waves:
+  - percent: 100
+policy:
+  poll_interval: 10m
+  task_timeout: 12h
+  max_devices_per_task: 10
+thresholds: {{max_failure_percent: 40, min_finished: 10, wave_success_percent: 50}}
+"""
+
+
+def _odd_devices(sim: TSHandle) -> tuple[str, str, list[str]]:
+    """A WM-200 that is not FOTA eligible, one already on 1.5.0 (not the 1.4.2 the image
+    upgrades from), and 1.4.2 devices no other test of the module sends."""
+    ineligible = on_new = None
+    usual: list[str] = []
+    for imei in sim.imeis("WM-200")[300:]:
+        d = sim.device(imei)
+        if d["requests"]:
+            continue
+        version = d["softwareList"][0]["version"]
+        if not d["fotaEligible"]:
+            ineligible = ineligible or imei
+        elif version == "1.5.0":
+            on_new = on_new or imei
+        elif version == "1.4.2" and len(usual) < 48:
+            usual.append(imei)
+        if ineligible and on_new and len(usual) == 48:
+            break
+    assert ineligible and on_new and len(usual) == 48, (ineligible, on_new, len(usual))
+    return ineligible, on_new, usual
+
+
+async def _eligibility_campaign(
+    sim: TSHandle, tmp_path: Path, name: str, devices: list[str], targets: str
+) -> tuple[Outcome, dict[str, Any], Any, CampaignSpec]:
+    path = tmp_path / f"{name}.txt"
+    path.write_text("\n".join(devices) + "\n")
+    spec = spec_of(ELIGIBILITY.format(name=name, ids=path, targets=targets))
+    db = new_store(tmp_path / f"{name}.db")
+    outcome, calls, _ = await _run(spec, db, sim, Recorder())
+    return outcome, calls, db, spec
+
+
+async def test_ineligible_and_other_firmware_devices_are_skipped_before_any_create(
+    sim: TSHandle, tmp_path: Path
+) -> None:
+    """The pre-flight reads the account's device list: a device ThingSpace calls not FOTA
+    eligible and one not on the image's from-version are skipped with their reasons, and
+    the rest of the campaign completes, one upgrade per sent device, none refused."""
+    ineligible, on_new, usual = _odd_devices(sim)
+    devices = [*usual[:10], ineligible, *usual[10:20], on_new, *usual[20:24]]
+    outcome, calls, db, spec = await _eligibility_campaign(
+        sim, tmp_path, "ts-elig-preflight", devices, "skip_up_to_date: false"
+    )
+    assert outcome.kind is OutcomeKind.COMPLETED, outcome
+    rows = device_rows(db, spec.name)
+    assert rows[ineligible].status is D.SKIPPED
+    assert (rows[ineligible].failure_detail or "").startswith("ineligible: "), rows[ineligible]
+    assert "not FOTA eligible" in (rows[ineligible].failure_detail or "")
+    assert rows[on_new].status is D.SKIPPED
+    assert rows[on_new].failure_detail == (
+        "other_version: runs a version the package does not upgrade from "
+        "(on 1.5.0; the package upgrades 1.4.2)"
+    )
+    sent = [c for c in chunks(db, spec.name) if c.operation_id]
+    # every create was accepted: none refused, none abandoned
+    assert calls["POST /api/fota/v1/upgrades"] == len(sent) == len(chunks(db, spec.name))
+    counts = sim.stats()["device_request_counts"]
+    assert {d: counts.get(d, 0) for d in devices} == {
+        d: 0 if d in (ineligible, on_new) else 1 for d in devices
+    }
+    assert {r.status for d, r in rows.items() if d not in (ineligible, on_new)} <= {
+        D.SUCCEEDED,
+        D.FAILED,
+        D.TIMED_OUT,
+    }
+
+
+async def test_a_create_refused_for_one_device_skips_it_and_resends_the_rest(
+    sim: TSHandle, tmp_path: Path
+) -> None:
+    """Without the pre-flight ThingSpace refuses the whole upgrade because of one device it
+    names (DeviceNotEligible, DeviceMismatch): that device is skipped with ThingSpace's
+    words and the rest of its chunk goes in the next round, no device ever sent twice."""
+    ineligible, on_new, usual = _odd_devices(sim)
+    devices = [*usual[24:30], ineligible, *usual[30:36], on_new, *usual[36:48]]
+    outcome, calls, db, spec = await _eligibility_campaign(
+        sim,
+        tmp_path,
+        "ts-elig-refused",
+        devices,
+        "preflight: false, skip_up_to_date: false, check_compatibility: false",
+    )
+    assert outcome.kind is OutcomeKind.COMPLETED, outcome
+    rows = device_rows(db, spec.name)
+    for bad, said in ((ineligible, "is not FOTA eligible"), (on_new, "has firmware 1.5.0")):
+        assert rows[bad].status is D.SKIPPED, rows[bad]
+        detail = rows[bad].failure_detail or ""
+        assert detail.startswith("refused: the platform refused the task because of this "), detail
+        assert said in detail, detail
+    all_chunks = chunks(db, spec.name)
+    sent = [c for c in all_chunks if c.operation_id]
+    abandoned = [c for c in all_chunks if c.status is store.ChunkStatus.ABANDONED]
+    assert len(abandoned) == 2, [(c.id, c.note) for c in abandoned]
+    assert calls["POST /api/fota/v1/upgrades"] == len(sent) + 2
+    counts = sim.stats()["device_request_counts"]
+    assert {d: counts.get(d, 0) for d in devices} == {
+        d: 0 if d in (ineligible, on_new) else 1 for d in devices
+    }
+    dropped = events(db, spec.name, ["devices_dropped"])
+    assert sorted(d for e in dropped for d in e.data["devices"]) == sorted([ineligible, on_new])

@@ -3,10 +3,13 @@ and skip reasons."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
 import pytest
 
 from fleetwave.engine.resolve import SkipReason, TargetProblem, read_id_file, resolve_targets
-from fleetwave.platforms.base import PackageKind
+from fleetwave.platforms.base import DeviceInfo, PackageKind
 from fleetwave.platforms.memory import MemoryPlatform
 from tests.fakes import hand_built_platform, make_package, make_spec, writes
 
@@ -142,3 +145,56 @@ async def test_large_fleet_streams_once() -> None:
     assert p.calls["group_members"] == n // pages["group_members"]  # one call a page
     assert p.calls["devices"] == n // pages["devices"]
     assert r.inventory_scanned == n
+
+
+class _Inventory:
+    """Just an inventory (all ``resolve_targets`` reads when targets are device IDs)."""
+
+    name = "inventory"
+
+    def __init__(self, *infos: DeviceInfo) -> None:
+        self.infos = infos
+
+    async def devices(
+        self, *, device_type: str | None = None, status: str | None = None
+    ) -> AsyncIterator[DeviceInfo]:
+        for info in self.infos:
+            yield info
+
+
+def _info(device_id: str, fw: str, ineligible: str | None = None) -> DeviceInfo:
+    return DeviceInfo(device_id, None, "WM-200", "Aquaflow", fw, None, None, ineligible)
+
+
+async def test_a_package_with_a_from_version_and_ineligible_devices() -> None:
+    """A device on another version than the package upgrades from, and one the platform
+    says cannot take updates, are skipped with a note each; the stored text has both."""
+    pkg = replace(make_package("fw-new", "1.5.0"), device_type="", from_version="1.4.2")
+    inv = _Inventory(
+        _info("m1", "1.4.2"),
+        _info("m2", "1.3.0"),
+        _info("m3", "1.4.2", ineligible="never registered"),
+        _info("m4", "1.5.0"),
+        _info("m5", "1.3.0", ineligible="never registered"),
+    )
+    spec = make_spec(targets={"devices": ["m1", "m2", "m3", "m4", "m5"]})
+    r = await resolve_targets(inv, spec, pkg)  # type: ignore[arg-type]
+    assert r.device_ids == ["m1"]
+    assert r.skipped == {
+        SkipReason.UP_TO_DATE: ["m4"],
+        SkipReason.OTHER_VERSION: ["m2", "m5"],  # the version check comes first
+        SkipReason.INELIGIBLE: ["m3"],
+    }
+    assert r.skip_text(SkipReason.INELIGIBLE, "m3") == (
+        "ineligible: the platform says it cannot take updates (never registered)"
+    )
+    assert r.skip_text(SkipReason.OTHER_VERSION, "m2") == (
+        "other_version: runs a version the package does not upgrade from "
+        "(on 1.3.0; the package upgrades 1.4.2)"
+    )
+    assert r.skip_text(SkipReason.UP_TO_DATE, "m4") == "up_to_date: already on the target version"
+    # without the compatibility check a device on another version is kept; an ineligible
+    # one never is (the platform would refuse the whole task)
+    loose = make_spec(targets={"devices": ["m2", "m3"], "check_compatibility": False})
+    r = await resolve_targets(inv, loose, pkg)  # type: ignore[arg-type]
+    assert r.device_ids == ["m2"] and r.skipped == {SkipReason.INELIGIBLE: ["m3"]}

@@ -23,8 +23,10 @@ from fleetwave.platforms.base import (
 )
 from fleetwave.platforms.errors import (
     AuthFailed,
+    DevicesRefused,
     InvalidPolicy,
     PackageNotFound,
+    PlatformError,
     RequestRejected,
     TargetMismatch,
     TaskNotFound,
@@ -39,11 +41,14 @@ from fleetwave.platforms.thingspace.errors import (
     error_for,
     is_session_refusal,
     is_token_refusal,
+    refused_devices,
 )
 from fleetwave.platforms.thingspace.push import parse_push_body
 from fleetwave.platforms.thingspace.vocab import device_outcome, task_state
 from fleetwave.platforms.thingspace.wire import (
+    device_info,
     file_package,
+    firmware_package,
     split_file_id,
     split_operation_id,
     v1_task,
@@ -292,6 +297,44 @@ def test_error_mapping(status: int, code: str | None, message: str | None, cls: 
     err = error_for(status_code=status, code=code, description=message, method="POST", path="/x")
     assert type(err) is cls
     assert "ThingSpace refused the call" in str(err) and "[POST /x]" in str(err)
+
+
+def _refusal(code: str, message: str) -> PlatformError:
+    return error_for(
+        status_code=400,
+        code=f"SoftwareManagementService.REQUEST_FAILED.{code}",
+        description=message,
+        method="POST",
+        path="/api/fota/v1/upgrades",
+    )
+
+
+def test_a_refusal_naming_one_sent_device_is_narrowed_to_it() -> None:
+    sent = ["351234560000010", "351234560000135", "351234560000028"]
+    err = refused_devices(
+        _refusal("DeviceNotEligible", "device 351234560000135 is not FOTA eligible"), sent
+    )
+    assert isinstance(err, DevicesRefused) and isinstance(err, TargetMismatch)
+    assert err.device_ids == ("351234560000135",)
+    assert "351234560000135" in str(err) and "DeviceNotEligible" in str(err)
+    # two devices named, a device not sent, or another code: the whole request is at fault
+    both = "devices 351234560000135 and 351234560000028 differ"
+    assert refused_devices(_refusal("DeviceMismatch", both), sent) is None
+    other = "device 351234560009999 has firmware 1.5.0"
+    assert refused_devices(_refusal("DeviceMismatch", other), sent) is None
+    started = "upgrade of 351234560000135 has started"
+    assert refused_devices(_refusal("RequestStarted", started), sent) is None
+
+
+def test_eligibility_and_from_version_are_read_in_neutral_terms() -> None:
+    row = {"deviceId": "351234560000135", "model": "WM-200", "make": "Aquaflow"}
+    assert device_info({**row, "fotaEligible": True}).ineligible is None
+    assert device_info(row).ineligible is None  # not said: not assumed ineligible
+    why = device_info({**row, "fotaEligible": False}).ineligible
+    assert why is not None and "not FOTA eligible" in why
+    image = {"firmwareName": "FW_A", "fromVersion": "1.4.2", "toVersion": "1.5.0"}
+    assert firmware_package(image).from_version == "1.4.2"
+    assert firmware_package({**image, "fromVersion": None}).from_version is None
 
 
 # -- callbacks -----------------------------------------------------------------------------
