@@ -81,7 +81,7 @@ def check_appointment(
             "or neither",
         )
     a, b = utc_instant(start), utc_instant(end)
-    if b <= a:
+    if b < a:
         raise AppointmentError(
             f"the appointment ends ({b.to_iso8601_string()}) before it starts "
             f"({a.to_iso8601_string()})",

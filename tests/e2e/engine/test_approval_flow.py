@@ -205,7 +205,8 @@ async def test_a_second_run_a_refused_answer_and_a_rejection_end_in_named_states
             f"{again.name.lower()}-{again.state_details.pause_key}-description",
             flow_run_id=UUID(flow_run_id),
         )
-        assert description.startswith("**Your last answer was refused:** the appointment ends")
+        assert description.startswith("**Your last answer was refused:** the appointment ")
+        assert "lasts 0 minutes" in description, description
         assert campaign_row(db, name).status is store.CampaignStatus.PAUSED
 
         await asyncio.to_thread(
@@ -218,7 +219,7 @@ async def test_a_second_run_a_refused_answer_and_a_rejection_end_in_named_states
         if not flow_task.done():
             flow_task.cancel()
     assert (final.type.value, final.name) == ("FAILED", "Halted"), final
-    assert final.message.startswith("wave 1 rejected by prefect: not tonight")
+    assert final.message.startswith("wave 2 rejected by prefect: not tonight")  # waves from 1
     assert _flow_run_state(flow_run_id) == "FAILED"
     assert waves(db, name)[1].status is store.WaveStatus.REJECTED
 

@@ -65,9 +65,9 @@ async def test_a_refused_answer_is_asked_again_with_the_reason(tmp_path: Path) -
     assert outcome.kind is OutcomeKind.COMPLETED, outcome
     assert [r.attempt for r in asked] == [0, 1]
     assert asked[0].problem == ""
-    assert "before it starts" in asked[1].problem, asked[1].problem
+    assert "lasts 0 minutes" in asked[1].problem, asked[1].problem
     (refused,) = events(db, spec.name, ["approval_invalid"])
-    assert refused.subject == "wave 1" and "before it starts" in refused.data["error"]
+    assert refused.subject == "wave 1" and "lasts 0 minutes" in refused.data["error"]
     wave = waves(db, spec.name)[1]
     assert wave.approval_decision is store.ApprovalDecision.APPROVED
     assert wave.approval_comment == "second try"

@@ -145,8 +145,18 @@ def test_appointment_ending_before_it_starts_says_so() -> None:
     text = str(err.value)
     assert "ends (2026-01-06T00:00:00Z) before it starts (2026-01-06T03:00:00Z)" in text
     assert "-180" not in text and "minutes" not in text
-    with pytest.raises(AppointmentError, match="before it starts"):  # zero length too
-        check_appointment(WindowSchedule(), NOW.add(hours=1), NOW.add(hours=1), now=NOW)
+
+
+def test_zero_length_appointment_says_it_lasts_0_minutes() -> None:
+    at = NOW.add(hours=1)
+    with pytest.raises(AppointmentError) as err:
+        check_appointment(WindowSchedule(), at, at, now=NOW)
+    text = str(err.value)
+    assert (
+        f"the appointment {at.to_iso8601_string()} .. {at.to_iso8601_string()} lasts 0 minutes"
+        in text
+    )
+    assert "before it starts" not in text and "at least one hour" in text
 
 
 def test_check_wave_decision() -> None:
