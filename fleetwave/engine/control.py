@@ -28,7 +28,7 @@ from fleetwave.engine.approval import (
 from fleetwave.engine.runner import threshold_counts
 from fleetwave.errors import UserError
 from fleetwave.plan.windows import WindowSchedule
-from fleetwave.spec.model import FailureKind, WindowsSpec
+from fleetwave.spec.model import ConsentTimeoutAction, FailureKind, WindowsSpec
 from fleetwave.store import CampaignStatus, WaveStatus
 
 __all__ = [
@@ -74,10 +74,18 @@ def _counting_spec(snapshot: dict[str, Any]) -> Any:
     class _P:
         resubmit: dict[Any, Any] = {}  # no retry is due while a campaign is halted
 
+    # only an explicit ``on_timeout: fail`` counts unanswered consent devices as failures
+    consent = snapshot.get("consent") or None
+    on_timeout = (consent or {}).get("on_timeout")
+
+    class _C:
+        timeout_action = ConsentTimeoutAction(on_timeout) if on_timeout else None
+
     class _S:
         thresholds = _T()
         policy = _P()
 
+    _S.consent = _C() if consent else None  # type: ignore[attr-defined]
     return _S()
 
 

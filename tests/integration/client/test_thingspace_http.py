@@ -164,7 +164,8 @@ async def test_no_secret_or_token_in_debug_logs(
 ) -> None:
     platform, clock = _platform(sim)
     try:
-        with caplog.at_level(logging.DEBUG):
+        # httpx's own level too: an in-process CLI test may have left it at WARNING
+        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
             await platform.get_package(FIRMWARE)
             sim.expire_sessions()
             await platform.get_package(FIRMWARE)

@@ -67,3 +67,20 @@ def test_declines_counted_as_failures_move_from_skipped() -> None:
     moved = count_declines_as_failures(counts, 2)
     assert (moved.failed, moved.skipped, moved.total) == (3, 1, 10)
     assert count_declines_as_failures(counts, 9).skipped == 0
+
+
+def test_resume_counts_failures_as_the_stored_spec_says() -> None:
+    """``resume`` rebuilds the threshold counting from the stored spec snapshot: an explicit
+    ``consent.on_timeout: fail`` counts unanswered devices, a campaign without consent not."""
+    from fleetwave.engine.control import _counting_spec
+    from fleetwave.engine.counts import counted_failure_kinds
+
+    with_fail = {"consent": {"required": True, "on_timeout": "fail"}}
+    assert counted_failure_kinds(_counting_spec(with_fail)) == [
+        "fail",
+        "timeout",
+        "consent_expired",
+    ]
+    assert counted_failure_kinds(_counting_spec({"consent": None})) == ["fail", "timeout"]
+    skip = {"consent": {"required": True, "on_timeout": None}}
+    assert counted_failure_kinds(_counting_spec(skip)) == ["fail", "timeout"]
