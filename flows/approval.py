@@ -127,9 +127,10 @@ def describe_approval(req: ApprovalRequest, *, waves: int, windows: str | None) 
 
 
 def describe_decision(req: ApprovalRequest, reply: ApprovalReply) -> str:
-    """The flow run's log line for an answer given in the form."""
-    verb = "approved" if reply.approve else "rejected"
-    text = f"wave {req.wave + 1} ({req.wave_name}) {verb} in the Prefect UI"
+    """The flow run's log line for an answer given in the form, written when it arrives and
+    before the engine checks it (a refused appointment is then an ERROR line of its own)."""
+    verb = "approve" if reply.approve else "reject"
+    text = f"wave {req.wave + 1} ({req.wave_name}): the Prefect UI answered {verb}"
     if reply.start is not None and reply.end is not None:
         text += (
             f" for {utc_instant(reply.start).isoformat()} .. {utc_instant(reply.end).isoformat()}"

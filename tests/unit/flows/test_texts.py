@@ -80,11 +80,11 @@ def test_the_decision_is_written_as_one_line() -> None:
     start = pendulum.datetime(2026, 1, 6, 22, tz="Europe/Berlin")
     reply = ApprovalReply(True, "prefect", "canary fine", start, start.add(hours=2))
     assert describe_decision(_req(), reply) == (
-        "wave 2 (wave-2) approved in the Prefect UI for 2026-01-06T21:00:00+00:00 .. "
+        "wave 2 (wave-2): the Prefect UI answered approve for 2026-01-06T21:00:00+00:00 .. "
         "2026-01-06T23:00:00+00:00: canary fine"
     )
     assert describe_decision(_req(), ApprovalReply(False, "prefect")) == (
-        "wave 2 (wave-2) rejected in the Prefect UI"
+        "wave 2 (wave-2): the Prefect UI answered reject"
     )
 
 
