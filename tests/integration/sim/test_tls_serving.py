@@ -3,8 +3,6 @@ CA settings (``ca_bundle`` / ``IODM_CA_BUNDLE``) with a throwaway self-signed ce
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import subprocess
 import sys
@@ -13,56 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fleetwave.platforms.errors import PlatformUnavailable
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings, reset_limiters
 from fleetwave.serving import stop_process_group
 from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
 from fleetwave.sim.testing import run_simulator
-
-
-def _self_signed(directory: Path, name: str = "sim") -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1/localhost and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleetwave simulator")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+from tests.certs import self_signed
 
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _self_signed(tmp_path_factory.mktemp("tls"))
+    return self_signed(tmp_path_factory.mktemp("tls"), "sim")
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +132,7 @@ async def test_cli_serves_https_for_a_client_with_that_ca(
 def test_bad_tls_options_are_one_line_errors(
     tmp_path: Path, cert: tuple[Path, Path], args: list[str], expected: str
 ) -> None:
-    other, _ = _self_signed(tmp_path, "other")  # a certificate that is not the key's
+    other, _ = self_signed(tmp_path, "other")  # a certificate that is not the key's
     names = {"cert": cert[0], "key": cert[1], "other": other, "missing": tmp_path / "nope.pem"}
     argv = [a.format(**{k: str(v) for k, v in names.items()}) for a in args]
     r = subprocess.run(
