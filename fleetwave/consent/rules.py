@@ -191,7 +191,8 @@ def decide_answer(
     """What an owner's answer does to one device's consent.
 
     A device not yet sent may be confirmed, appointed or cancelled (a cancel is a decline,
-    never a failure); replaying the same answer changes nothing. Once sent and unfinished
+    never a failure); replaying the same answer changes nothing (a replayed cancel too,
+    after the engine skipped the declined device). Once sent and unfinished
     it may only be confirmed again (a replay); once its upgrade failed (or its app reported
     a failure), confirming or appointing again is a retry; once finished otherwise nothing
     changes it.
@@ -202,6 +203,10 @@ def decide_answer(
             f"device {device_id}: the campaign stopped waiting for an answer; "
             "it will be offered again in a later campaign",
         )
+    if action is ConsentAction.CANCEL and current is ConsentState.DECLINED:
+        # a replayed cancel: the decline stands whatever the engine did since (it skips a
+        # declined device, which finishes its run); answered as a replay, never refused
+        return Answer(current, changed=False)
     failed = run_status in _FAILED or app_status == AppReport.FAILED
     retry_pending = failed and (
         answered_at is not None and run_finished_at is not None and answered_at > run_finished_at

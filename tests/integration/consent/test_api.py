@@ -237,6 +237,34 @@ def test_cancel_is_a_decline_and_cancel_after_finish_is_refused(env: ConsentEnv)
     assert run is not None and run.status is DeviceRunStatus.PENDING  # not a failure
 
 
+def test_replayed_cancel_after_the_engine_skipped_the_device(env: ConsentEnv) -> None:
+    """Every action is idempotent: a cancel sent again after the engine left the declined
+    device out (its run SKIPPED) answers as a replay and writes nothing."""
+    cid = env.campaign_ids["c-platform"]
+    cancel = {"items": [{"deviceId": "dev-a3", "action": "cancel"}]}
+    with env.client("alice") as alice:
+        assert alice.post(CONFIRM, json=cancel).json()["data"]["results"][0]["changed"] is True
+        with store.session_scope(env.engine) as session:  # what consent_round does
+            store.set_device_status(
+                session,
+                campaign_id=cid,
+                status=DeviceRunStatus.SKIPPED,
+                now=NOW,
+                device_ids=["dev-a3"],
+                failure_kind="consent_declined",
+            )
+        env.clock.at = NOW + H
+        resp = alice.post(CONFIRM, json=cancel)
+        assert resp.status_code == 200, resp.text
+        (result,) = resp.json()["data"]["results"]
+        assert (result["changed"], result["state"]) == (False, "declined")
+        assert result["upgradeStatus"] == "not_upgraded"
+        confirm = {"items": [{"deviceId": "dev-a3", "action": "confirm"}]}
+        error(alice.post(CONFIRM, json=confirm), 409, "DEVICE_FINISHED")
+    assert consent_events(env.engine) == [("consent.declined", "dev-a3", "owner:alice")]
+    assert states(env.engine)["dev-a3"][0] == "declined"
+
+
 def test_retry_after_failure(env: ConsentEnv) -> None:
     cid = env.campaign_ids["c-platform"]
     item = {"items": [{"deviceId": "dev-a1", "action": "confirm"}]}

@@ -128,6 +128,18 @@ def test_cancel_after_finish_or_once_sent_is_refused() -> None:
     )
 
 
+def test_replayed_cancel_after_the_engine_skipped_the_device_is_a_replay() -> None:
+    # the engine moves a declined device's run to SKIPPED (or an operator cancels it): the
+    # owner's cancel, sent again, is still a replay, not DEVICE_FINISHED
+    for status in (DeviceRunStatus.SKIPPED, DeviceRunStatus.CANCELLED):
+        got = answer(_A.CANCEL, _S.DECLINED, run_status=status, run_finished_at=NOW - H)
+        assert got == Answer(_S.DECLINED, changed=False)
+        # confirming a device whose run the engine finished is still refused
+        assert code(answer(_A.CONFIRM, _S.DECLINED, run_status=status)) is (
+            ConsentErrorCode.DEVICE_FINISHED
+        )
+
+
 def test_confirm_while_sent_is_a_replay_only() -> None:
     sent = DeviceRunStatus.IN_PROGRESS
     assert answer(_A.CONFIRM, _S.CONFIRMED, run_status=sent) == Answer(_S.CONFIRMED, changed=False)
