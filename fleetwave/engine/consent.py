@@ -2,8 +2,8 @@
 and, each round, sorting a wave's pending devices by their owners' answers (send now, send
 in the appointment's window, wait, or leave out) and picking up owners' retries.
 
-The sorting rule is :func:`fleetwave.engine.decide.consent_split`; this module reads and
-writes the store around it.
+The sorting rule is :func:`fleetwave.engine.decide.consent_bucket`; the store applies it
+in SQL (bounded reads, bulk updates), so a round's memory does not grow with the wave.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from sqlmodel import Session
 from fleetwave import store
 from fleetwave.clock import utc_instant
 from fleetwave.engine.context import RunContext
-from fleetwave.engine.decide import Appointment, ConsentSplit, app_result, consent_split
+from fleetwave.engine.decide import Appointment, ConsentBucket, app_result, consent_states
+from fleetwave.engine.targeting import SHOWN
 from fleetwave.plan.windows import WindowTooShort, to_policy_window
 from fleetwave.platforms.base import ExecuteType, TaskPolicy
 from fleetwave.spec.model import ConsentTimeoutAction
@@ -71,28 +72,42 @@ def open_plan(ctx: RunContext, session: Session, device_ids: Iterable[str], now:
 
 @dataclass
 class ConsentRound:
-    """What one round may send: consented devices by round, and appointment groups."""
+    """What one round may send, read bounded from the store: consented devices by
+    attempt, appointment groups, and how many devices the round left out."""
 
     send: dict[int, list[str]] = field(default_factory=dict)
     """attempt -> devices to send now (owners' retries included)."""
     appointed: dict[Appointment, dict[int, list[str]]] = field(default_factory=dict)
-    split: ConsentSplit = field(default_factory=ConsentSplit)
+    left_out: dict[str, int] = field(default_factory=dict)
+    """``declined`` / ``expired`` -> devices moved out of PENDING this round."""
+    retried: int = 0
 
 
 def consent_round(
-    ctx: RunContext, wave_index: int, pending: dict[int, list[str]], now: pendulum.DateTime
+    ctx: RunContext,
+    wave_index: int,
+    now: pendulum.DateTime,
+    *,
+    limit: int,
+    superseded: bool = False,
 ) -> ConsentRound:
-    """Sort the wave's pending devices (attempt -> ids) by consent; expire unanswered ones
-    past the timeout; leave declined ones out (SKIPPED, never failed) and expired ones too
-    (SKIPPED, or FAILED under ``on_timeout: fail``, never sent either way); add the devices
-    whose owners asked for a retry after a failure."""
+    """Sort the wave's pending devices by consent, in the store (:func:`consent_bucket`
+    says which states go where): expire unanswered ones past the timeout; leave declined
+    ones out (SKIPPED, never failed) and expired ones too (SKIPPED, or FAILED under
+    ``on_timeout: fail``, never sent either way), each in one UPDATE; read at most
+    ``limit`` consented devices, ``limit`` appointed ones (earliest appointment first) and
+    ``limit`` devices whose owners asked for a retry after a failure. Unanswered devices
+    are never read, so memory stays flat however large the wave."""
     c = ctx.spec.consent
     assert c is not None
     out = ConsentRound()
-    attempt_of = {d: a for a, ids in pending.items() for d in ids}
     with ctx.tx() as s:
         plan = store.get_consent_plan(s, campaign_id=ctx.campaign_id)
         timed_out = now >= utc_instant(plan.created_at) + c.answer_timeout
+
+        def states(bucket: ConsentBucket) -> frozenset[ConsentState]:
+            return consent_states(bucket, timed_out=timed_out, on_timeout=c.timeout_action)
+
         if timed_out:
             expired = store.expire_awaiting_consents(s, campaign_id=ctx.campaign_id, now=now)
             if expired:
@@ -105,72 +120,73 @@ def consent_round(
                     flow_run_id=ctx.flow_run_id,
                     data={"devices": expired, "on_timeout": c.timeout_action.value},
                 )
-        rows = store.consent_rows(s, campaign_id=ctx.campaign_id, device_ids=list(attempt_of))
-        states: dict[str, tuple[ConsentState, Appointment | None]] = {}
-        for d in attempt_of:
-            row = rows.get(d)
-            if row is None:
-                states[d] = (ConsentState.AWAITING, None)
-                continue
-            appointment = None
-            if row.appoint_start is not None and row.appoint_end is not None:
-                appointment = (utc_instant(row.appoint_start), utc_instant(row.appoint_end))
-            states[d] = (row.state, appointment)
-        split = consent_split(states, timed_out=timed_out, on_timeout=c.timeout_action)
         expired_status = (
             DeviceRunStatus.FAILED
             if c.timeout_action is ConsentTimeoutAction.FAIL
             else DeviceRunStatus.SKIPPED
         )
-        for ids, status, kind, detail in (
+        for bucket, status, kind, detail in (
             (
-                split.declined,
+                ConsentBucket.DECLINED,
                 DeviceRunStatus.SKIPPED,
                 DECLINED_KIND,
                 "the owner declined the upgrade",
             ),
             (
-                split.expired,
+                ConsentBucket.EXPIRED,
                 expired_status,
                 EXPIRED_KIND,
                 "no answer from the owner before the timeout",
             ),
         ):
-            if ids:
-                # only PENDING rows move (a retried or sent device is never re-judged)
-                store.set_device_status(
-                    s,
-                    campaign_id=ctx.campaign_id,
-                    status=status,
-                    device_ids=ids,
-                    only_from=store.UNSENT,
-                    failure_kind=kind,
-                    failure_detail=detail,
-                    now=now,
-                )
-        retried = store.owner_retries(s, campaign_id=ctx.campaign_id, wave_index=wave_index)
-    out.split = split
-    for d in split.send:
-        out.send.setdefault(attempt_of[d], []).append(d)
-    for appointment, ids in split.appointed.items():
-        for d in ids:
-            out.appointed.setdefault(appointment, {}).setdefault(attempt_of[d], []).append(d)
+            # only PENDING rows move (a retried or sent device is never re-judged)
+            moved = store.leave_out_pending(
+                s,
+                campaign_id=ctx.campaign_id,
+                wave_index=wave_index,
+                consent_states=states(bucket),
+                status=status,
+                failure_kind=kind,
+                failure_detail=detail,
+                now=now,
+            )
+            if moved:
+                out.left_out[bucket.value] = moved
+        for device_id, attempt in store.pending_by_consent(
+            s,
+            campaign_id=ctx.campaign_id,
+            wave_index=wave_index,
+            consent_states=states(ConsentBucket.SEND),
+            limit=limit,
+        ):
+            out.send.setdefault(attempt, []).append(device_id)
+        for a in store.appointed_pending(
+            s, campaign_id=ctx.campaign_id, wave_index=wave_index, limit=limit
+        ):
+            key = (utc_instant(a.start), utc_instant(a.end))
+            out.appointed.setdefault(key, {}).setdefault(a.attempt, []).append(a.device_id)
+        retried = store.owner_retries(
+            s,
+            campaign_id=ctx.campaign_id,
+            wave_index=wave_index,
+            limit=limit,
+            superseded=superseded,
+        )
+    for r in retried:
+        if r.appoint_start is not None and r.appoint_end is not None:
+            key = (utc_instant(r.appoint_start), utc_instant(r.appoint_end))
+            out.appointed.setdefault(key, {}).setdefault(r.attempt, []).append(r.device_id)
+        else:
+            out.send.setdefault(r.attempt, []).append(r.device_id)
+    out.retried = len(retried)
     if retried:
-        with ctx.tx() as s:
-            for d, attempt in retried:
-                row = store.consent_rows(s, campaign_id=ctx.campaign_id, device_ids=[d])[d]
-                if row.state is ConsentState.APPOINTED and row.appoint_start and row.appoint_end:
-                    key = (utc_instant(row.appoint_start), utc_instant(row.appoint_end))
-                    out.appointed.setdefault(key, {}).setdefault(attempt, []).append(d)
-                else:
-                    out.send.setdefault(attempt, []).append(d)
         ctx.event(
             "consent_retries",
             subject=f"wave {wave_index}",
-            data={"devices": [d for d, _ in retried]},
+            data={"count": len(retried), "devices": [r.device_id for r in retried[:SHOWN]]},
         )
-    if split.declined or split.expired:
-        log.info("%s: consent %s", ctx.spec.name, split.counts())
+    if out.left_out:
+        log.info("%s: wave %d: consent left out %s", ctx.spec.name, wave_index, out.left_out)
     return out
 
 

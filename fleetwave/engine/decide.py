@@ -18,6 +18,7 @@ from fleetwave.spec.model import BreachAction, ConsentTimeoutAction, FailureKind
 from fleetwave.store.models import ConsentState, DeviceRunStatus, WaveStatus
 
 __all__ = [
+    "ConsentBucket",
     "ConsentSplit",
     "Counts",
     "Decision",
@@ -30,7 +31,9 @@ __all__ = [
     "breach_action",
     "chunk_capacity",
     "classify_failure",
+    "consent_bucket",
     "consent_split",
+    "consent_states",
     "count_declines_as_failures",
     "count_outcomes",
     "evaluate_decline_limit",
@@ -684,6 +687,51 @@ class ConsentSplit:
         }
 
 
+class ConsentBucket(enum.StrEnum):
+    """Where a pending device of a consent campaign goes in a round (see
+    :func:`consent_bucket`)."""
+
+    SEND = "send"
+    APPOINTED = "appointed"
+    HELD = "held"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+
+
+def consent_bucket(
+    state: ConsentState | None, *, timed_out: bool, on_timeout: ConsentTimeoutAction
+) -> ConsentBucket:
+    """The rule for one pending device by its consent (None: no consent row, as unanswered).
+
+    Confirmed or auto: sent now; appointed: sent in its appointment's window; declined:
+    left out; unanswered or expired: held until the answer timeout (``timed_out``), then
+    sent with ``on_timeout: proceed`` and left out (``expired``) otherwise.
+    """
+    if state in (ConsentState.CONFIRMED, ConsentState.AUTO):
+        return ConsentBucket.SEND
+    if state is ConsentState.APPOINTED:
+        return ConsentBucket.APPOINTED
+    if state is ConsentState.DECLINED:
+        return ConsentBucket.DECLINED
+    if state is ConsentState.EXPIRED or timed_out:
+        if on_timeout is ConsentTimeoutAction.PROCEED:
+            return ConsentBucket.SEND
+        return ConsentBucket.EXPIRED
+    return ConsentBucket.HELD
+
+
+def consent_states(
+    bucket: ConsentBucket, *, timed_out: bool, on_timeout: ConsentTimeoutAction
+) -> frozenset[ConsentState]:
+    """The consent states :func:`consent_bucket` puts in ``bucket``: what the store's
+    queries select with (a device without a consent row goes where ``awaiting`` goes)."""
+    return frozenset(
+        s
+        for s in ConsentState
+        if consent_bucket(s, timed_out=timed_out, on_timeout=on_timeout) is bucket
+    )
+
+
 def consent_split(
     states: Mapping[str, tuple[ConsentState, Appointment | None]],
     *,
@@ -696,23 +744,20 @@ def consent_split(
     a consent row waits, as unanswered). Past the answer timeout (``timed_out``) an
     unanswered or expired device follows ``on_timeout``: ``proceed`` sends it, ``skip`` and
     ``fail`` leave it out (in ``expired``; the caller records it as skipped or failed).
+    Each device follows :func:`consent_bucket`; the engine itself lets the store sort by
+    :func:`consent_states` (one query per bucket, never every pending device in memory).
     """
     out = ConsentSplit()
     for device_id in sorted(states):
         state, appointment = states[device_id]
-        if state in (ConsentState.CONFIRMED, ConsentState.AUTO):
-            out.send.append(device_id)
-        elif state is ConsentState.APPOINTED and appointment is not None:
+        if state is ConsentState.APPOINTED and appointment is None:
+            state = ConsentState.AWAITING  # an appointment without its period: unanswered
+        bucket = consent_bucket(state, timed_out=timed_out, on_timeout=on_timeout)
+        if bucket is ConsentBucket.APPOINTED:
+            assert appointment is not None
             out.appointed.setdefault(appointment, []).append(device_id)
-        elif state is ConsentState.DECLINED:
-            out.declined.append(device_id)
-        elif state is ConsentState.EXPIRED or timed_out:
-            if on_timeout is ConsentTimeoutAction.PROCEED:
-                out.send.append(device_id)
-            else:
-                out.expired.append(device_id)
         else:
-            out.held.append(device_id)
+            getattr(out, bucket.value).append(device_id)
     return out
 
 

@@ -97,6 +97,8 @@ class WaveDriver(Loop):
         self.screen = TargetScreen(ctx)
         consent = ctx.spec.consent
         self.app_delivery = consent is not None and consent.delivery is ConsentDelivery.APP
+        self.after_completion = False
+        """Sending owners' retries of a campaign whose waves all finished."""
 
     # ------------------------------------------------------------------ main loop
 
@@ -336,28 +338,23 @@ class WaveDriver(Loop):
         pol = self.spec.policy
         targeting = self.screen.refresh_targeting()
         consent = self.spec.consent is not None
-        with ctx.tx() as s:
-            active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
-            # A pending device's round is its attempt + 1: one whose retry intent was
-            # abandoned comes back pending with its earlier attempts counted.
-            pending: dict[int, list[str]] = {}
-            # a consent campaign reads every pending device: unanswered ones must not
-            # crowd consented ones out of the slice
-            limit = None if consent else ctx.chunk_size * pol.max_inflight_tasks
-            for run in itertools.islice(
-                store.iter_device_runs(
-                    s,
-                    campaign_id=ctx.campaign_id,
-                    wave_index=wave_index,
-                    statuses=[D.PENDING],
-                ),
-                limit,
-            ):
-                pending.setdefault(run.attempt, []).append(run.device_id)
-        pending = self.screen.drop_pending(wave_index, pending, targeting)
+        limit = ctx.chunk_size * pol.max_inflight_tasks
+        # A pending device's round is its attempt + 1: one whose retry intent was
+        # abandoned comes back pending with its earlier attempts counted.
+        pending: dict[int, list[str]] = {}
         appointed: list[tuple[int, list[list[str]], TaskPolicy]] = []
         if consent:
-            answers = consent_round(ctx, wave_index, pending, now)
+            # the store sorts by consent: at most `limit` consented devices and `limit`
+            # appointed ones are read, unanswered ones never (memory flat in the wave)
+            answers = consent_round(
+                ctx, wave_index, now, limit=limit, superseded=self.after_completion
+            )
+            answers.send = self.screen.drop_pending(wave_index, answers.send, targeting)
+            answers.appointed = {
+                key: kept
+                for key, by_attempt in answers.appointed.items()
+                if (kept := self.screen.drop_pending(wave_index, by_attempt, targeting))
+            }
             if self.app_delivery:  # the apps install: no platform task, no engine resubmits
                 return hand_to_app(ctx, answers, now)
             retrying = {d for ids in retries.due.values() for d in ids}
@@ -373,6 +370,21 @@ class WaveDriver(Loop):
                     ]
                     if batches:
                         appointed.append((attempt + 1, batches, booked))
+        else:
+            with ctx.tx() as s:
+                for run in itertools.islice(
+                    store.iter_device_runs(
+                        s,
+                        campaign_id=ctx.campaign_id,
+                        wave_index=wave_index,
+                        statuses=[D.PENDING],
+                    ),
+                    limit,
+                ):
+                    pending.setdefault(run.attempt, []).append(run.device_id)
+            pending = self.screen.drop_pending(wave_index, pending, targeting)
+        with ctx.tx() as s:
+            active = store.list_active_chunks(s, campaign_id=ctx.campaign_id)
         not_retried = {r: list(ids) for r, ids in retries.dropped.items()}
         for attempt, ids in list(retries.due.items()):
             keep, dropped = screen_targets(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,21 +28,27 @@ from fleetwave.store.models import (
     ConsentPlan,
     ConsentState,
     DeviceAutoUpgrade,
+    DeviceClaim,
     DeviceConsent,
     DeviceOwner,
     DeviceRun,
     DeviceRunStatus,
     check_transition,
+    to_utc,
 )
 
 __all__ = [
     "TOKEN_PREFIX",
     "ActiveConsent",
+    "Appointed",
+    "OwnerRetry",
     "active_consents",
     "app_delivery_runs",
+    "appointed_pending",
     "auto_upgrade_states",
     "consent_rows",
     "consent_state_counts",
+    "count_owner_retries",
     "decline_figures",
     "device_owners",
     "expire_awaiting_consents",
@@ -50,9 +56,11 @@ __all__ = [
     "hash_token",
     "import_device_owners",
     "issue_owner_token",
+    "leave_out_pending",
     "open_consent_plan",
     "owner_for_token",
     "owner_retries",
+    "pending_by_consent",
     "record_app_report",
     "release_to_app",
     "set_auto_upgrade",
@@ -343,35 +351,209 @@ def consent_rows(
     return found
 
 
-def owner_retries(session: Session, *, campaign_id: int, wave_index: int) -> list[tuple[str, int]]:
-    """``(device_id, attempt)`` of the wave's failed or timed-out devices whose owner asked
-    for a retry after the failure (consented again after the run finished)."""
+class OwnerRetry(NamedTuple):
+    """A failed device whose owner asked for a retry: its run's attempt and wave, and the
+    appointment when the retry was an appointment."""
+
+    device_id: str
+    attempt: int
+    wave_index: int
+    appoint_start: datetime | None
+    appoint_end: datetime | None
+
+
+def _owner_retry_filter(
+    stmt: Any, *, campaign_id: int, wave_index: int | None, superseded: bool
+) -> Any:
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    dc = DeviceConsent.__table__  # type: ignore[attr-defined]
+    claim = DeviceClaim.__table__  # type: ignore[attr-defined]
     stmt = (
-        select(DeviceRun.device_id, DeviceRun.attempt)
-        .join(
-            DeviceConsent,
-            sa.and_(
-                col(DeviceConsent.campaign_id) == col(DeviceRun.campaign_id),
-                col(DeviceConsent.device_id) == col(DeviceRun.device_id),
-            ),
-        )
-        .where(DeviceRun.campaign_id == campaign_id)
-        .where(DeviceRun.wave_index == wave_index)
-        .where(
-            col(DeviceRun.status).in_(
-                [DeviceRunStatus.FAILED.value, DeviceRunStatus.TIMED_OUT.value]
+        stmt.select_from(
+            dr.join(
+                dc, sa.and_(dc.c.campaign_id == dr.c.campaign_id, dc.c.device_id == dr.c.device_id)
             )
         )
-        .where(col(DeviceConsent.retries) > 0)
-        .where(col(DeviceConsent.answered_at) > col(DeviceRun.finished_at))
+        .where(dr.c.campaign_id == campaign_id)
+        .where(dr.c.status.in_([DeviceRunStatus.FAILED.value, DeviceRunStatus.TIMED_OUT.value]))
+        .where(dc.c.retries > 0)
+        .where(dc.c.answered_at > dr.c.finished_at)
+        .where(dc.c.state.in_([ConsentState.CONFIRMED.value, ConsentState.APPOINTED.value]))
+        # a device another campaign holds now is not this campaign's to send
         .where(
-            col(DeviceConsent.state).in_(
-                [ConsentState.CONFIRMED.value, ConsentState.APPOINTED.value]
+            ~sa.exists().where(
+                claim.c.device_id == dr.c.device_id, claim.c.campaign_id != campaign_id
             )
         )
-        .order_by(col(DeviceRun.device_id))
     )
-    return [(d, int(a)) for d, a in session.exec(stmt).all()]
+    if wave_index is not None:
+        stmt = stmt.where(dr.c.wave_index == wave_index)
+    if superseded:
+        # after the campaign ended: a later campaign that took the device in supersedes it
+        later = dr.alias("later")
+        stmt = stmt.where(
+            ~sa.exists().where(
+                later.c.device_id == dr.c.device_id, later.c.campaign_id > campaign_id
+            )
+        )
+    return stmt
+
+
+def owner_retries(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int | None = None,
+    limit: int | None = None,
+    superseded: bool = False,
+) -> list[OwnerRetry]:
+    """The campaign's (or one wave's) failed or timed-out devices whose owner asked for a
+    retry after the failure (consented again after the run finished), by device ID, at
+    most ``limit``. Devices another campaign holds are left out, and with ``superseded``
+    (a campaign past its waves) also devices a later campaign took in."""
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    dc = DeviceConsent.__table__  # type: ignore[attr-defined]
+    stmt = _owner_retry_filter(
+        sa.select(
+            dr.c.device_id, dr.c.attempt, dr.c.wave_index, dc.c.appoint_start, dc.c.appoint_end
+        ),
+        campaign_id=campaign_id,
+        wave_index=wave_index,
+        superseded=superseded,
+    ).order_by(dr.c.device_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [
+        OwnerRetry(d, int(a), int(w), start, end)
+        for d, a, w, start, end in session.execute(stmt).all()
+    ]
+
+
+def count_owner_retries(session: Session, *, campaign_id: int, superseded: bool = False) -> int:
+    """How many devices :func:`owner_retries` would give for the whole campaign."""
+    stmt = _owner_retry_filter(
+        sa.select(sa.func.count()),
+        campaign_id=campaign_id,
+        wave_index=None,
+        superseded=superseded,
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+# ---- the engine's round: sorting pending devices by consent, in SQL ----------------------
+
+
+def _consent_in(campaign_id: int, device_col: Any, states: Collection[ConsentState]) -> Any:
+    """``device_col`` has a consent row in one of ``states`` (no row counts as awaiting)."""
+    dc = DeviceConsent.__table__  # type: ignore[attr-defined]
+    cond = device_col.in_(
+        sa.select(dc.c.device_id).where(
+            dc.c.campaign_id == campaign_id, dc.c.state.in_([st.value for st in states])
+        )
+    )
+    if ConsentState.AWAITING in states:
+        cond = sa.or_(
+            cond,
+            ~sa.exists().where(dc.c.campaign_id == campaign_id, dc.c.device_id == device_col),
+        )
+    return cond
+
+
+def leave_out_pending(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int,
+    consent_states: Collection[ConsentState],
+    status: DeviceRunStatus,
+    failure_kind: str,
+    failure_detail: str,
+    now: datetime,
+) -> int:
+    """Move the wave's PENDING devices whose consent is in ``consent_states`` to ``status``
+    (SKIPPED or FAILED: never sent) in one UPDATE; no device ID is read. Returns how many."""
+    if not consent_states:
+        return 0
+    check_transition(DeviceRunStatus.PENDING, status, subject="pending devices")
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    stamp = to_utc(now)
+    result = session.execute(
+        sa.update(dr)
+        .where(dr.c.campaign_id == campaign_id)
+        .where(dr.c.wave_index == wave_index)
+        .where(dr.c.status == DeviceRunStatus.PENDING.value)
+        .where(_consent_in(campaign_id, dr.c.device_id, consent_states))
+        .values(
+            status=status.value,
+            failure_kind=failure_kind,
+            failure_detail=failure_detail,
+            updated_at=stamp,
+            finished_at=stamp if status.is_final else None,
+        )
+    )
+    return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
+
+
+def pending_by_consent(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int,
+    consent_states: Collection[ConsentState],
+    limit: int,
+) -> list[tuple[str, int]]:
+    """``(device_id, attempt)`` of at most ``limit`` PENDING devices of the wave whose
+    consent is in ``consent_states`` (no consent row counts as awaiting), by device ID.
+    The filter runs in the database: other devices are never read."""
+    if not consent_states or limit <= 0:
+        return []
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.select(dr.c.device_id, dr.c.attempt)
+        .where(dr.c.campaign_id == campaign_id)
+        .where(dr.c.wave_index == wave_index)
+        .where(dr.c.status == DeviceRunStatus.PENDING.value)
+        .where(_consent_in(campaign_id, dr.c.device_id, consent_states))
+        .order_by(dr.c.device_id)
+        .limit(limit)
+    )
+    return [(d, int(a)) for d, a in session.execute(stmt).all()]
+
+
+class Appointed(NamedTuple):
+    """A pending device whose owner appointed a period."""
+
+    device_id: str
+    attempt: int
+    start: datetime
+    end: datetime
+
+
+def appointed_pending(
+    session: Session, *, campaign_id: int, wave_index: int, limit: int
+) -> list[Appointed]:
+    """At most ``limit`` PENDING devices of the wave with an appointment, the earliest
+    appointments first (then by device ID), so each appointment's devices come together."""
+    if limit <= 0:
+        return []
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    dc = DeviceConsent.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.select(dr.c.device_id, dr.c.attempt, dc.c.appoint_start, dc.c.appoint_end)
+        .select_from(
+            dr.join(
+                dc, sa.and_(dc.c.campaign_id == dr.c.campaign_id, dc.c.device_id == dr.c.device_id)
+            )
+        )
+        .where(dr.c.campaign_id == campaign_id)
+        .where(dr.c.wave_index == wave_index)
+        .where(dr.c.status == DeviceRunStatus.PENDING.value)
+        .where(dc.c.state == ConsentState.APPOINTED.value)
+        .where(dc.c.appoint_start.is_not(None), dc.c.appoint_end.is_not(None))
+        .order_by(dc.c.appoint_start, dc.c.appoint_end, dr.c.device_id)
+        .limit(limit)
+    )
+    return [Appointed(d, int(a), st, en) for d, a, st, en in session.execute(stmt).all()]
 
 
 def app_delivery_runs(

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pendulum
+import pytest
 
 from fleetwave import store
 from fleetwave.clock import ManualClock
@@ -420,3 +422,87 @@ async def test_a_seeded_owner_population_over_real_http(tmp_path: Path) -> None:
     for task in platform.tasks.values():
         custom = task.policy.execute_type is ExecuteType.CUSTOM
         assert custom == bool(appointed & set(task.device_ids))
+
+
+BOUNDED = """
+name: consent-bounded
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h, max_devices_per_task: 2, max_inflight_tasks: 2}
+thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
+consent:
+  period: 2d
+  answer_timeout: 4h
+"""
+
+
+async def test_rounds_read_a_bounded_slice_and_still_send_every_consented_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory is flat in the wave: each round reads at most chunk size x in-flight tasks
+    (2 x 2) consented devices from the store and never an unanswered one, yet rounds send
+    every consented device exactly once; the silent ones are left out at the timeout."""
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / "bounded.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    confirmed, appointed = devices[::2], devices[1::6]
+    silent = sorted(set(devices) - set(confirmed) - set(appointed))
+    assert len(confirmed) > 2 * 4 and len(silent) >= 3, (confirmed, silent)
+    reads: list[tuple[str, list[str]]] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            got = real(*args, **kwargs)
+            reads.append((name, [r[0] for r in got]))
+            return got
+
+        return call
+
+    for name in ("pending_by_consent", "appointed_pending", "owner_retries"):
+        monkeypatch.setattr(store, name, spy(name))
+
+    def unbounded(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a consent round read consent rows by device list")
+
+    monkeypatch.setattr(store, "consent_rows", unbounded)
+    spec = spec_of(BOUNDED)
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    t0 = clock.now()
+    owners = {d: "owner" for d in devices}
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=t0)
+        token = store.issue_owner_token(s, owner_id="owner", now=t0)
+    start = (t0 + timedelta(hours=1)).replace(second=0, microsecond=0)
+    slot = {"appointStart": _iso(start), "appointEnd": _iso(start + timedelta(hours=2))}
+    items = [{"deviceId": d, "action": "confirm"} for d in confirmed]
+    items += [{"deviceId": d, "action": "appoint", **slot} for d in appointed]
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            resp = c.post(
+                CONFIRM, json={"items": items}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert resp.status_code == 200, resp.text
+    finally:
+        server.stop()
+    last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    assert last.kind is OutcomeKind.COMPLETED, last
+    assert reads and max(len(ids) for _, ids in reads) <= 4
+    read = {d for _, ids in reads for d in ids}
+    assert read == set(confirmed) | set(appointed)  # the silent ones were never read
+    per_device = platform.tasks_per_device()
+    assert all(per_device[d] == 1 for d in [*confirmed, *appointed])
+    assert all(per_device[d] == 0 for d in silent)
+    runs = device_rows(db, "consent-bounded")
+    assert {(runs[d].status, runs[d].failure_kind) for d in silent} == {
+        (D.SKIPPED, "consent_expired")
+    }
+    assert {runs[d].status for d in [*confirmed, *appointed]} == {D.SUCCEEDED}
