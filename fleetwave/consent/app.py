@@ -190,10 +190,28 @@ def _authorize(session: Session, owner: str, device_ids: Sequence[str]) -> None:
 
 
 def _in_plans(
-    session: Session, device_ids: Sequence[str], *, for_update: bool = False
+    session: Session, device_ids: Sequence[str], *, now: datetime, for_update: bool = False
 ) -> dict[str, ActiveConsent]:
-    found = store.active_consents(session, device_ids=device_ids, for_update=for_update)
+    """The devices' open plans: in a campaign that holds them, or in a completed one whose
+    plan period has not ended (retries after the waves). A device whose newest plan is a
+    completed campaign's that ended is ``PLAN_ENDED``; one in no plan ``NOT_IN_PLAN``."""
+    found = store.active_consents(session, device_ids=device_ids, for_update=for_update, now=now)
     missing = [d for d in device_ids if d not in found]
+    ended = store.ended_consent_plans(session, device_ids=missing, now=now) if missing else {}
+    if ended:
+        first = next(d for d in missing if d in ended)
+        name, end = ended[first]
+        raise ConsentApiError(
+            ConsentErrorCode.PLAN_ENDED,
+            f"device {first}: the upgrade plan of campaign {name} ended at {_iso(end)}; "
+            "nothing can be confirmed or retried in it any more (a later campaign may "
+            "offer the upgrade again)",
+            items=[
+                {"deviceId": d, "code": ConsentErrorCode.PLAN_ENDED.value}
+                for d in missing
+                if d in ended
+            ],
+        )
     if missing:
         raise ConsentApiError(
             ConsentErrorCode.NOT_IN_PLAN,
@@ -276,7 +294,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         """The device's open upgrade plan and its consent (404 NOT_IN_PLAN when none)."""
         with store.session_scope(engine, read_only=True) as session:
             _authorize(session, who, [device_id])
-            found = _in_plans(session, [device_id])[device_id]
+            found = _in_plans(session, [device_id], now=clock())[device_id]
             consent = _consent_view(found)
             actions = [a.value for a in ConsentAction]
             if found.consent.state is ConsentState.EXPIRED:
@@ -295,7 +313,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         at = clock()
         with store.session_scope(engine) as session:
             _authorize(session, who, ids)
-            found = _in_plans(session, ids, for_update=True)
+            found = _in_plans(session, ids, now=at, for_update=True)
             answers: list[tuple[ConfirmItem, Answer]] = []
             refusals: list[tuple[str, Refusal]] = []
             for item in body.items:
@@ -363,7 +381,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         ids = list(dict.fromkeys(body.device_ids))
         with store.session_scope(engine, read_only=True) as session:
             _authorize(session, who, ids)
-            found = store.active_consents(session, device_ids=ids)
+            found = store.active_consents(session, device_ids=ids, now=clock())
             details = []
             for d in ids:
                 if d in found:
@@ -416,7 +434,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         """For an app-delivered device: the plan with the package's location and checksum."""
         with store.session_scope(engine, read_only=True) as session:
             _authorize(session, who, [device_id])
-            found = _in_plans(session, [device_id])[device_id]
+            found = _in_plans(session, [device_id], now=clock())[device_id]
             if found.plan.delivery != "app":
                 raise ConsentApiError(
                     ConsentErrorCode.NOT_APP_DELIVERED,
@@ -446,7 +464,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         at = clock()
         with store.session_scope(engine) as session:
             _authorize(session, who, [body.device_id])
-            f = _in_plans(session, [body.device_id], for_update=True)[body.device_id]
+            f = _in_plans(session, [body.device_id], now=at, for_update=True)[body.device_id]
             c = f.consent
             decided = decide_report(
                 device_id=body.device_id,

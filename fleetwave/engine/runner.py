@@ -7,7 +7,9 @@ crashed run, then loop over approval gates, windows, submission, monitoring roun
 threshold and wave-gate decisions, sleeps on the clock; the rollback phase
 (:mod:`fleetwave.engine.rollback`) when a breach rolls back. It returns when the campaign
 completes, halts, rolls back, must wait for a window or an approval, or fails
-(:mod:`fleetwave.engine.outcome`). Every decision goes to the event log with its inputs.
+(:mod:`fleetwave.engine.outcome`). A completed consent campaign whose owners asked for
+retries of failed devices since (its plan period still open) runs again for those only.
+Every decision goes to the event log with its inputs.
 
 The engine's other modules by job: ``counts`` (threshold counts from the store),
 ``decide`` (every rule, pure), ``planning``, ``retries``, ``screening`` (target lists
@@ -197,7 +199,14 @@ async def advance(
             rejected = next((w.index for w in waves if w.status is WaveStatus.REJECTED), None)
     assert campaign_id is not None
     early = early_outcome(spec.name, status, row.status_reason, rejected_wave=rejected)
-    if early is not None:
+    after_completion = False
+    if status is CampaignStatus.COMPLETED and spec.consent is not None:
+        # the plan stays open after the waves: owners' retries recorded since are sent
+        with store.session_scope(engine, read_only=True) as s:
+            after_completion = bool(
+                store.count_owner_retries(s, campaign_id=campaign_id, superseded=True)
+            )
+    if early is not None and not after_completion:
         return early
     await take_lease(
         engine,
@@ -233,7 +242,11 @@ async def advance(
                 push=push,
             )
             loop = WaveDriver(
-                ctx, ttl=ttl, sleep_through_windows=sleep_through_windows, max_rounds=max_rounds
+                ctx,
+                ttl=ttl,
+                sleep_through_windows=sleep_through_windows,
+                max_rounds=max_rounds,
+                after_completion=after_completion,
             )
             try:
                 outcome = await loop.run()

@@ -87,6 +87,7 @@ class WaveDriver(Loop):
         ttl: timedelta,
         sleep_through_windows: bool,
         max_rounds: int | None,
+        after_completion: bool = False,
     ) -> None:
         super().__init__(
             ctx, ttl=ttl, sleep_through_windows=sleep_through_windows, max_rounds=max_rounds
@@ -97,8 +98,8 @@ class WaveDriver(Loop):
         self.screen = TargetScreen(ctx)
         consent = ctx.spec.consent
         self.app_delivery = consent is not None and consent.delivery is ConsentDelivery.APP
-        self.after_completion = False
-        """Sending owners' retries of a campaign whose waves all finished."""
+        self.after_completion = after_completion
+        """Sending owners' retries of a completed campaign (:meth:`retries_after_completion`)."""
 
     # ------------------------------------------------------------------ main loop
 
@@ -116,6 +117,13 @@ class WaveDriver(Loop):
             return await roll_back(self)
         # a store that never sent a task here asks the platform first (raises on overlap)
         await ctx.stage("check live platform tasks", lambda: check_live_tasks(ctx))
+        if self.after_completion and status is CampaignStatus.COMPLETED:
+            return await carried(
+                ctx.stage,
+                "owners' retries after the waves",
+                self.retries_after_completion,
+                carry=(Stop,),
+            )
         if status is not CampaignStatus.RUNNING:
             self.set_status(CampaignStatus.RUNNING, "advancing")
         while True:
@@ -138,6 +146,76 @@ class WaveDriver(Loop):
                 await self.step(wave)
             except RollBack:
                 return await roll_back(self)
+
+    async def retries_after_completion(self) -> Outcome:
+        """Every wave finished, yet owners asked for retries of failed devices while the
+        plan is open: send those (inside the windows and the in-flight caps, each once, as
+        the waves' own rounds do), follow them to their results, and end completed again.
+
+        The campaign stays COMPLETED (the thresholds are not evaluated again: a retried
+        device already counted as failed, so a retry can only lower the failures); the
+        retried devices are claimed while they run, and a device another campaign holds or
+        later took in is left alone. A closed window ends the run waiting for the next one
+        (or sleeps with ``sleep_through_windows``)."""
+        ctx = self.ctx
+        cid = ctx.campaign_id
+        limit = ctx.chunk_size * self.spec.policy.max_inflight_tasks
+        with ctx.tx() as s:
+            asked = store.count_owner_retries(s, campaign_id=cid, superseded=True)
+        ctx.event("owner_retries_after_completion", data={"devices": asked})
+        log.info("%s: %s after the waves finished", self.spec.name, plural(asked, "owner retry"))
+        sending = (D.QUEUED, D.SUBMITTED, D.IN_PROGRESS)
+        try:
+            while True:
+                self.renew()
+                self.tick()
+                now = ctx.now()
+                if self.app_delivery:
+                    collect_app_reports(ctx, now)
+                open_now, next_open = self.window_state(now)
+                with ctx.tx() as s:
+                    store.claim_owner_retries(s, campaign_id=cid, now=now)
+                    waves = sorted(
+                        {
+                            r.wave_index
+                            for r in store.owner_retries(
+                                s, campaign_id=cid, limit=limit, superseded=True
+                            )
+                        }
+                    )
+                if open_now:
+                    for idx in waves:
+                        await self.submit(idx, Retries(), now)
+                with ctx.tx() as s:
+                    active = len(store.list_active_chunks(s, campaign_id=cid))
+                if active:
+                    await ctx.step(f"monitor round {ctx.rounds}", lambda: monitor_round(ctx))
+                self.progress()
+                with ctx.tx() as s:
+                    left = store.count_owner_retries(s, campaign_id=cid, superseded=True)
+                    counts = store.device_status_counts(s, campaign_id=cid)
+                    active = len(store.list_active_chunks(s, campaign_id=cid))
+                in_flight = active + sum(counts.get(st, 0) for st in sending)
+                if not left and not in_flight:
+                    reason = f"every wave finished; {plural(asked, 'owner retry')} sent after"
+                    return self.outcome(OutcomeKind.COMPLETED, reason)
+                if left and not in_flight and not open_now:
+                    if next_open is None:
+                        reason = "no allowed window ahead for the owners' retries"
+                        return self.outcome(OutcomeKind.WAITING_WINDOW, reason)
+                    if not self.sleep_through:
+                        reason = (
+                            f"{plural(left, 'owner retry')} wait for the window opening "
+                            f"{next_open.to_iso8601_string()}"
+                        )
+                        return self.outcome(OutcomeKind.WAITING_WINDOW, reason, next_open=next_open)
+                    await self.sleep((next_open - now).total_seconds())
+                    continue
+                await self.sleep(self.poll)
+        finally:
+            with ctx.tx() as s:
+                if not store.list_active_chunks(s, campaign_id=cid):
+                    store.release_claims(s, campaign_id=cid)  # nothing of it in flight
 
     async def step(self, wave: Wave) -> None:
         """One pass over the current wave: its next step by status (``decide.wave_step``)."""

@@ -46,11 +46,13 @@ __all__ = [
     "app_delivery_runs",
     "appointed_pending",
     "auto_upgrade_states",
+    "claim_owner_retries",
     "consent_rows",
     "consent_state_counts",
     "count_owner_retries",
     "decline_figures",
     "device_owners",
+    "ended_consent_plans",
     "expire_awaiting_consents",
     "get_consent_plan",
     "hash_token",
@@ -242,12 +244,27 @@ class ActiveConsent:
 
 
 def active_consents(
-    session: Session, *, device_ids: Sequence[str], for_update: bool = False
+    session: Session,
+    *,
+    device_ids: Sequence[str],
+    for_update: bool = False,
+    now: datetime | None = None,
 ) -> dict[str, ActiveConsent]:
     """Each device's consent in a campaign that still holds its devices (pending, running,
-    paused, rolling back). ``for_update`` locks the consent rows (PostgreSQL; SQLite's
+    paused, rolling back) or, given ``now``, in a completed campaign whose plan period has
+    not ended (an owner may still retry a failed device there). A holding campaign comes
+    first, then the newest. ``for_update`` locks the consent rows (PostgreSQL; SQLite's
     write transactions are serialised anyway)."""
     found: dict[str, ActiveConsent] = {}
+    open_plan: sa.ColumnElement[bool] = col(Campaign.status).in_(_HOLDING)
+    if now is not None:
+        open_plan = sa.or_(
+            open_plan,
+            sa.and_(
+                col(Campaign.status) == CampaignStatus.COMPLETED.value,
+                col(ConsentPlan.period_end) > to_utc(now),
+            ),
+        )
     for batch in _batches(sorted(set(device_ids))):
         stmt = (
             sa.select(
@@ -256,6 +273,7 @@ def active_consents(
                 col(Campaign.name),
                 col(DeviceRun.status),
                 col(DeviceRun.finished_at),
+                col(Campaign.status),
             )
             .join(ConsentPlan, col(ConsentPlan.campaign_id) == col(DeviceConsent.campaign_id))
             .join(Campaign, col(Campaign.id) == col(DeviceConsent.campaign_id))
@@ -267,13 +285,18 @@ def active_consents(
                 ),
             )
             .where(col(DeviceConsent.device_id).in_(batch))
-            .where(col(Campaign.status).in_(_HOLDING))
+            .where(open_plan)
             .order_by(col(DeviceConsent.campaign_id), col(DeviceConsent.device_id))
         )
         if for_update:
             stmt = stmt.with_for_update(of=DeviceConsent.__table__)  # type: ignore[attr-defined]
         rows = session.execute(stmt.execution_options(populate_existing=True)).all()
-        for consent, plan, name, run_status, finished_at in rows:
+        holding: set[str] = set()
+        for consent, plan, name, run_status, finished_at, status in rows:  # oldest first
+            if consent.device_id in holding:
+                continue  # a campaign holding the device wins over a completed one
+            if CampaignStatus(status).holds_devices:
+                holding.add(consent.device_id)
             found[consent.device_id] = ActiveConsent(
                 consent=consent,
                 plan=plan,
@@ -281,6 +304,34 @@ def active_consents(
                 run_status=DeviceRunStatus(run_status) if run_status is not None else None,
                 run_finished_at=finished_at,
             )
+    return found
+
+
+def ended_consent_plans(
+    session: Session, *, device_ids: Sequence[str], now: datetime
+) -> dict[str, tuple[str, datetime]]:
+    """``device_id -> (campaign name, plan end)`` for those of ``device_ids`` whose newest
+    consent is in a completed campaign whose plan period ended by ``now``."""
+    found: dict[str, tuple[str, datetime]] = {}
+    for batch in _batches(sorted(set(device_ids))):
+        stmt = (
+            sa.select(
+                col(DeviceConsent.device_id),
+                col(Campaign.name),
+                col(ConsentPlan.period_end),
+                col(Campaign.status),
+            )
+            .join(ConsentPlan, col(ConsentPlan.campaign_id) == col(DeviceConsent.campaign_id))
+            .join(Campaign, col(Campaign.id) == col(DeviceConsent.campaign_id))
+            .where(col(DeviceConsent.device_id).in_(batch))
+            .order_by(col(DeviceConsent.campaign_id))
+        )
+        newest: dict[str, tuple[str, datetime, Any]] = {}
+        for device_id, name, end, status in session.execute(stmt).all():
+            newest[device_id] = (name, end, status)
+        for device_id, (name, end, status) in newest.items():
+            if CampaignStatus(status) is CampaignStatus.COMPLETED and to_utc(end) <= to_utc(now):
+                found[device_id] = (name, to_utc(end))
     return found
 
 
@@ -438,6 +489,27 @@ def count_owner_retries(session: Session, *, campaign_id: int, superseded: bool 
         superseded=superseded,
     )
     return int(session.execute(stmt).scalar_one())
+
+
+def claim_owner_retries(session: Session, *, campaign_id: int, now: datetime) -> int:
+    """Claim for the campaign the devices of its owners' retries that no campaign holds
+    (a campaign past its waves holds none): one INSERT ... SELECT; returns new claims."""
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    claim = DeviceClaim.__table__  # type: ignore[attr-defined]
+    src = _owner_retry_filter(
+        sa.select(
+            dr.c.device_id, dr.c.campaign_id, sa.literal(to_utc(now), claim.c.claimed_at.type)
+        ),
+        campaign_id=campaign_id,
+        wave_index=None,
+        superseded=True,
+    ).order_by(dr.c.device_id)
+    stmt = (
+        _insert(session, claim)
+        .from_select(["device_id", "campaign_id", "claimed_at"], src)
+        .on_conflict_do_nothing(index_elements=["device_id"])
+    )
+    return max(int(session.execute(stmt).rowcount or 0), 0)  # type: ignore[attr-defined]
 
 
 # ---- the engine's round: sorting pending devices by consent, in SQL ----------------------

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pendulum
 import pytest
+from sqlmodel import select
 
 from fleetwave import store
 from fleetwave.clock import ManualClock
@@ -506,3 +507,98 @@ async def test_rounds_read_a_bounded_slice_and_still_send_every_consented_device
         (D.SKIPPED, "consent_expired")
     }
     assert {runs[d].status for d in [*confirmed, *appointed]} == {D.SUCCEEDED}
+
+
+LATE = """
+name: consent-late
+kind: firmware
+package: {version: "1.5.0", device_type: WaterMeter, model: WM-200, manufacturer_name: Aquaflow}
+targets: {groups: [{name: meters-vienna}]}
+waves:
+  - percent: 50
+  - percent: 100
+policy: {poll_interval: 5m, task_timeout: 2h}
+thresholds: {max_failure_percent: 95, min_finished: 50, wave_success_percent: 0}
+consent:
+  period: 2d
+  answer_timeout: 1h
+"""
+
+
+async def test_an_owner_retries_after_the_campaign_completed(tmp_path: Path) -> None:
+    """The plan stays open until its period ends, after the waves too: a retry confirmed
+    over HTTP once the campaign completed is recorded, and the campaign's next run sends
+    it exactly once and ends completed again; after the period the retry is PLAN_ENDED."""
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.4), clock=clock)
+    db = new_store(tmp_path / "late.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(LATE)
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    t0 = clock.now()
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=t0)
+        token = store.issue_owner_token(s, owner_id="owner", now=t0)
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    client = httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    def confirm(*ids: str) -> httpx.Response:
+        items = [{"deviceId": d, "action": "confirm"} for d in ids]
+        return client.post(CONFIRM, json={"items": items})
+
+    try:
+        assert confirm(*devices).status_code == 200
+        done = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert done.kind is OutcomeKind.COMPLETED, done
+        runs = device_rows(db, "consent-late")
+        failed = sorted(d for d in devices if runs[d].status is D.FAILED)
+        assert len(failed) >= 2, "the seeded failure rate should fail two devices"
+        late, other = failed[0], failed[-1]
+        sent_before = platform.tasks_per_device()
+        # the campaign completed; the plan is open: the owner retries over HTTP
+        clock.advance(600)
+        plan = client.get("/enduserapi/v2/getDeviceUpgradePlan", params={"deviceId": late})
+        assert plan.status_code == 200, plan.text
+        assert plan.json()["data"]["consent"]["upgradeStatus"] == "failed"
+        retried = confirm(late)
+        assert retried.status_code == 200, retried.text
+        assert (retried.json()["data"]["results"][0]["retries"]) == 1
+        assert confirm(late).json()["data"]["results"][0]["changed"] is False  # a replay
+        # the next run (the nightly schedule) sends that retry, once
+        clock.advance(3600)
+        out = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert out.kind is OutcomeKind.COMPLETED, out
+        assert "1 owner retry sent" in out.reason
+        per_device = platform.tasks_per_device()
+        assert per_device[late] == sent_before[late] + 1 == 2
+        assert per_device - Counter({late: 1}) == sent_before  # nothing else was sent
+        runs = device_rows(db, "consent-late")
+        assert runs[late].attempt == 2 and runs[late].status.is_final
+        again = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert (again.kind, again.reason) == (OutcomeKind.COMPLETED, "already completed")
+        assert platform.tasks_per_device() == per_device
+        # past the plan period a retry is refused with its own code, and nothing changes
+        clock.advance(2 * 24 * 3600)
+        ended = confirm(other)
+        assert ended.status_code == 409, ended.text
+        error = ended.json()["error"]
+        assert error["code"] == "PLAN_ENDED" and "consent-late" in error["message"]
+        late_run = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert late_run.reason == "already completed"
+    finally:
+        client.close()
+        server.stop()
+    assert platform.tasks_per_device()[other] == 1
+    with store.session_scope(db, read_only=True) as s:
+        campaign = store.get_campaign(s, name="consent-late")
+        assert campaign.status is store.CampaignStatus.COMPLETED
+        claims = s.exec(
+            select(store.DeviceClaim).where(store.DeviceClaim.campaign_id == campaign.id)
+        ).all()
+    assert claims == []  # the retry's claim was released when it finished
+    kinds = Counter(e.kind for e in events(db, "consent-late"))
+    assert kinds["owner_retries_after_completion"] == 1 and kinds["consent.retry"] == 1

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from fleetwave import store
 from fleetwave.store import ConsentState, DeviceRunStatus
-from tests.integration.consent.conftest import NOW, WINDOWS, ConsentEnv
+from tests.integration.consent.conftest import NOW, PERIOD, WINDOWS, ConsentEnv
 
 H = timedelta(hours=1)
 CONFIRM = "/enduserapi/v2/userBatchConfirmUpgrade"
@@ -293,6 +293,71 @@ def test_retry_after_failure(env: ConsentEnv) -> None:
         replay = alice.post(CONFIRM, json=item).json()["data"]["results"][0]
     assert (retried["changed"], retried["retries"]) == (True, 1)
     assert (replay["changed"], replay["retries"]) == (False, 1)
+    assert [k for k, _, _ in consent_events(env.engine)] == ["consent.confirmed", "consent.retry"]
+
+
+def test_retry_after_the_campaign_completed_until_its_plan_ends(env: ConsentEnv) -> None:
+    """The plan stays open until its period ends, after the campaign completed too: a
+    failed device can be retried then; a newer campaign holding the device answers in its
+    stead; past the period every call on the device is PLAN_ENDED and changes nothing."""
+    cid = env.campaign_ids["c-platform"]
+    item = {"items": [{"deviceId": "dev-a1", "action": "confirm"}]}
+    with env.client("alice") as alice:
+        alice.post(CONFIRM, json=item)
+        with store.session_scope(env.engine) as session:
+            for status in (DeviceRunStatus.QUEUED, DeviceRunStatus.SUBMITTED):
+                store.set_device_status(
+                    session, campaign_id=cid, status=status, now=NOW, device_ids=["dev-a1"]
+                )
+            store.set_device_status(
+                session,
+                campaign_id=cid,
+                status=DeviceRunStatus.FAILED,
+                now=NOW + H,
+                device_ids=["dev-a1"],
+            )
+            for done in (store.CampaignStatus.RUNNING, store.CampaignStatus.COMPLETED):
+                store.set_campaign_status(session, campaign_id=cid, status=done, now=NOW + H)
+        env.clock.at = NOW + 2 * H
+        plan = alice.get(PLAN, params={"deviceId": "dev-a1"})
+        assert plan.status_code == 200, plan.text
+        assert plan.json()["data"]["consent"]["upgradeStatus"] == "failed"
+        retried = alice.post(CONFIRM, json=item)
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["data"]["results"][0]["retries"] == 1
+        # a newer campaign that holds a device answers in the completed one's stead
+        with store.session_scope(env.engine) as session:
+            next_id = store.create_or_get_campaign(
+                session, name="c-next", spec={"n": "next"}, now=NOW
+            ).id
+            assert next_id is not None
+            store.add_device_runs(
+                session, campaign_id=next_id, devices=[store.NewDeviceRun("dev-a2", 0)], now=NOW
+            )
+            store.open_consent_plan(
+                session,
+                campaign_id=next_id,
+                device_ids=["dev-a2"],
+                period_start=NOW,
+                period_end=NOW + 3 * H,
+                windows=[],
+                delivery="platform",
+                target_version="3.0.0",
+                now=NOW,
+            )
+        newer = alice.get(PLAN, params={"deviceId": "dev-a2"}).json()["data"]
+        assert (newer["campaign"], newer["targetVersion"]) == ("c-next", "3.0.0")
+        env.clock.at = PERIOD[1] + H  # both plans are over
+        for device in ("dev-a1", "dev-b1"):
+            owner = "alice" if device == "dev-a1" else "bob"
+            with env.client(owner) as c:
+                late = {"items": [{"deviceId": device, "action": "confirm"}]}
+                body = error(c.post(CONFIRM, json=late), 409, "PLAN_ENDED")
+                assert "c-platform" in body["message"] and device in body["message"]
+                error(c.get(PLAN, params={"deviceId": device}), 409, "PLAN_ENDED")
+        # c-next still holds dev-a2: its own plan rules answer (its period ended)
+        late = {"items": [{"deviceId": "dev-a2", "action": "confirm"}]}
+        error(alice.post(CONFIRM, json=late), 409, "PLAN_ENDED")
     assert [k for k, _, _ in consent_events(env.engine)] == ["consent.confirmed", "consent.retry"]
 
 
