@@ -73,6 +73,10 @@ log = logging.getLogger(__name__)
 D = DeviceRunStatus
 
 
+def _owner_retries(n: int) -> str:
+    return f"{n} owner {'retry' if n == 1 else 'retries'}"
+
+
 class RollBack(Exception):
     """Switches the loop to the rollback phase."""
 
@@ -163,7 +167,7 @@ class WaveDriver(Loop):
         with ctx.tx() as s:
             asked = store.count_owner_retries(s, campaign_id=cid, superseded=True)
         ctx.event("owner_retries_after_completion", data={"devices": asked})
-        log.info("%s: %s after the waves finished", self.spec.name, plural(asked, "owner retry"))
+        log.info("%s: %s after the waves finished", self.spec.name, _owner_retries(asked))
         sending = (D.QUEUED, D.SUBMITTED, D.IN_PROGRESS)
         try:
             while True:
@@ -183,9 +187,10 @@ class WaveDriver(Loop):
                             )
                         }
                     )
+                submitted = 0
                 if open_now:
                     for idx in waves:
-                        await self.submit(idx, Retries(), now)
+                        submitted += await self.submit(idx, Retries(), now)
                 with ctx.tx() as s:
                     active = len(store.list_active_chunks(s, campaign_id=cid))
                 if active:
@@ -197,7 +202,7 @@ class WaveDriver(Loop):
                     active = len(store.list_active_chunks(s, campaign_id=cid))
                 in_flight = active + sum(counts.get(st, 0) for st in sending)
                 if not left and not in_flight:
-                    reason = f"every wave finished; {plural(asked, 'owner retry')} sent after"
+                    reason = f"every wave finished; {_owner_retries(asked)} sent after"
                     return self.outcome(OutcomeKind.COMPLETED, reason)
                 if left and not in_flight and not open_now:
                     if next_open is None:
@@ -205,12 +210,19 @@ class WaveDriver(Loop):
                         return self.outcome(OutcomeKind.WAITING_WINDOW, reason)
                     if not self.sleep_through:
                         reason = (
-                            f"{plural(left, 'owner retry')} wait for the window opening "
+                            f"{_owner_retries(left)} wait for the window opening "
                             f"{next_open.to_iso8601_string()}"
                         )
                         return self.outcome(OutcomeKind.WAITING_WINDOW, reason, next_open=next_open)
                     await self.sleep((next_open - now).total_seconds())
                     continue
+                if left and not in_flight and not submitted:
+                    # e.g. the target lists exclude them now, or the platform refused the
+                    # policy: nothing to follow, so the run ends; the next one tries again
+                    reason = (
+                        f"{_owner_retries(left)} could not be sent now; the next run tries again"
+                    )
+                    return self.outcome(OutcomeKind.COMPLETED, reason)
                 await self.sleep(self.poll)
         finally:
             with ctx.tx() as s:

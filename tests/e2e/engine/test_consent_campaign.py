@@ -602,3 +602,63 @@ async def test_an_owner_retries_after_the_campaign_completed(tmp_path: Path) -> 
     assert claims == []  # the retry's claim was released when it finished
     kinds = Counter(e.kind for e in events(db, "consent-late"))
     assert kinds["owner_retries_after_completion"] == 1 and kinds["consent.retry"] == 1
+
+
+async def test_an_owner_retry_after_completion_waits_for_the_campaigns_window(
+    tmp_path: Path,
+) -> None:
+    """A retry confirmed after the campaign completed, outside the campaign's windows, is
+    not sent then: the run ends waiting for the next window (status still completed), and
+    the run at the window sends it, once."""
+    clock = ManualClock()  # 2026-01-05 00:00 UTC
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.4), clock=clock)
+    db = new_store(tmp_path / "late-window.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    text = LATE.replace("name: consent-late", "name: consent-late-window")
+    text += (
+        'windows:\n  timezone: UTC\n  allowed:\n    - {days: daily, start: "01:00", end: "05:00"}\n'
+    )
+    spec = spec_of(text)
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    client = httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    def confirm(*ids: str) -> httpx.Response:
+        return client.post(
+            CONFIRM, json={"items": [{"deviceId": d, "action": "confirm"} for d in ids]}
+        )
+
+    try:
+        assert confirm(*devices).status_code == 200
+        done = await advance(
+            spec, db=db, platform=platform, clock=clock, max_rounds=2000, sleep_through_windows=True
+        )
+        assert done.kind is OutcomeKind.COMPLETED, done
+        runs = device_rows(db, "consent-late-window")
+        late = next(d for d in devices if runs[d].status is D.FAILED)
+        sent_before = platform.tasks_per_device()
+        day = clock.now().start_of("day")
+        clock.set(day.add(hours=7))  # after the window closed
+        assert confirm(late).status_code == 200
+        waiting = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert waiting.kind is OutcomeKind.WAITING_WINDOW, waiting
+        assert waiting.next_open == day.add(days=1, hours=1)
+        assert platform.tasks_per_device() == sent_before  # nothing sent outside the window
+        with store.session_scope(db, read_only=True) as s:
+            status = store.get_campaign(s, name="consent-late-window").status
+        assert status is store.CampaignStatus.COMPLETED
+        clock.set(day.add(days=1, hours=1))
+        out = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert out.kind is OutcomeKind.COMPLETED and "1 owner retry sent" in out.reason, out
+        assert platform.tasks_per_device() - Counter({late: 1}) == sent_before
+        assert platform.tasks_per_device()[late] == 2
+    finally:
+        client.close()
+        server.stop()
