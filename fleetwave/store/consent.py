@@ -509,7 +509,10 @@ def claim_owner_retries(session: Session, *, campaign_id: int, now: datetime) ->
         .from_select(["device_id", "campaign_id", "claimed_at"], src)
         .on_conflict_do_nothing(index_elements=["device_id"])
     )
-    return max(int(session.execute(stmt).rowcount or 0), 0)  # type: ignore[attr-defined]
+    held = sa.select(sa.func.count()).where(claim.c.campaign_id == campaign_id)
+    before = int(session.execute(held).scalar_one())
+    session.execute(stmt)  # (PostgreSQL gives no row count for this INSERT ... SELECT)
+    return int(session.execute(held).scalar_one()) - before
 
 
 # ---- the engine's round: sorting pending devices by consent, in SQL ----------------------

@@ -209,5 +209,13 @@ def test_owner_retries_skip_devices_held_or_taken_by_another_campaign(engine: En
         plain = store.owner_retries(s, campaign_id=cid)
         after = store.owner_retries(s, campaign_id=cid, superseded=True)
         assert store.count_owner_retries(s, campaign_id=cid, superseded=True) == 2
+    with store.session_scope(engine) as s:
+        assert store.claim_owner_retries(s, campaign_id=cid, now=NOW) == 2
+        assert store.claim_owner_retries(s, campaign_id=cid, now=NOW) == 0  # once
+        claim = store.DeviceClaim.__table__  # type: ignore[attr-defined]
+        claims = s.execute(
+            sa.select(claim.c.device_id, claim.c.campaign_id).order_by(claim.c.device_id)
+        ).all()
+    assert [tuple(c) for c in claims] == [("r0", cid), ("r1", newer.id), ("r3", cid)]
     assert [r.device_id for r in plain] == ["r0", "r2", "r3"]
     assert [(r.device_id, r.attempt, r.wave_index) for r in after] == [("r0", 0, 0), ("r3", 0, 0)]
