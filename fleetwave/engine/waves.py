@@ -77,6 +77,12 @@ def _owner_retries(n: int) -> str:
     return f"{n} owner {'retry' if n == 1 else 'retries'}"
 
 
+def _retries_left(ctx: RunContext) -> int:
+    """Owners' retries of the completed campaign not sent yet."""
+    with ctx.tx() as s:
+        return store.count_owner_retries(s, campaign_id=ctx.campaign_id, superseded=True)
+
+
 class RollBack(Exception):
     """Switches the loop to the rollback phase."""
 
@@ -156,11 +162,12 @@ class WaveDriver(Loop):
         plan is open: send those (inside the windows and the in-flight caps, each once, as
         the waves' own rounds do), follow them to their results, and end completed again.
 
-        The campaign stays COMPLETED (the thresholds are not evaluated again: a retried
-        device already counted as failed, so a retry can only lower the failures); the
-        retried devices are claimed while they run, and a device another campaign holds or
-        later took in is left alone. A closed window ends the run waiting for the next one
-        (or sleeps with ``sleep_through_windows``)."""
+        The campaign stays COMPLETED; the failure threshold, as the spec says now, is
+        checked before a wave's retries go out, and a trip holds them back (the run ends
+        halted, the next run checks again). The retried devices are claimed while they
+        run, and a device another campaign holds or later took in is left alone. A closed
+        window ends the run waiting for the next one (or sleeps with
+        ``sleep_through_windows``)."""
         ctx = self.ctx
         cid = ctx.campaign_id
         limit = ctx.chunk_size * self.spec.policy.max_inflight_tasks
@@ -188,9 +195,14 @@ class WaveDriver(Loop):
                         }
                     )
                 submitted = 0
-                if open_now:
-                    for idx in waves:
-                        submitted += await self.submit(idx, Retries(), now)
+                for idx in waves if open_now else []:
+                    tripped = self.retry_threshold(idx)
+                    if tripped is not None:  # the thresholds as they stand now hold them back
+                        ctx.decision(tripped, subject=f"wave {idx}")
+                        reason = f"{_owner_retries(_retries_left(ctx))} held back: {tripped.reason}"
+                        ctx.event("owner_retries_held", data=tripped.as_event())
+                        return self.outcome(OutcomeKind.HALTED, reason, wave=idx)
+                    submitted += await self.submit(idx, Retries(), now)
                 with ctx.tx() as s:
                     active = len(store.list_active_chunks(s, campaign_id=cid))
                 if active:
@@ -228,6 +240,43 @@ class WaveDriver(Loop):
             with ctx.tx() as s:
                 if not store.list_active_chunks(s, campaign_id=cid):
                     store.release_claims(s, campaign_id=cid)  # nothing of it in flight
+
+    def retry_threshold(self, idx: int) -> Decision | None:
+        """The failure threshold (as the spec says now, in its scope, declines counted as
+        the spec says, after an operator's override) before owners' retries of wave
+        ``idx`` go out after the campaign completed; the decision when it trips."""
+        ctx = self.ctx
+        th = self.spec.thresholds
+        wave_scope = th.scope is ThresholdScope.WAVE
+        _, override = self.overridden()
+        with ctx.tx() as s:
+            recorded, in_flight = threshold_counts(
+                s,
+                spec=self.spec,
+                campaign_id=ctx.campaign_id,
+                wave_index=idx if wave_scope else None,
+            )
+            declined, _ = store.decline_figures(
+                s, campaign_id=ctx.campaign_id, wave_index=idx if wave_scope else None
+            )
+        counts = recorded + in_flight
+        consent = self.spec.consent
+        if consent is not None and consent.declines_count:
+            counts = count_declines_as_failures(counts, declined)
+        if override is not None and not wave_scope:
+            counts = counts.minus(Counts.from_dict(override.data.get("baseline", {})))
+        decision = evaluate_failure_threshold(
+            counts,
+            max_failure_rate=(
+                th.max_failure_percent / 100 if th.max_failure_percent is not None else None
+            ),
+            max_failures=th.max_failures,
+            min_finished=th.min_finished,
+            on_trip=Verdict.ROLLBACK if th.on_breach is BreachAction.ROLLBACK else Verdict.HALT,
+            scope=f"wave {idx + 1}" if wave_scope else "campaign",
+            parts={"recorded": recorded.as_dict(), "in_flight": in_flight.as_dict()},
+        )
+        return decision if decision.verdict in (Verdict.HALT, Verdict.ROLLBACK) else None
 
     async def step(self, wave: Wave) -> None:
         """One pass over the current wave: its next step by status (``decide.wave_step``)."""

@@ -568,8 +568,17 @@ async def test_an_owner_retries_after_the_campaign_completed(tmp_path: Path) -> 
         assert retried.status_code == 200, retried.text
         assert (retried.json()["data"]["results"][0]["retries"]) == 1
         assert confirm(late).json()["data"]["results"][0]["changed"] is False  # a replay
-        # the next run (the nightly schedule) sends that retry, once
+        # thresholds tightened since (a mutable field) hold the retry back: nothing is sent
         clock.advance(3600)
+        strict = spec_of(LATE.replace("max_failure_percent: 95", "max_failures: 1"))
+        held = await advance(strict, db=db, platform=platform, clock=clock, max_rounds=2000)
+        assert held.kind is OutcomeKind.HALTED, held
+        assert (
+            held.reason.startswith("1 owner retry held back: ")
+            and "above the limit 1" in held.reason
+        )
+        assert platform.tasks_per_device() == sent_before
+        # the next run (the nightly schedule) under the thresholds that allow it sends it, once
         out = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
         assert out.kind is OutcomeKind.COMPLETED, out
         assert "1 owner retry sent" in out.reason
@@ -601,7 +610,8 @@ async def test_an_owner_retries_after_the_campaign_completed(tmp_path: Path) -> 
         ).all()
     assert claims == []  # the retry's claim was released when it finished
     kinds = Counter(e.kind for e in events(db, "consent-late"))
-    assert kinds["owner_retries_after_completion"] == 1 and kinds["consent.retry"] == 1
+    assert kinds["owner_retries_after_completion"] == 2 and kinds["consent.retry"] == 1
+    assert kinds["owner_retries_held"] == 1
 
 
 async def test_an_owner_retry_after_completion_waits_for_the_campaigns_window(
