@@ -6,9 +6,12 @@ from __future__ import annotations
 import pendulum
 
 from fleetwave.engine.decide import (
+    ConsentBucket,
     Counts,
     Verdict,
+    consent_bucket,
     consent_split,
+    consent_states,
     count_declines_as_failures,
     evaluate_decline_limit,
 )
@@ -45,6 +48,27 @@ def test_split_after_the_timeout_skip_or_proceed() -> None:
     assert (skip.held, skip.expired) == ([], ["w", "x"])
     go = consent_split(STATES, timed_out=True, on_timeout=ConsentTimeoutAction.PROCEED)
     assert go.send == ["a", "c", "w", "x"] and go.expired == [] and go.declined == ["d"]
+
+
+def test_states_per_bucket_are_what_the_store_selects_with() -> None:
+    B, skip, go = ConsentBucket, ConsentTimeoutAction.SKIP, ConsentTimeoutAction.PROCEED
+    assert consent_states(B.SEND, timed_out=False, on_timeout=skip) == {S.CONFIRMED, S.AUTO}
+    assert consent_states(B.SEND, timed_out=True, on_timeout=go) == {
+        S.CONFIRMED,
+        S.AUTO,
+        S.AWAITING,
+        S.EXPIRED,
+    }
+    assert consent_states(B.EXPIRED, timed_out=False, on_timeout=skip) == {S.EXPIRED}
+    assert consent_states(B.EXPIRED, timed_out=True, on_timeout=skip) == {S.AWAITING, S.EXPIRED}
+    assert consent_states(B.HELD, timed_out=True, on_timeout=skip) == set()
+    assert consent_states(B.APPOINTED, timed_out=True, on_timeout=go) == {S.APPOINTED}
+    # a device without a consent row goes where an unanswered one goes
+    for timed_out in (False, True):
+        for action in ConsentTimeoutAction:
+            assert consent_bucket(None, timed_out=timed_out, on_timeout=action) is (
+                consent_bucket(S.AWAITING, timed_out=timed_out, on_timeout=action)
+            )
 
 
 def test_decline_limit() -> None:
