@@ -3,6 +3,8 @@ functions); the FLEETWAVE_CONSENT_* settings; the store fingerprint the API answ
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from fleetwave.consent.serve import (
     ServeKind,
     bind_failure_decision,
     local_url,
+    serve_consent_api,
     serving_decision,
 )
 from fleetwave.consent.settings import ConsentServeSettings
@@ -113,3 +116,23 @@ def test_store_fingerprint_names_the_store_without_its_password(tmp_path: Path) 
     a = store.store_fingerprint(f"sqlite:///{tmp_path / 'real' / 'fw.db'}")
     assert store.store_fingerprint(f"sqlite:///{tmp_path / 'link' / 'fw.db'}") == a
     assert store.store_fingerprint(f"sqlite:///{tmp_path / 'other.db'}") != a
+
+
+def test_a_run_serves_nothing_without_consent_or_when_switched_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = store.get_engine("sqlite://")  # never touched: nothing is served
+    caplog.set_level(logging.INFO, logger="fleetwave.consent.serve")
+    on, off = ConsentServeSettings(port=0), ConsentServeSettings(serve=False, port=0)
+    assert serve_consent_api(engine, consent=False, now=_now, settings=on) is None
+    assert not caplog.records  # a campaign without consent: not a word
+    assert serve_consent_api(engine, consent=True, now=_now, settings=off) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "FLEETWAVE_CONSENT_SERVE is false: this run does not serve the end-user consent API "
+        "(owners reach the one `fleetwave consent serve` serves)"
+    ]
+    engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime(2026, 1, 5, tzinfo=UTC)
