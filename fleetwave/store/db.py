@@ -166,8 +166,8 @@ def safe_url(engine_or_url: Engine | str | sa.URL) -> str:
 
 def store_fingerprint(engine_or_url: Engine | str | sa.URL) -> str:
     """A short hash naming the store (backend, user, host, port, database, schema; a SQLite
-    file by its real path), the same for every process on it (an in-memory one is this engine's
-    alone); no password goes into it, and the URL cannot be read back from it."""
+    file by its real path), the same for every process on it (an in-memory one is this
+    engine's alone); no password goes into it, and the URL cannot be read back from it."""
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else _parse(engine_or_url)
     backend = url.get_backend_name()
     database = url.database or ""
