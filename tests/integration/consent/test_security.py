@@ -175,6 +175,35 @@ def test_every_endpoint_needs_a_valid_token(bob_auto_on: ConsentEnv, endpoint: E
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_a_bad_request_without_a_valid_token_is_401_not_a_validation_error(
+    env: ConsentEnv, endpoint: Endpoint
+) -> None:
+    """The token is checked first: a caller without one learns nothing about the API's
+    validation (a body that is not JSON, a missing parameter)."""
+    before = snapshot(env.engine)
+    with env.client(None) as anon:
+        for headers in ({}, {"Authorization": "Bearer fwc_" + "x" * 43}):
+            if endpoint.method == "GET":
+                resp = anon.get(endpoint.path, headers=headers)  # no deviceId
+            else:
+                resp = anon.post(
+                    endpoint.path,
+                    content=b"{not json",
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+            refused(resp, 401, "UNAUTHENTICATED")
+    assert snapshot(env.engine) == before
+    with env.client("alice") as alice:  # with a token, the same request is a 422
+        if endpoint.method == "GET":
+            resp = alice.get(endpoint.path)
+        else:
+            resp = alice.post(
+                endpoint.path, content=b"{not json", headers={"Content-Type": "application/json"}
+            )
+    refused(resp, 422, "INVALID_REQUEST")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
 def test_another_owners_device_is_403_and_changes_nothing(
     bob_auto_on: ConsentEnv, endpoint: Endpoint
 ) -> None:
