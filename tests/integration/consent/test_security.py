@@ -4,7 +4,9 @@ change nothing, and every action in the event log with who and when."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
@@ -16,9 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from fleetwave import store
+from fleetwave.consent.app import ConsentServer, create_consent_app
 from fleetwave.store import DeviceRunStatus
 from fleetwave.store.models import Event
-from tests.integration.consent.conftest import NOW, WINDOWS, ConsentEnv
+from tests.integration.consent.conftest import NOW, WINDOWS, Clock, ConsentEnv
 
 H = timedelta(hours=1)
 TABLES = (
@@ -398,3 +401,38 @@ def test_each_action_is_in_the_event_log_with_who_and_when(env: ConsentEnv) -> N
         ).all()
     got = [(e.kind, e.subject, e.actor, e.at.astimezone(UTC)) for e in rows]
     assert got == expected
+
+
+# ---- the store unreachable ---------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def unreachable_store_api() -> Iterator[str]:
+    """The API over a PostgreSQL URL nothing listens at."""
+    engine = store.get_engine(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/none")
+    server = ConsentServer(create_consent_app(engine=engine, now=Clock()), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_an_unreachable_store_is_503_unavailable(
+    unreachable_store_api: str, endpoint: Endpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="fleetwave")
+    token = "fwc_" + "s" * 43
+    with httpx.Client(base_url=unreachable_store_api, timeout=60) as client:
+        resp = endpoint.call(client, "dev-a1", Authorization=f"Bearer {token}")
+    refused(resp, 503, "UNAVAILABLE")
+    assert endpoint.path in caplog.text  # the operator sees which call failed ...
+    assert token[4:] not in caplog.text and "127.0.0.1" not in resp.text  # ... no secrets
