@@ -36,6 +36,8 @@ class Finished:
     url: str
     expected: dict[str, int]
     failed: int
+    token: str
+    devices: list[str]
 
 
 async def _campaign(tmp_path: Path) -> Finished:
@@ -93,7 +95,7 @@ async def _campaign(tmp_path: Path) -> Finished:
         "expired": len(silent),
         "auto": 1,
     }
-    return Finished(f"sqlite:///{path}", expected, failed)
+    return Finished(f"sqlite:///{path}", expected, failed, token, devices)
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -126,6 +128,22 @@ async def test_consent_status_and_report_count_consent_apart_from_failures(
         f"{state} {n}" for state, n in run.expected.items()
     )
     assert line in markdown.splitlines()
+    # the campaign has ended: its plan is closed, the owner's app finds no plan any more
+    engine = store.get_engine(run.url)
+    server = ConsentServer(create_consent_app(engine=engine, now=ManualClock().now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        headers = {"Authorization": f"Bearer {run.token}"}
+        with httpx.Client(base_url=server.url, timeout=30, headers=headers) as c:
+            plan = c.get("/enduserapi/v2/getDeviceUpgradePlan", params={"deviceId": run.devices[0]})
+            details = c.post(
+                "/enduserapi/v2/getBatchUpgradeDetails", json={"deviceIds": run.devices[:2]}
+            )
+    finally:
+        server.stop()
+        engine.dispose()
+    assert (plan.status_code, plan.json()["error"]["code"]) == (404, "NOT_IN_PLAN")
+    assert {d["upgradeStatus"] for d in details.json()["data"]["details"]} == {"no_plan"}
 
 
 async def test_the_summary_artifact_counts_consent_apart(
