@@ -140,7 +140,8 @@ def own_device(endpoint: Endpoint, owner: str) -> str:
 
 @pytest.fixture
 def bob_auto_on(env: ConsentEnv) -> ConsentEnv:
-    """bob's dev-b1 with auto-confirm on, so that switching it off would change it."""
+    """dev-b1 (bob's) and dev-a1 (alice's) with auto-confirm on, so that
+    ``deleteDeviceUpgrade`` on them would change something."""
     with store.session_scope(env.engine) as session:
         store.set_auto_upgrade(session, device_id="dev-b1", enabled=True, actor="test", now=NOW)
         store.set_auto_upgrade(session, device_id="dev-a1", enabled=True, actor="test", now=NOW)
