@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -271,6 +272,12 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs the token dependency: a caller without
+        # a valid token gets the 401, never a validation error
+        try:
+            await run_in_threadpool(_owner, request)
+        except ConsentApiError as refused:
+            return JSONResponse(refused.body(), status_code=refused.status)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         msg = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
