@@ -25,7 +25,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetwave.consent.serve import ConsentApiService
 
 __all__ = ["DEMO_CAMPAIGNS", "EXPECTED_STATUS", "main"]
 
@@ -160,18 +163,22 @@ def _api_calls(stats: dict[str, Any]) -> int:
     return int(stats.get("calls_total", 0))
 
 
-def _offer_consent(path: Path, sim_url: str) -> None:
+def _offer_consent(path: Path, sim_url: str) -> ConsentApiService:
     """Before the consent campaign's flow run: owners of its devices (imported with tokens),
     the end-user API on the demo's store, and the owners' answers over real HTTP.
 
     One engine round plans the campaign and offers the plan; the owners then answer (some
     confirm, appoint or cancel, some switched auto-confirm on before, some never answer);
     the flow run that follows sends the consenting devices and lets the silent ones expire.
+    The API is served the way a flow run serves it (on a free port here), and stays up for
+    the flow run, which finds it on ``FLEETWAVE_CONSENT_PORT`` and reuses it; stop the
+    returned service after the run.
     """
     import asyncio
 
     from fleetwave import store
-    from fleetwave.consent.app import ConsentServer, create_consent_app
+    from fleetwave.consent.serve import ConsentApiService
+    from fleetwave.consent.settings import ConsentServeSettings
     from fleetwave.engine.runner import advance
     from fleetwave.platforms import open_platform
     from fleetwave.sim.linked_clock import SimLinkedClock
@@ -198,12 +205,15 @@ def _offer_consent(path: Path, sim_url: str) -> None:
             o: store.issue_owner_token(s, owner_id=o, now=clock.now())
             for o in sorted(set(owners.values()))
         }
-    server = ConsentServer(create_consent_app(engine=engine, now=clock.now), "127.0.0.1", 0)
-    server.start_in_thread()
+    service = ConsentApiService(
+        engine, now=clock.now, settings=ConsentServeSettings(port=0), logger=logger
+    ).start()
+    assert service.url is not None
+    os.environ["FLEETWAVE_CONSENT_PORT"] = service.url.rsplit(":", 1)[1]  # the flow reuses it
     try:
-        population = OwnerPopulation(server.url, owners=owners, tokens=tokens, seed=1)
+        population = OwnerPopulation(service.url, owners=owners, tokens=tokens, seed=1)
         _say(
-            f"end-user consent API: {server.url}; {len(ids)} devices, "
+            f"end-user consent API: {service.url}; {len(ids)} devices, "
             f"{len(set(owners.values()))} simulated owners"
         )
         auto = asyncio.run(population.switch_auto_on())
@@ -212,8 +222,10 @@ def _offer_consent(path: Path, sim_url: str) -> None:
         said = ", ".join(f"{n} {action}" for action, n in sorted(answered.items()))
         silent = sum(b is Behaviour.SILENT for b in population.behaviours.values())
         _say(f"owners answered over HTTP: {said}; {auto} had auto-confirm on; {silent} silent")
-    finally:
-        server.stop()
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,11 +305,16 @@ def _demo(argv: Sequence[str] | None) -> int:
                 _say("=" * 78)
                 _say(f"campaign {number}: {path.relative_to(ROOT)}")
                 _say("=" * 78)
+                consent_api = None
                 if path == CONSENT_CAMPAIGN:
-                    _offer_consent(path, sim.base_url)
+                    consent_api = _offer_consent(path, sim.base_url)
                 _say("running the campaign flow (a Prefect flow run) ...")
                 t0 = time.monotonic()
-                outcome = _run_campaign(path)
+                try:
+                    outcome = _run_campaign(path)
+                finally:
+                    if consent_api is not None:
+                        consent_api.stop()
                 spec_name = _campaign_name(path)
                 with store.session_scope(engine, read_only=True) as session:
                     report = load_report(session, spec_name)

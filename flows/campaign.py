@@ -5,7 +5,8 @@ turns its stages into Prefect task runs (one per fixed stage, running wave and s
 batch; a wave's monitoring rounds run inside its task run: never one per device or round;
 see docs/performance.md, "Prefect task runs"), its progress events into a progress
 artifact, its approval gates into ``pause_flow_run(wait_for_input=ApprovalInput)``, and its
-outcome into the summary and per-wave artifacts.
+outcome into the summary and per-wave artifacts. A consent campaign's run serves the
+end-user consent API while it lasts (:mod:`fleetwave.consent.serve`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from prefect.settings import get_current_settings
 from pydantic import ValidationError
 
 from fleetwave import store
+from fleetwave.consent.serve import serve_consent_api
 from fleetwave.engine.context import ApprovalReply, ApprovalRequest, Approver
 from fleetwave.engine.lease import LeaseHeldError
 from fleetwave.engine.progress import ProgressSink, combine_sinks
@@ -167,7 +169,10 @@ async def run_campaign(
     dict: completed, halted, rolled_back, waiting_window, awaiting_approval or failed); an
     input or environment the operator must fix (a wrong path, a lease another run holds) is
     one ERROR line and a Failed (or Cancelled ``AlreadyRunning``) state, never a traceback.
-    Prefect shows each argument's description below in the run form.
+    A campaign with a ``consent:`` section serves the end-user consent API while the run
+    lasts, or reuses the one already serving its store (FLEETWAVE_CONSENT_* settings on
+    the worker; docs/consent-api.md). Prefect shows each argument's description below in
+    the run form.
 
     Args:
         campaign: The campaign's YAML file, relative to the project directory the
@@ -232,12 +237,17 @@ async def _advance(
 
     engine = store.open_store_for_run(new_store=new_store)
     run_clock = clock_from_option(clock, platform=spec.platform)
+    # the end-user API of a consent campaign, for as long as this run lasts (or the one
+    # already serving this store); a port taken by anything else fails the run here
+    consent_api = serve_consent_api(
+        engine, consent=spec.consent is not None, now=run_clock.now, logger=logger
+    )
     channel = None
-    if push:
-        from fleetwave.notify import PushChannel
-
-        channel = PushChannel(engine, clock=run_clock).start()
     try:
+        if push:
+            from fleetwave.notify import PushChannel
+
+            channel = PushChannel(engine, clock=run_clock).start()
         outcome = await advance(
             campaign,  # the file, so limits its platform cannot meet are shown at FILE:LINE
             db=engine,
@@ -260,6 +270,8 @@ async def _advance(
     finally:
         if channel is not None:
             channel.stop()
+        if consent_api is not None:
+            consent_api.stop()
     if not run_log.outcome_logged:  # outcomes without an engine event (nothing to advance)
         logger.info("campaign %s", outcome)
     try:

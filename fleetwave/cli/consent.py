@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from fleetwave.cli.db import _DB_OPTION, open_engine
+from fleetwave.consent.settings import DEFAULT_HOST, DEFAULT_PORT
 from fleetwave.errors import UserError
 
 __all__ = ["consent_app", "register"]
@@ -23,11 +24,17 @@ consent_app = typer.Typer(
 
 @consent_app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8780,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on.", envvar="FLEETWAVE_CONSENT_HOST")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int,
+        typer.Option(help="Port to listen on (0: any free port).", envvar="FLEETWAVE_CONSENT_PORT"),
+    ] = DEFAULT_PORT,
     db: str | None = _DB_OPTION,
 ) -> None:
-    """Serve the end-user consent API (docs/consent-api.md) until interrupted."""
+    """Serve the end-user consent API (docs/consent-api.md) until interrupted. Flow runs of
+    consent campaigns on this machine with the same FLEETWAVE_CONSENT_HOST/PORT reuse it."""
     import pendulum
 
     from fleetwave import store

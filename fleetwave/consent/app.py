@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from fleetwave import store
+from fleetwave import __version__, store
 from fleetwave.consent.rules import (
     RELEASED,
     Answer,
@@ -39,12 +40,25 @@ from fleetwave.serving import ThreadedServer
 from fleetwave.store.consent import ActiveConsent
 from fleetwave.store.models import ConsentPlan, ConsentState
 
-__all__ = ["MAX_BATCH", "ConsentApiError", "ConsentServer", "create_consent_app"]
+__all__ = [
+    "HEALTH_PATH",
+    "MAX_BATCH",
+    "SERVICE",
+    "ConsentApiError",
+    "ConsentServer",
+    "create_consent_app",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100
 """Most devices in one batch call."""
+
+HEALTH_PATH = "/health"
+"""The one unauthenticated endpoint: which service this is and which store it serves."""
+
+SERVICE = "fleetwave-consent-api"
+"""The ``service`` the health endpoint answers (how a flow run recognises a consent API)."""
 
 
 class ConsentApiError(Exception):
@@ -265,6 +279,7 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
         "(see docs/consent-api.md).",
     )
     app.state.engine = engine
+    fingerprint = store.store_fingerprint(engine)
 
     def clock() -> datetime:
         return now().astimezone(UTC)
@@ -275,6 +290,12 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs the token dependency: a caller without
+        # a valid token gets the 401, never a validation error
+        try:
+            await run_in_threadpool(_owner, request)
+        except ConsentApiError as refused:
+            return JSONResponse(refused.body(), status_code=refused.status)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         msg = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
@@ -288,6 +309,12 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
             {"error": {"code": "UNAVAILABLE", "message": "the store is busy; retry later"}},
             status_code=503,
         )
+
+    @app.get(HEALTH_PATH)
+    def health() -> dict[str, Any]:
+        """Unauthenticated: this service's name, fleetwave's version and a hash naming the
+        store it serves (never its URL), so a flow run can tell whether to reuse it."""
+        return {"service": SERVICE, "version": __version__, "store": fingerprint}
 
     @app.get("/enduserapi/v2/getDeviceUpgradePlan")
     def get_device_upgrade_plan(who: Owner, device_id: DeviceId) -> dict[str, Any]:

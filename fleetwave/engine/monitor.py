@@ -25,6 +25,7 @@ import pendulum
 from fleetwave import store
 from fleetwave.engine.context import RunContext, to_pendulum
 from fleetwave.engine.decide import Verdict, classify_failure, task_timed_out
+from fleetwave.engine.submit import policy_from_json
 from fleetwave.platforms.base import (
     DeviceOutcome,
     PackageKind,
@@ -225,6 +226,11 @@ async def monitor_round(ctx: RunContext) -> RoundReport:
                 to_read.append((chunk, False))
                 continue
             submitted = to_pendulum(chunk.submitted_at) or now
+            # a task sent ahead of its window (an owner's appointment) cannot run before
+            # the window opens: its timeout counts from then
+            opens = policy_from_json(chunk.policy).start_time if chunk.policy else None
+            if opens is not None and opens > submitted:
+                submitted = opens
             decision = task_timed_out(chunk.operation_id, submitted, now, timeout)
             if decision.verdict is Verdict.TIMED_OUT:
                 to_read.append((chunk, True))

@@ -1,4 +1,5 @@
-"""A PNG chart of devices succeeded and failed over time, one colour per wave (matplotlib Agg)."""
+"""A PNG chart of devices succeeded and failed over time, one colour per wave, and for a
+consent campaign the owners' answers in a panel of their own (matplotlib Agg)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,27 @@ from typing import Any
 from fleetwave.errors import UserError
 from fleetwave.report.model import CampaignReport
 
-__all__ = ["render_chart"]
+__all__ = ["CONSENT_ORDER", "consent_bars", "render_chart"]
+
+#: Consent states left to right in the chart's consent panel: consenting answers first,
+#: then the ones that keep a device out, then the still open ones.
+CONSENT_ORDER = ("confirmed", "auto", "appointed", "declined", "expired", "awaiting")
+_CONSENT_COLOURS = {
+    "confirmed": "#2ca02c",
+    "auto": "#98df8a",
+    "appointed": "#1f77b4",
+    "declined": "#ff7f0e",
+    "expired": "#7f7f7f",
+    "awaiting": "#c7c7c7",
+}
+
+
+def consent_bars(consent: tuple[tuple[str, int], ...]) -> list[tuple[str, int, str]]:
+    """The consent panel's segments: (state, devices, colour) in :data:`CONSENT_ORDER`
+    (states it does not know after them), empty states left out."""
+    counts = dict(consent)
+    order = [*CONSENT_ORDER, *sorted(set(counts) - set(CONSENT_ORDER))]
+    return [(s, counts[s], _CONSENT_COLOURS.get(s, "#bcbd22")) for s in order if counts.get(s)]
 
 
 def render_chart(report: CampaignReport, path: str | Path) -> Path:
@@ -16,6 +37,8 @@ def render_chart(report: CampaignReport, path: str | Path) -> Path:
 
     Solid lines: cumulative succeeded per wave; dashed: cumulative failed. Time on the x
     axis is UTC. A campaign with no finished device yet gets an empty chart that says so.
+    A consent campaign gets a second panel below: one bar of devices by their owners'
+    answers, so declines and expiries show apart from failures (they are not failures).
     """
     import matplotlib
 
@@ -27,7 +50,14 @@ def render_chart(report: CampaignReport, path: str | Path) -> Path:
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise UserError(f"chart file {target} must end in .png", hint="e.g. --png report.png")
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=100)
+    bars = consent_bars(report.consent)
+    if bars:
+        fig, (ax, cax) = plt.subplots(
+            2, 1, figsize=(10, 7), dpi=100, gridspec_kw={"height_ratios": [4, 1]}
+        )
+    else:
+        fig, ax = plt.subplots(figsize=(10, 5.5), dpi=100)
+        cax = None
     try:
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         # Naive UTC datetimes: matplotlib's date converter handles them without tz lookups.
@@ -59,10 +89,14 @@ def render_chart(report: CampaignReport, path: str | Path) -> Path:
         ax.set_ylabel("devices (cumulative)")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.autofmt_xdate()
+        # only the time axis is dates (fig.autofmt_xdate would also hide the tick labels
+        # of every panel but the last, and rotate the consent panel's)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
         ax.grid(True, alpha=0.3)
         if report.timeline:
             ax.legend(loc="upper left", fontsize="small", ncol=2)
+        if cax is not None:
+            _consent_panel(cax, bars)
         fig.tight_layout()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,3 +108,19 @@ def render_chart(report: CampaignReport, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return target
+
+
+def _consent_panel(ax: Any, bars: list[tuple[str, int, str]]) -> None:
+    """One horizontal stacked bar: devices by consent state, each segment labelled."""
+    total = sum(n for _, n, _ in bars)
+    left = 0
+    for state, n, colour in bars:
+        ax.barh([0], [n], left=left, color=colour, label=f"{state} {n}")
+        if n / total >= 0.06:  # a label only where it fits
+            ax.text(left + n / 2, 0, f"{state}\n{n}", ha="center", va="center", fontsize=8)
+        left += n
+    ax.set_xlim(0, total)
+    ax.set_yticks([])
+    ax.set_xlabel("devices")
+    ax.set_title("owners' answers (consent; declined and expired are not failures)", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=len(bars), fontsize="small")

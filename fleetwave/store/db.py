@@ -25,9 +25,11 @@ directory that cannot be created) become one-line store errors.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,9 +72,11 @@ __all__ = [
     "safe_url",
     "session_scope",
     "sqlite_path",
+    "store_fingerprint",
     "store_home",
     "store_location",
     "translate_error",
+    "twin_engine",
     "upgrade_schema",
 ]
 
@@ -83,6 +87,8 @@ HOME_ENV = "FLEETWAVE_HOME"
 DB_FILENAME = "fleetwave.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# the ``schema`` an engine was made with (PostgreSQL), for its twin and its fingerprint
+_SCHEMAS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 _URL_HINT = "write sqlite:////absolute/path/fleetwave.db or postgresql+psycopg://user@host:5432/db"
 
 
@@ -156,6 +162,23 @@ def safe_url(engine_or_url: Engine | str | sa.URL) -> str:
         return make_url(engine_or_url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable database URL>"
+
+
+def store_fingerprint(engine_or_url: Engine | str | sa.URL) -> str:
+    """A short hash naming the store (backend, user, host, port, database, schema; a SQLite
+    file by its real path), the same for every process on it (an in-memory one is this
+    engine's alone); no password goes into it, and the URL cannot be read back from it."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else _parse(engine_or_url)
+    backend = url.get_backend_name()
+    database = url.database or ""
+    if backend == "sqlite" and is_memory_url(url):  # one process's, one engine's database
+        database = f":memory:{os.getpid()}:{id(engine_or_url)}"
+    elif backend == "sqlite" and not database.startswith("file:"):
+        database = os.path.realpath(Path(database).expanduser())
+    schema = _SCHEMAS.get(engine_or_url, "") if isinstance(engine_or_url, Engine) else ""
+    parts = [backend, url.username or "", url.host or "", str(url.port or ""), database, schema]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"sha256:{digest[:16]}"
 
 
 def _parse(raw: str | sa.URL) -> sa.URL:
@@ -252,6 +275,16 @@ def get_engine(
     )
 
 
+def twin_engine(engine: Engine) -> Engine:
+    """Another engine on ``engine``'s database with its own connection pool, so a server
+    thread's requests never take the connections a run needs (dispose it when done); an
+    in-memory database, which only ``engine`` reaches, is ``engine`` itself; the twin of
+    an engine made with ``schema`` uses that schema too."""
+    if is_memory_url(engine.url):
+        return engine
+    return get_engine(engine.url.render_as_string(hide_password=False), schema=_SCHEMAS.get(engine))
+
+
 def _sqlite_engine(url: sa.URL, *, echo: bool, read_only: bool) -> Engine:
     path = sqlite_path(url)
     kwargs: dict[str, Any] = {}
@@ -338,7 +371,10 @@ def _pg_engine(url: sa.URL, *, schema: str | None, echo: bool) -> Engine:
         if not schema.replace("_", "").isalnum():
             raise DatabaseConfigError(f"invalid schema name {schema!r}", hint="use [A-Za-z0-9_]")
         connect_args["options"] = f"-c search_path={schema}"
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    if schema:
+        _SCHEMAS[engine] = schema
+    return engine
 
 
 def _writable(path: Path) -> bool:

@@ -20,6 +20,7 @@ from fleetwave.report import (
     render_chart,
     render_markdown,
 )
+from fleetwave.report.chart import consent_bars
 from fleetwave.report.store import load_report, totals_from_counts
 from fleetwave.store.api import RESOLVE_SKIPPED_WAVE
 from fleetwave.store.models import (
@@ -335,3 +336,32 @@ def test_report_lists_devices_skipped_at_resolve_with_reasons(session: Session) 
     assert "- skipped before sending: up_to_date: on target: 2; excluded: 1" in text
     assert "- devices: 13 (10 targeted, 3 skipped)" in text
     assert report.to_json()["skipped_reasons"] == {"up_to_date: on target": 2, "excluded": 1}
+
+
+def test_consent_bars_keep_answers_in_order_and_leave_out_empty_states() -> None:
+    bars = consent_bars(
+        (("awaiting", 0), ("declined", 4), ("confirmed", 10), ("expired", 2), ("auto", 3))
+    )
+    assert [(s, n) for s, n, _ in bars] == [
+        ("confirmed", 10),
+        ("auto", 3),
+        ("declined", 4),
+        ("expired", 2),
+    ]
+    assert len({c for _, _, c in bars}) == 4  # one colour per state
+    assert consent_bars(()) == []
+
+
+def test_chart_of_a_consent_campaign_has_the_answers_panel(tmp_path: Path) -> None:
+    import dataclasses
+
+    from PIL import Image
+
+    plain = render_chart(_report(), tmp_path / "plain.png")
+    consent = dataclasses.replace(
+        _report(), consent=(("confirmed", 60), ("declined", 30), ("expired", 10))
+    )
+    with_panel = render_chart(consent, tmp_path / "consent.png")
+    with Image.open(plain) as a, Image.open(with_panel) as b:
+        assert a.size == (1000, 550)
+        assert b.size == (1000, 700)  # the answers panel below the outcome lines
