@@ -151,7 +151,12 @@ def bob_auto_on(env: ConsentEnv) -> ConsentEnv:
 def test_the_endpoints_are_every_operation_of_the_api(env: ConsentEnv) -> None:
     with env.client(None) as anon:
         paths = set(anon.get("/openapi.json").json()["paths"])
-    assert paths == {e.path for e in ENDPOINTS}
+        health = anon.get("/health")
+    # /health is the one path without a token: it names the service and a hash of the store
+    # (how a flow run finds the API serving its store), and no device or owner
+    assert paths == {e.path for e in ENDPOINTS} | {"/health"}
+    assert health.status_code == 200
+    assert set(health.json()) == {"service", "version", "store"}
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
