@@ -306,7 +306,12 @@ def create_consent_app(*, engine: Engine, now: Callable[[], datetime]) -> FastAP
     async def _store_error(request: Request, exc: store.StoreError) -> JSONResponse:
         log.warning("consent API: %s on %s", exc.code, request.url.path)
         return JSONResponse(
-            {"error": {"code": "UNAVAILABLE", "message": "the store is busy; retry later"}},
+            {
+                "error": {
+                    "code": "UNAVAILABLE",
+                    "message": "the store is busy or unreachable; nothing was changed, retry later",
+                }
+            },
             status_code=503,
         )
 
