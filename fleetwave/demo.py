@@ -260,7 +260,6 @@ def _demo(argv: Sequence[str] | None) -> int:
     from fleetwave import store
     from fleetwave.report import render_chart, render_markdown
     from fleetwave.report.store import load_report
-    from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
     from fleetwave.sim.testing import SimConfig, run_simulator, run_thingspace_simulator
 
     _say(f"fleetwave demo: simulator with {args.devices} devices (seed {args.seed}), manual clock")
@@ -275,18 +274,9 @@ def _demo(argv: Sequence[str] | None) -> int:
         os.environ.update(
             {
                 "PREFECT_API_URL": prefect.api_url,
-                "IODM_BASE_URL": sim.base_url,
-                "IODM_APP_ID": DEMO_APP_ID,
-                "IODM_SECRET": DEMO_SECRET,
-                "IODM_RATE_LIMIT": "0",
                 "FLEETWAVE_SIM_URL": sim.base_url,
-                "THINGSPACE_BASE_URL": ts.base_url,
-                "THINGSPACE_KEY": ts.client_key,
-                "THINGSPACE_SECRET": ts.client_secret,
-                "THINGSPACE_USERNAME": ts.username,
-                "THINGSPACE_PASSWORD": ts.password,
-                "THINGSPACE_ACCOUNT_NAME": ts.account,
-                "THINGSPACE_RATE_LIMIT": "0",
+                **sim.driver_env(),  # the platforms' own settings, pointing at the simulators
+                **ts.driver_env(),
             }
         )
         from prefect.settings import PREFECT_API_URL, temporary_settings

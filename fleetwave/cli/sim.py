@@ -153,7 +153,10 @@ def serve_command(
         )
         typer.echo(f"  admin:  {server.base_url}/sim/info, /sim/clock, /sim/stats")
         if tls_cert is not None:
-            typer.echo(f"  tls:    HTTPS only, certificate {tls_cert} (clients: IODM_CA_BUNDLE)")
+            from fleetwave.platforms.iodm.settings import env_prefix
+
+            trust = env_prefix("default") + "CA_BUNDLE"
+            typer.echo(f"  tls:    HTTPS only, certificate {tls_cert} (clients: {trust})")
 
     try:
         serve(

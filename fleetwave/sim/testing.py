@@ -67,6 +67,20 @@ class SimHandle:
     def __repr__(self) -> str:
         return f"SimHandle({self.base_url!r}, app_id={self.app_id!r})"
 
+    def driver_env(self, *, rate_limit: int = 0, profile: str = "default") -> dict[str, str]:
+        """The IoDM driver's environment variables pointing at this simulator (its
+        certificate as the CA bundle over HTTPS); ``rate_limit`` 0: no client-side pacing."""
+        from fleetwave.platforms.iodm.settings import IoDMSettings
+
+        settings = IoDMSettings(
+            base_url=self.base_url,
+            app_id=self.app_id,
+            secret=self.secret,
+            rate_limit=rate_limit,
+            ca_bundle=self.config.tls_cert,
+        )
+        return settings.to_env(profile)
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self._http.request(method, path, **kw)
         if resp.status_code >= 400:

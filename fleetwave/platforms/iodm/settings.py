@@ -27,12 +27,14 @@ from pydantic import (
 )
 
 from fleetwave.errors import UserError
+from fleetwave.platforms.envvars import settings_env
 
 __all__ = [
     "SIM_DEFAULT_APP_ID",
     "SIM_DEFAULT_BASE_URL",
     "SIM_DEFAULT_SECRET",
     "IoDMSettings",
+    "env_prefix",
     "simulator_base_url",
     "without_userinfo",
 ]
@@ -146,6 +148,11 @@ class IoDMSettings(BaseModel):
     def key(self) -> tuple[str, str]:
         """The rate-limit identity: one budget per (base URL, appId)."""
         return (self.base_url, self.app_id)
+
+    def to_env(self, profile: str = "default") -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads back as these settings (for a
+        worker or child process; the secrets are in clear: never log the result)."""
+        return settings_env(self, env_prefix(profile), _ENV_FIELDS)
 
     @classmethod
     def from_env(

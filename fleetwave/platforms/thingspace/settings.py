@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from fleetwave.errors import UserError
+from fleetwave.platforms.envvars import settings_env
 
 __all__ = ["ThingSpaceSettings", "env_prefix"]
 
@@ -137,6 +138,11 @@ class ThingSpaceSettings(BaseModel):
     def limiter_key(self) -> tuple[str, str]:
         """The rate-limit identity: one budget per (base URL, key)."""
         return (self.base_url, self.key)
+
+    def to_env(self, profile: str = "default") -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads back as these settings (for a
+        worker or child process; the secrets are in clear: never log the result)."""
+        return settings_env(self, env_prefix(profile), _ENV_FIELDS)
 
     @classmethod
     def from_env(

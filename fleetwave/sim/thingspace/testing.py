@@ -35,6 +35,22 @@ class TSHandle:
         )
         self._http = httpx.Client(base_url=base_url, timeout=30.0, verify=verify)
 
+    def driver_env(self, *, rate_limit: int = 0, profile: str = "default") -> dict[str, str]:
+        """The ThingSpace driver's environment variables pointing at this simulator with its
+        account's credentials; ``rate_limit`` 0: no client-side pacing."""
+        from fleetwave.platforms.thingspace.settings import ThingSpaceSettings
+
+        settings = ThingSpaceSettings(
+            base_url=self.base_url,
+            key=self.client_key,
+            secret=self.client_secret,
+            username=self.username,
+            password=self.password,
+            account_name=self.account,
+            rate_limit=rate_limit,
+        )
+        return settings.to_env(profile)
+
     def __repr__(self) -> str:
         return f"TSHandle({self.base_url!r}, account={self.account!r})"
 
