@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 
@@ -259,13 +260,37 @@ class WaveDriver(Loop):
             declined, _ = store.decline_figures(
                 s, campaign_id=ctx.campaign_id, wave_index=idx if wave_scope else None
             )
+        counts = self._scope_counts(recorded, in_flight, declined, override, wave_scope)
+        decision = self._failure_threshold(counts, recorded, in_flight, idx)
+        return decision if decision.verdict in (Verdict.HALT, Verdict.ROLLBACK) else None
+
+    def _scope_counts(
+        self,
+        recorded: Counts,
+        in_flight: Counts,
+        declined: int | None,
+        override: Any,
+        wave_scope: bool,
+    ) -> Counts:
+        """The counts the failure threshold judges: recorded and in flight, declines as
+        failures when ``consent.declines_count``, minus an operator override's baseline
+        (campaign scope)."""
         counts = recorded + in_flight
         consent = self.spec.consent
-        if consent is not None and consent.declines_count:
+        if consent is not None and declined is not None and consent.declines_count:
             counts = count_declines_as_failures(counts, declined)
         if override is not None and not wave_scope:
             counts = counts.minus(Counts.from_dict(override.data.get("baseline", {})))
-        decision = evaluate_failure_threshold(
+        return counts
+
+    def _failure_threshold(
+        self, counts: Counts, recorded: Counts, in_flight: Counts, idx: int
+    ) -> Decision:
+        """The spec's failure threshold on ``counts`` in its scope (wave ``idx`` or the
+        campaign)."""
+        th = self.spec.thresholds
+        wave_scope = th.scope is ThresholdScope.WAVE
+        return evaluate_failure_threshold(
             counts,
             max_failure_rate=(
                 th.max_failure_percent / 100 if th.max_failure_percent is not None else None
@@ -276,7 +301,6 @@ class WaveDriver(Loop):
             scope=f"wave {idx + 1}" if wave_scope else "campaign",
             parts={"recorded": recorded.as_dict(), "in_flight": in_flight.as_dict()},
         )
-        return decision if decision.verdict in (Verdict.HALT, Verdict.ROLLBACK) else None
 
     async def step(self, wave: Wave) -> None:
         """One pass over the current wave: its next step by status (``decide.wave_step``)."""
@@ -707,12 +731,10 @@ class WaveDriver(Loop):
                 if self.spec.consent is not None
                 else None
             )
-        scope_counts = recorded + in_flight
+        scope_counts = self._scope_counts(
+            recorded, in_flight, declines[0] if declines else None, override, wave_scope
+        )
         consent = self.spec.consent
-        if consent is not None and declines is not None and consent.declines_count:
-            scope_counts = count_declines_as_failures(scope_counts, declines[0])
-        if override is not None and not wave_scope:
-            scope_counts = scope_counts.minus(Counts.from_dict(override.data.get("baseline", {})))
         on_trip = Verdict.ROLLBACK if th.on_breach is BreachAction.ROLLBACK else Verdict.HALT
         if consent is not None and declines is not None and not overridden:
             limit = evaluate_decline_limit(
@@ -730,17 +752,7 @@ class WaveDriver(Loop):
             if limit.verdict in (Verdict.HALT, Verdict.ROLLBACK):
                 ctx.decision(limit, subject=f"wave {idx}")
                 self.breach(idx, limit)
-        decision = evaluate_failure_threshold(
-            scope_counts,
-            max_failure_rate=(
-                th.max_failure_percent / 100 if th.max_failure_percent is not None else None
-            ),
-            max_failures=th.max_failures,
-            min_finished=th.min_finished,
-            on_trip=on_trip,
-            scope=f"wave {idx + 1}" if wave_scope else "campaign",
-            parts={"recorded": recorded.as_dict(), "in_flight": in_flight.as_dict()},
-        )
+        decision = self._failure_threshold(scope_counts, recorded, in_flight, idx)
         key = (decision.verdict.value, scope_counts.finished)
         if decision.verdict is not Verdict.WAIT and key != self._last_threshold:
             self._last_threshold = key
