@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 from fleetwave import store
 from fleetwave.clock import ManualClock
+from fleetwave.consent.app import ConsentServer, create_consent_app
 from fleetwave.engine.progress import ProgressEvent
 from fleetwave.engine.runner import Outcome, advance
 from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
@@ -216,3 +218,28 @@ def check_exactly_once(
     twice = {k: n for k, n in rounds.items() if n > 1}
     assert not twice, f"devices with two tasks in one round: {twice}"
     return per_device
+
+
+CONSENT_CONFIRM = "/enduserapi/v2/userBatchConfirmUpgrade"
+
+
+@contextmanager
+def consent_client(db: sa.Engine, clock: ManualClock, token: str) -> Iterator[httpx.Client]:
+    """An owner's client (``token``) of the consent API served on ``db`` over real HTTP, on a
+    free port, for the block."""
+    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
+    server.start_in_thread()
+    try:
+        with httpx.Client(
+            base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def answer_all(db: sa.Engine, clock: ManualClock, token: str, items: list[Any]) -> None:
+    """The owner's answers (``userBatchConfirmUpgrade`` items) in one call; asserts 200."""
+    with consent_client(db, clock, token) as client:
+        resp = client.post(CONSENT_CONFIRM, json={"items": items})
+        assert resp.status_code == 200, resp.text

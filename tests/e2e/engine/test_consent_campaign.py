@@ -24,7 +24,7 @@ from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from fleetwave.report import render_markdown
 from fleetwave.report.store import load_report
 from fleetwave.sim.owners import Behaviour, OwnerPopulation
-from tests.e2e.engine.helpers import chunks, device_rows, events, new_store, spec_of
+from tests.e2e.engine.helpers import answer_all, chunks, device_rows, events, new_store, spec_of
 
 D = store.DeviceRunStatus
 CONFIRM = "/enduserapi/v2/userBatchConfirmUpgrade"
@@ -180,18 +180,7 @@ async def _opt_out_run(tmp_path: Path, limit: int) -> tuple[Outcome, MemoryPlatf
     with store.session_scope(db) as s:
         store.import_device_owners(s, rows=list(owners.items()), now=clock.now())
         token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
-    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
-    server.start_in_thread()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            resp = c.post(
-                CONFIRM,
-                json={"items": [{"deviceId": d, "action": "cancel"} for d in devices[:3]]},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert resp.status_code == 200, resp.text
-    finally:
-        server.stop()
+    answer_all(db, clock, token, [{"deviceId": d, "action": "cancel"} for d in devices[:3]])
     outcome = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
     return outcome, platform, devices
 
@@ -320,18 +309,7 @@ async def _fail_on_timeout_run(
     with store.session_scope(db) as s:
         store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=clock.now())
         token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
-    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
-    server.start_in_thread()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            resp = c.post(
-                CONFIRM,
-                json={"items": [{"deviceId": d, "action": "confirm"} for d in confirmed]},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert resp.status_code == 200, resp.text
-    finally:
-        server.stop()
+    answer_all(db, clock, token, [{"deviceId": d, "action": "confirm"} for d in confirmed])
     outcome = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=500)
     return outcome, platform, path, confirmed, silent
 
@@ -484,16 +462,7 @@ async def test_rounds_read_a_bounded_slice_and_still_send_every_consented_device
     slot = {"appointStart": _iso(start), "appointEnd": _iso(start + timedelta(hours=2))}
     items = [{"deviceId": d, "action": "confirm"} for d in confirmed]
     items += [{"deviceId": d, "action": "appoint", **slot} for d in appointed]
-    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
-    server.start_in_thread()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            resp = c.post(
-                CONFIRM, json={"items": items}, headers={"Authorization": f"Bearer {token}"}
-            )
-            assert resp.status_code == 200, resp.text
-    finally:
-        server.stop()
+    answer_all(db, clock, token, items)
     last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
     assert last.kind is OutcomeKind.COMPLETED, last
     assert reads and max(len(ids) for _, ids in reads) <= 4

@@ -23,8 +23,8 @@ from fleetwave.engine.runner import OutcomeKind, advance
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
 from fleetwave.report.store import load_report
 from flows.artifacts import publish_report
-from tests.e2e.engine.helpers import device_rows, new_store, spec_of
-from tests.e2e.engine.test_consent_campaign import CONFIRM, SPEC, _iso
+from tests.e2e.engine.helpers import answer_all, device_rows, new_store, spec_of
+from tests.e2e.engine.test_consent_campaign import SPEC, _iso
 
 D = store.DeviceRunStatus
 
@@ -69,16 +69,7 @@ async def _campaign(tmp_path: Path) -> Finished:
             "appointEnd": _iso(start + timedelta(hours=2)),
         }
     )
-    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
-    server.start_in_thread()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            resp = c.post(
-                CONFIRM, json={"items": items}, headers={"Authorization": f"Bearer {token}"}
-            )
-            assert resp.status_code == 200, resp.text
-    finally:
-        server.stop()
+    answer_all(db, clock, token, items)
     last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
     assert last.kind is OutcomeKind.COMPLETED, last
     runs = device_rows(db, "consent-meters")

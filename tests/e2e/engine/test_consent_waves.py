@@ -8,17 +8,15 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fleetwave import store
 from fleetwave.clock import ManualClock
-from fleetwave.consent.app import ConsentServer, create_consent_app
 from fleetwave.engine.runner import OutcomeKind, advance
 from fleetwave.platforms.base import ExecuteType
 from fleetwave.platforms.memory import MemoryConfig, MemoryPlatform
-from tests.e2e.engine.helpers import device_rows, new_store, spec_of
-from tests.e2e.engine.test_consent_campaign import CONFIRM, _iso
+from tests.e2e.engine.helpers import answer_all, device_rows, new_store, spec_of
+from tests.e2e.engine.test_consent_campaign import _iso
 
 D = store.DeviceRunStatus
 
@@ -72,16 +70,7 @@ async def test_waves_count_consenting_devices_and_appointments_batch_tasks(
     with store.session_scope(db) as s:
         store.import_device_owners(s, rows=[(d, "owner") for d in runs], now=t0)
         token = store.issue_owner_token(s, owner_id="owner", now=t0)
-    server = ConsentServer(create_consent_app(engine=db, now=clock.now), "127.0.0.1", 0)
-    server.start_in_thread()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            resp = c.post(
-                CONFIRM, json={"items": items}, headers={"Authorization": f"Bearer {token}"}
-            )
-            assert resp.status_code == 200, resp.text
-    finally:
-        server.stop()
+    answer_all(db, clock, token, items)
     last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
     runs = device_rows(db, "consent-waves")
     per_device = platform.tasks_per_device()
