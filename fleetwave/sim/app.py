@@ -20,7 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetwave.clock import Clock, ManualClock, parse_clock
+from fleetwave.clock import Clock, parse_clock
+from fleetwave.sim.admin import add_clock_and_fault_routes, admin_body, admin_error
 from fleetwave.sim.behaviour import SimPolicy, state_at
 from fleetwave.sim.config import DEFAULT_START, SimConfig
 from fleetwave.sim.faults import FaultMiddleware
@@ -162,7 +163,7 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
     async def _no_route(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Unknown paths (404) and methods (405): the platform's body, not FastAPI's."""
         if request.url.path.startswith("/sim/"):
-            return _admin_error(
+            return admin_error(
                 exc.status_code,
                 f"no admin endpoint {request.method} {request.url.path}; "
                 "see /sim/info, /sim/clock, /sim/faults, /sim/devices, /sim/stats",
@@ -462,50 +463,18 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
 
     # admin ----------------------------------------------------------------------------
 
-    def clock_json() -> dict[str, Any]:
-        mode = (
-            "manual"
-            if isinstance(clock, ManualClock)
-            else ("real" if config.clock == "real" else config.clock)
-        )
-        return {"now": clock.now().in_tz("UTC").isoformat(), "mode": mode}
-
-    @app.get("/sim/clock")
-    async def sim_clock() -> JSONResponse:
-        return JSONResponse(clock_json())
-
-    @app.post("/sim/clock/advance")
-    async def sim_advance(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
-        seconds = body.get("seconds")
-        if not isinstance(clock, ManualClock):
-            return _admin_error(409, f"the clock is {config.clock!r}; only a manual clock advances")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            return _admin_error(400, '"seconds" must be a number >= 0, e.g. {"seconds": 60}')
-        clock.advance(float(seconds))
-        notifier.wake()
-        return JSONResponse(clock_json())
-
-    @app.get("/sim/faults")
-    async def sim_get_faults() -> JSONResponse:
-        return JSONResponse(faults.describe())
-
-    @app.post("/sim/faults")
-    async def sim_faults(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
-        try:
-            faults.configure(body)
-        except ValueError as exc:
-            return _admin_error(400, str(exc))
-        return JSONResponse(faults.describe())
+    faults = FaultMiddleware.install(app, state)
+    clock_json = add_clock_and_fault_routes(
+        app, clock=clock, clock_option=config.clock, faults=faults, wake=notifier.wake
+    )
 
     @app.post("/sim/devices")
     async def sim_devices(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
+        body = await admin_body(request)
         try:
             changed = _set_devices(state, body)
         except ValueError as exc:
-            return _admin_error(400, str(exc))
+            return admin_error(400, str(exc))
         return JSONResponse({"changed": changed})
 
     @app.get("/sim/stats")
@@ -528,23 +497,7 @@ def create_app(config: SimConfig | None = None, clock: Clock | None = None) -> F
             }
         )
 
-    faults = FaultMiddleware.install(app, state)
     return app
-
-
-def _admin_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def _admin_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return {"__invalid__": True}
-    return body if isinstance(body, dict) else {"__invalid__": True}
 
 
 def _create_task(state: SimState, kind: str, body: dict[str, Any]) -> Any:

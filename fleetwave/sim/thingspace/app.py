@@ -21,7 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetwave.clock import Clock, ManualClock, parse_clock
+from fleetwave.clock import Clock, parse_clock
+from fleetwave.sim.admin import add_clock_and_fault_routes, admin_body, admin_error
 from fleetwave.sim.faults import FaultMiddleware
 from fleetwave.sim.thingspace.callbacks import CallbackPusher
 from fleetwave.sim.thingspace.config import TSConfig
@@ -121,7 +122,7 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
     @app.exception_handler(StarletteHTTPException)
     async def _no_route(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if request.url.path.startswith("/sim/"):
-            return _admin_error(
+            return admin_error(
                 exc.status_code,
                 f"no admin endpoint {request.method} {request.url.path}; see /sim/info, "
                 "/sim/clock, /sim/faults, /sim/stats, /sim/callbacks",
@@ -627,43 +628,9 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
     # admin --------------------------------------------------------------------------------
 
     faults = FaultMiddleware.install(app, state, error_body=SERVER_ERROR_BODY)
-
-    def clock_json() -> dict[str, Any]:
-        mode = (
-            "manual"
-            if isinstance(clock, ManualClock)
-            else ("real" if config.clock == "real" else config.clock)
-        )
-        return {"now": clock.now().in_tz("UTC").isoformat(), "mode": mode}
-
-    @app.get("/sim/clock")
-    async def sim_clock() -> JSONResponse:
-        return JSONResponse(clock_json())
-
-    @app.post("/sim/clock/advance")
-    async def sim_advance(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
-        seconds = body.get("seconds")
-        if not isinstance(clock, ManualClock):
-            return _admin_error(409, f"the clock is {config.clock!r}; only a manual clock advances")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            return _admin_error(400, '"seconds" must be a number >= 0, e.g. {"seconds": 60}')
-        clock.advance(float(seconds))
-        pusher.wake()
-        return JSONResponse(clock_json())
-
-    @app.get("/sim/faults")
-    async def sim_get_faults() -> JSONResponse:
-        return JSONResponse(faults.describe())
-
-    @app.post("/sim/faults")
-    async def sim_faults(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
-        try:
-            faults.configure(body)
-        except ValueError as exc:
-            return _admin_error(400, str(exc))
-        return JSONResponse(faults.describe())
+    clock_json = add_clock_and_fault_routes(
+        app, clock=clock, clock_option=config.clock, faults=faults, wake=pusher.wake
+    )
 
     @app.get("/sim/stats")
     async def sim_stats(request: Request) -> JSONResponse:
@@ -682,23 +649,23 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
 
     @app.post("/sim/failure-rate")
     async def sim_failure_rate(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
+        body = await admin_body(request)
         rate = body.get("rate")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            return _admin_error(400, '"rate" must be a number between 0 and 1, e.g. {"rate": 0.1}')
+            return admin_error(400, '"rate" must be a number between 0 and 1, e.g. {"rate": 0.1}')
         with state.lock:
             state.failure_rate = float(rate)
         return JSONResponse({"rate": state.failure_rate})
 
     @app.post("/sim/devices")
     async def sim_devices(request: Request) -> JSONResponse:
-        body = await _admin_body(request)
+        body = await admin_body(request)
         if body.get("__invalid__"):
-            return _admin_error(400, "the body must be a JSON object")
+            return admin_error(400, "the body must be a JSON object")
         try:
             changed = state.set_devices(body)
         except ValueError as exc:
-            return _admin_error(400, str(exc))
+            return admin_error(400, str(exc))
         return JSONResponse({"changed": changed})
 
     @app.get("/sim/callbacks")
@@ -710,7 +677,7 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
     async def sim_device(imei: str) -> JSONResponse:
         index = state.catalog.index_of(imei)
         if index is None:
-            return _admin_error(404, f"{imei} is not an IMEI of this fleet")
+            return admin_error(404, f"{imei} is not an IMEI of this fleet")
         now = state.now()
         with state.lock:
             out = state.devices_json_v2(index, now)
@@ -752,18 +719,3 @@ def create_app(config: TSConfig | None = None, clock: Clock | None = None) -> Fa
         )
 
     return app
-
-
-def _admin_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def _admin_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return {"__invalid__": True}
-    return body if isinstance(body, dict) else {"__invalid__": True}
