@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from fleetwave.errors import UserError
-from fleetwave.platforms.envvars import settings_env
+from fleetwave.platforms.envvars import read_env_fields, settings_env
 
 __all__ = [
     "SIM_DEFAULT_APP_ID",
@@ -160,29 +160,8 @@ class IoDMSettings(BaseModel):
     ) -> IoDMSettings:
         """Read a profile from the environment; raises UserError naming the bad variable."""
         env = os.environ if environ is None else environ
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", profile):
-            raise UserError(
-                f"platform profile {profile!r} is not a valid name",
-                hint="use letters, digits and underscores, e.g. 'prod' (reads IODM_PROD_*)",
-            )
+        values, names = read_env_fields(env, profile, env_prefix, _ENV_FIELDS, ("secret",))
         prefix = env_prefix(profile)
-        values: dict[str, Any] = {}
-        names: dict[str, str] = {}
-        for suffix, field in _ENV_FIELDS.items():
-            raw = env.get(prefix + suffix)
-            if raw is not None and raw.strip() != "":
-                values[field] = raw.strip() if field != "secret" else raw
-                names[field] = prefix + suffix
-        secret_file = env.get(prefix + "SECRET_FILE")
-        if "secret" not in values and secret_file:
-            try:
-                values["secret"] = Path(secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise UserError(
-                    f"cannot read {prefix}SECRET_FILE {secret_file!r}: {exc.strerror}",
-                    hint="point it at a readable file holding only the secret",
-                ) from None
-            names["secret"] = prefix + "SECRET_FILE"
         if "base_url" in values:
             refuse_userinfo(values["base_url"], names["base_url"], prefix)
         else:

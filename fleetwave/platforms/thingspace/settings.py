@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from fleetwave.errors import UserError
-from fleetwave.platforms.envvars import settings_env
+from fleetwave.platforms.envvars import read_env_fields, settings_env
 
 __all__ = ["ThingSpaceSettings", "env_prefix"]
 
@@ -150,30 +150,8 @@ class ThingSpaceSettings(BaseModel):
     ) -> ThingSpaceSettings:
         """Read a profile from the environment; raises UserError naming the bad variable."""
         env = os.environ if environ is None else environ
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", profile):
-            raise UserError(
-                f"platform profile {profile!r} is not a valid name",
-                hint="use letters, digits and underscores, e.g. 'prod' (reads THINGSPACE_PROD_*)",
-            )
+        values, names = read_env_fields(env, profile, env_prefix, _ENV_FIELDS, _SECRET_FIELDS)
         prefix = env_prefix(profile)
-        values: dict[str, Any] = {}
-        names: dict[str, str] = {}
-        for suffix, field in _ENV_FIELDS.items():
-            raw = env.get(prefix + suffix)
-            if raw is not None and raw.strip() != "":
-                values[field] = raw if field in _SECRET_FIELDS else raw.strip()
-                names[field] = prefix + suffix
-        for field in _SECRET_FIELDS:
-            path = env.get(f"{prefix}{field.upper()}_FILE")
-            if field not in values and path:
-                try:
-                    values[field] = Path(path).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise UserError(
-                        f"cannot read {prefix}{field.upper()}_FILE {path!r}: {exc.strerror}",
-                        hint="point it at a readable file holding only that value",
-                    ) from None
-                names[field] = f"{prefix}{field.upper()}_FILE"
         if "base_url" not in values:
             raise UserError(
                 f"ThingSpace profile {profile!r} is not configured: {prefix}BASE_URL is unset",
