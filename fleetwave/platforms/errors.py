@@ -20,6 +20,7 @@ Adapters may subclass these further; each instance carries what the platform sai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "TaskNotFound",
     "Throttled",
     "TooManyTargets",
+    "task_targets",
 ]
 
 
@@ -131,3 +133,18 @@ class InvalidPolicy(RequestRejected):
 
 class TooManyTargets(RequestRejected):
     """More devices or groups than one task allows."""
+
+
+def task_targets(device_ids: Sequence[str], *, limit: int, taker: str) -> list[str]:
+    """The devices of one upgrade task, refused before any call when there are none, more
+    than ``limit`` (``taker`` names who sets it, e.g. "IoDM takes") or one named twice."""
+    devices = list(device_ids)
+    if not devices:
+        raise RequestRejected("an upgrade task needs at least one device")
+    if len(devices) > limit:
+        raise TooManyTargets(
+            f"{len(devices)} devices for one task; {taker} at most {limit}: split them into chunks"
+        )
+    if len(set(devices)) != len(devices):
+        raise RequestRejected("the device list of a task names a device twice")
+    return devices

@@ -38,7 +38,7 @@ from fleetwave.platforms.errors import (
     InvalidPolicy,
     OutcomeUnknown,
     RequestRejected,
-    TooManyTargets,
+    task_targets,
 )
 
 from .client import IoDMClient, parse_body
@@ -413,16 +413,7 @@ class IoDMPlatform(AsyncClosing):
         device_ids: Sequence[str],
         policy: TaskPolicy,
     ) -> str:
-        devices = list(device_ids)
-        if not devices:
-            raise RequestRejected("an upgrade task needs at least one device")
-        if len(devices) > MAX_DEVICES_PER_TASK:
-            raise TooManyTargets(
-                f"{len(devices)} devices for one task; IoDM takes at most "
-                f"{MAX_DEVICES_PER_TASK}: split them into chunks"
-            )
-        if len(set(devices)) != len(devices):
-            raise RequestRejected("the device list of a task names a device twice")
+        devices = task_targets(device_ids, limit=MAX_DEVICES_PER_TASK, taker="IoDM takes")
         template = PATHS["firmware_task" if kind is PackageKind.FIRMWARE else "software_task"]
         body = {"fileId": file_id, "targets": {"devices": devices}, "policy": policy_body(policy)}
         answer = await self.client.post(template, json_body=body)

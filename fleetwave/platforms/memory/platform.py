@@ -57,7 +57,7 @@ from fleetwave.platforms.errors import (
     RequestRejected,
     TargetMismatch,
     TaskNotFound,
-    TooManyTargets,
+    task_targets,
 )
 
 from .fleet import Fleet, MemoryConfig, MemoryDevice
@@ -378,17 +378,11 @@ class MemoryPlatform(AsyncClosing):
         if self.faults.create_lost > 0:
             self.faults.create_lost -= 1
             raise OutcomeUnknown("the create call was lost on the way (in-memory fault)")
-        devices = list(device_ids)
-        if not devices:
-            raise RequestRejected("an upgrade task needs at least one device")
-        limit = self._capabilities.max_devices_per_task
-        if len(devices) > limit:
-            raise TooManyTargets(
-                f"{len(devices)} devices for one task; the in-memory platform takes at most "
-                f"{limit}: split them into chunks"
-            )
-        if len(set(devices)) != len(devices):
-            raise RequestRejected("the device list of a task names a device twice")
+        devices = task_targets(
+            device_ids,
+            limit=self._capabilities.max_devices_per_task,
+            taker="the in-memory platform takes",
+        )
         self._check_policy(policy)
         package = self._package(file_id)
         if package.kind is not kind:

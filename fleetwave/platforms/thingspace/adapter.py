@@ -47,7 +47,7 @@ from fleetwave.platforms.errors import (
     PackageNotFound,
     RequestRejected,
     TaskNotFound,
-    TooManyTargets,
+    task_targets,
 )
 
 from .client import ThingSpaceClient
@@ -306,16 +306,9 @@ class ThingSpacePlatform:
         device_ids: Sequence[str],
         policy: TaskPolicy,
     ) -> str:
-        devices = list(device_ids)
-        if not devices:
-            raise RequestRejected("an upgrade needs at least one device")
-        if len(devices) > MAX_DEVICES_PER_TASK:
-            raise TooManyTargets(
-                f"{len(devices)} devices for one upgrade; fleetwave sends ThingSpace at most "
-                f"{MAX_DEVICES_PER_TASK}: split them into chunks"
-            )
-        if len(set(devices)) != len(devices):
-            raise RequestRejected("the device list of an upgrade names a device twice")
+        devices = task_targets(
+            device_ids, limit=MAX_DEVICES_PER_TASK, taker="fleetwave sends ThingSpace"
+        )
         schedule = self.schedule(kind, policy)
         if kind is PackageKind.FIRMWARE:
             package = self._packages.get(file_id) or await self.get_package(file_id)
