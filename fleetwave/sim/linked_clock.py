@@ -8,6 +8,7 @@ the simulator's time, so a campaign of days (windows, DST, timeouts) runs in sec
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,8 @@ class SimLinkedClock:
     ``min_step`` is the smallest advance a ``sleep`` makes, so a busy loop of zero-second
     sleeps still moves simulated time forward. ``now()`` reuses the last answer for
     ``cache_seconds`` of wall time (a manual clock only moves when someone advances it).
+    Safe to share between threads (a server's worker threads read it at once): one
+    request to the simulator at a time.
     """
 
     def __init__(
@@ -60,13 +63,15 @@ class SimLinkedClock:
         self.cache_seconds = cache_seconds
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
         self._last: tuple[float, pendulum.DateTime] | None = None
+        self._lock = threading.Lock()  # httpx.Client is not safe across threads
 
     def _call(self, method: str, path: str, **kwargs: Any) -> pendulum.DateTime:
         try:
-            resp = self._client.request(method, path, **kwargs)
-            resp.raise_for_status()
-            now = parse_sim_time(resp.json())
-            self._last = (time.monotonic(), now)
+            with self._lock:
+                resp = self._client.request(method, path, **kwargs)
+                resp.raise_for_status()
+                now = parse_sim_time(resp.json())
+                self._last = (time.monotonic(), now)
             return now
         except (httpx.HTTPError, ValueError) as exc:
             raise UserError(
