@@ -31,6 +31,7 @@ import asyncio
 import math
 import multiprocessing as mp
 import os
+import queue
 import resource
 import sys
 import tempfile
@@ -275,13 +276,22 @@ def _owners_phase(
     out.put(result)
 
 
-def _in_child(ctx: Any, target: Any, *args: Any) -> Any:
-    """Run ``target(*args, queue)`` in a child process and return what it put on the queue."""
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
+def _in_child(ctx: Any, what: str, target: Any, *args: Any) -> Any:
+    """Run ``target(*args, queue)`` in a child process and return what it put on the queue;
+    exits with a one-line error when the child ends without putting anything."""
+    out = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out))
     proc.start()
     try:
-        return queue.get()
+        while True:
+            try:
+                return out.get(timeout=1.0)
+            except queue.Empty:
+                if not proc.is_alive():
+                    raise SystemExit(
+                        f"error: the {what} process ended (exit code {proc.exitcode}) before "
+                        "it reported; its traceback is above"
+                    ) from None
     finally:
         proc.join()
 
@@ -535,9 +545,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             phases: dict[str, OwnerRun] = {}
             runs: list[RunResult] = []
             try:
-                api_url = urls.get(timeout=120)
+                try:
+                    api_url = urls.get(timeout=120)
+                except queue.Empty:
+                    raise SystemExit(
+                        "error: the consent API did not start within 120 s; its traceback, "
+                        "if any, is above"
+                    ) from None
                 phases["auto"] = _in_child(
                     ctx,
+                    "owners (auto-confirm)",
                     _owners_phase,
                     "auto",
                     api_url,
@@ -569,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 now = parse_sim_time(httpx.get(f"{sim.base_url}/sim/clock").json())
                 phases["answer"] = _in_child(
                     ctx,
+                    "owners (answers)",
                     _owners_phase,
                     "answer",
                     api_url,
