@@ -163,6 +163,13 @@ def _finish_by_push(ctx: RunContext, active: list[Chunk]) -> list[Chunk]:
     return left
 
 
+def _timeout_start(chunk: Chunk, submitted: pendulum.DateTime) -> pendulum.DateTime:
+    """When the chunk's task timeout starts counting: at submission, or when its platform
+    window opens if that is later (a task booked ahead for an owner's appointment)."""
+    opens = policy_from_json(chunk.policy).start_time if chunk.policy else None
+    return opens if opens is not None and opens > submitted else submitted
+
+
 def _push_poll_due(ctx: RunContext, active: list[Chunk], now: pendulum.DateTime) -> bool:
     """With healthy push, poll only every PUSH_POLL_FACTOR intervals (and at task timeouts)."""
     push = ctx.push
@@ -182,7 +189,7 @@ def _push_poll_due(ctx: RunContext, active: list[Chunk], now: pendulum.DateTime)
     last = None
     for chunk in active:
         submitted = to_pendulum(chunk.submitted_at) or now
-        if (now - submitted).total_seconds() >= timeout:
+        if (now - _timeout_start(chunk, submitted)).total_seconds() >= timeout:
             return True  # a timeout must be read and closed now
         polled = to_pendulum(chunk.last_polled_at) or submitted
         last = polled if last is None or polled < last else last
@@ -228,9 +235,7 @@ async def monitor_round(ctx: RunContext) -> RoundReport:
             submitted = to_pendulum(chunk.submitted_at) or now
             # a task sent ahead of its window (an owner's appointment) cannot run before
             # the window opens: its timeout counts from then
-            opens = policy_from_json(chunk.policy).start_time if chunk.policy else None
-            if opens is not None and opens > submitted:
-                submitted = opens
+            submitted = _timeout_start(chunk, submitted)
             decision = task_timed_out(chunk.operation_id, submitted, now, timeout)
             if decision.verdict is Verdict.TIMED_OUT:
                 to_read.append((chunk, True))
