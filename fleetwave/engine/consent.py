@@ -22,7 +22,7 @@ from fleetwave.engine.context import RunContext
 from fleetwave.engine.decide import Appointment, ConsentBucket, app_result, consent_states
 from fleetwave.engine.targeting import SHOWN
 from fleetwave.plan.windows import WindowTooShort, to_policy_window
-from fleetwave.platforms.base import ExecuteType, TaskPolicy
+from fleetwave.platforms.base import ExecuteType, PolicyChecker, TaskPolicy
 from fleetwave.spec.model import ConsentTimeoutAction
 from fleetwave.store import ConsentState, DeviceRunStatus
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DECLINED_KIND = "consent_declined"
 EXPIRED_KIND = "consent_expired"
+MISSED_KIND = "consent_appointment_missed"
 
 
 def open_plan(ctx: RunContext, session: Session, device_ids: Iterable[str], now: datetime) -> int:
@@ -152,6 +153,35 @@ def consent_round(
             )
             if moved:
                 out.left_out[bucket.value] = moved
+        missed = store.miss_appointments(
+            s,
+            campaign_id=ctx.campaign_id,
+            wave_index=wave_index,
+            failure_kind=MISSED_KIND,
+            failure_detail=(
+                "the owner's appointment ended before the device could be sent (never sent "
+                "outside it); the owner is asked again in a later campaign"
+            ),
+            now=now,
+        )
+        if missed:
+            out.left_out[MISSED_KIND] = missed
+            store.append_event(
+                s,
+                campaign_id=ctx.campaign_id,
+                kind=MISSED_KIND,
+                now=now,
+                actor="engine",
+                flow_run_id=ctx.flow_run_id,
+                data={"count": missed, "wave": wave_index + 1},
+            )
+            log.warning(
+                "%s: wave %d: %d appointed device(s) not sent: their appointment ended first "
+                "(skipped, not failed; raise policy.max_inflight_tasks if appointments queue)",
+                ctx.spec.name,
+                wave_index + 1,
+                missed,
+            )
         for device_id, attempt in store.pending_by_consent(
             s,
             campaign_id=ctx.campaign_id,
@@ -195,16 +225,20 @@ def appointment_policy(
 ) -> TaskPolicy | None:
     """A task policy whose platform window is the appointment (None: not sendable yet).
 
-    On a platform without custom windows the devices wait until the appointment opens and
-    go with the campaign's own policy; an appointment already over is sent at once.
+    On a platform without custom windows, or one that cannot keep this window (e.g. a
+    platform that schedules by whole days), the devices wait until the appointment opens
+    and go at once inside it. A pending device's appointment that ended unsent never gets
+    here (:func:`consent_round` skips it); an owner's retry whose appointment is over goes
+    at once.
     """
     start, end = appointment
     caps = ctx.platform.capabilities
     retries = ctx.spec.policy.platform_retries
+    at_once = TaskPolicy(ExecuteType.NOW, retry_times=retries)
     if ExecuteType.CUSTOM not in caps.execute_types:
-        return None if now < start else TaskPolicy(ExecuteType.NOW, retry_times=retries)
+        return None if now < start else at_once
     if end <= now:
-        return TaskPolicy(ExecuteType.NOW, retry_times=retries)
+        return at_once
     try:
         s, e = to_policy_window(
             start,
@@ -213,9 +247,14 @@ def appointment_policy(
             min_window=caps.min_window,
             granularity=caps.window_granularity,
         )
-    except WindowTooShort:
-        return TaskPolicy(ExecuteType.NOW, retry_times=retries)
-    return TaskPolicy(ExecuteType.CUSTOM, s, e, retries)
+    except WindowTooShort:  # the platform's rounding leaves too little of it
+        return None if now < start else at_once
+    booked = TaskPolicy(ExecuteType.CUSTOM, s, e, retries)
+    if isinstance(ctx.platform, PolicyChecker) and ctx.platform.policy_problem(
+        ctx.package.kind, booked
+    ):
+        return None if now < start else at_once
+    return booked
 
 
 def hand_to_app(ctx: RunContext, answers: ConsentRound, now: pendulum.DateTime) -> int:

@@ -505,6 +505,10 @@ class WaveDriver(Loop):
         # A pending device's round is its attempt + 1: one whose retry intent was
         # abandoned comes back pending with its earlier attempts counted.
         pending: dict[int, list[str]] = {}
+        # appointments opening within a poll interval go before everything else (they must
+        # not wait behind the in-flight cap until they are over); later ones are booked
+        # ahead only with the capacity left after the devices that go now
+        appointed_due: list[tuple[int, list[list[str]], TaskPolicy]] = []
         appointed: list[tuple[int, list[list[str]], TaskPolicy]] = []
         if consent:
             # the store sorts by consent: at most `limit` consented devices and `limit`
@@ -526,13 +530,16 @@ class WaveDriver(Loop):
                 booked = appointment_policy(ctx, appointment, now)
                 if booked is None:
                     continue
+                due_soon = appointment[0] <= now + pol.poll_interval
                 for attempt, ids in sorted(by_attempt.items(), reverse=True):
                     ids = sorted(d for d in ids if d not in retrying)
                     batches = [
                         ids[i : i + ctx.chunk_size] for i in range(0, len(ids), ctx.chunk_size)
                     ]
                     if batches:
-                        appointed.append((attempt + 1, batches, booked))
+                        (appointed_due if due_soon else appointed).append(
+                            (attempt + 1, batches, booked)
+                        )
         else:
             with ctx.tx() as s:
                 for run in itertools.islice(
@@ -571,7 +578,8 @@ class WaveDriver(Loop):
                     policy,
                 )
             )
-        groups += appointed  # one group per appointment: tasks whose window is it
+        # one group per appointment: tasks whose window is it
+        groups = [*appointed_due, *groups, *appointed]
         sizes = [len(b) for _, batches, _ in groups for b in batches]
         allowed = chunk_capacity(
             active_tasks=len(active),

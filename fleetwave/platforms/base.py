@@ -31,6 +31,7 @@ __all__ = [
     "PackageKind",
     "Platform",
     "PlatformTask",
+    "PolicyChecker",
     "PushParseError",
     "SubtaskResult",
     "TaskPolicy",
@@ -436,6 +437,16 @@ class AsyncClosing:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+@runtime_checkable
+class PolicyChecker(Protocol):
+    """A platform that refuses some task policies its capabilities cannot express (a
+    window it schedules only by whole days, say) says so before any call."""
+
+    def policy_problem(self, kind: PackageKind, policy: TaskPolicy) -> str | None:
+        """Why a task of ``kind`` with ``policy`` sent now would be refused, or None."""
+        ...
 
 
 @runtime_checkable

@@ -59,6 +59,7 @@ __all__ = [
     "import_device_owners",
     "issue_owner_token",
     "leave_out_pending",
+    "miss_appointments",
     "open_consent_plan",
     "owner_for_token",
     "owner_retries",
@@ -567,6 +568,62 @@ def leave_out_pending(
         )
     )
     return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
+
+
+def miss_appointments(
+    session: Session,
+    *,
+    campaign_id: int,
+    wave_index: int,
+    failure_kind: str,
+    failure_detail: str,
+    now: datetime,
+) -> int:
+    """The wave's PENDING devices whose owner's appointment ended before they were sent:
+    SKIPPED (never sent outside the appointment, never a failure) and their consent
+    EXPIRED (the owner is asked again in a later campaign). Two UPDATEs, no ID read;
+    returns how many devices."""
+    check_transition(DeviceRunStatus.PENDING, DeviceRunStatus.SKIPPED, subject="pending devices")
+    check_transition(ConsentState.APPOINTED, ConsentState.EXPIRED, subject="missed appointments")
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    dc = DeviceConsent.__table__  # type: ignore[attr-defined]
+    stamp = to_utc(now)
+    missed = sa.select(dc.c.device_id).where(
+        dc.c.campaign_id == campaign_id,
+        dc.c.state == ConsentState.APPOINTED.value,
+        dc.c.appoint_end <= stamp,
+    )
+    result = session.execute(
+        sa.update(dr)
+        .where(dr.c.campaign_id == campaign_id)
+        .where(dr.c.wave_index == wave_index)
+        .where(dr.c.status == DeviceRunStatus.PENDING.value)
+        .where(dr.c.device_id.in_(missed))
+        .values(
+            status=DeviceRunStatus.SKIPPED.value,
+            failure_kind=failure_kind,
+            failure_detail=failure_detail,
+            updated_at=stamp,
+            finished_at=stamp,
+        )
+    )
+    moved = max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
+    if moved:
+        skipped_here = sa.select(dr.c.device_id).where(
+            dr.c.campaign_id == campaign_id,
+            dr.c.wave_index == wave_index,
+            dr.c.status == DeviceRunStatus.SKIPPED.value,
+            dr.c.failure_kind == failure_kind,
+        )
+        session.execute(
+            sa.update(dc)
+            .where(dc.c.campaign_id == campaign_id)
+            .where(dc.c.state == ConsentState.APPOINTED.value)
+            .where(dc.c.appoint_end <= stamp)
+            .where(dc.c.device_id.in_(skipped_here))
+            .values(state=ConsentState.EXPIRED.value, updated_at=stamp)
+        )
+    return moved
 
 
 def pending_by_consent(

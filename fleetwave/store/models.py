@@ -359,7 +359,8 @@ _S = ConsentState
 _CONSENT_TRANSITIONS: dict[ConsentState, frozenset[ConsentState]] = {
     _S.AWAITING: frozenset({_S.CONFIRMED, _S.APPOINTED, _S.DECLINED, _S.EXPIRED, _S.AUTO}),
     _S.CONFIRMED: frozenset({_S.CONFIRMED, _S.APPOINTED, _S.DECLINED}),
-    _S.APPOINTED: frozenset({_S.APPOINTED, _S.CONFIRMED, _S.DECLINED}),
+    # EXPIRED: the appointment ended before the device could be sent (never sent outside it)
+    _S.APPOINTED: frozenset({_S.APPOINTED, _S.CONFIRMED, _S.DECLINED, _S.EXPIRED}),
     _S.AUTO: frozenset({_S.AUTO, _S.CONFIRMED, _S.APPOINTED, _S.DECLINED}),
     _S.DECLINED: frozenset({_S.DECLINED, _S.CONFIRMED, _S.APPOINTED}),
     _S.EXPIRED: frozenset({_S.EXPIRED}),

@@ -276,6 +276,15 @@ class ThingSpacePlatform:
             kind, policy, now=self.client.clock.now(), campaign_days=self.settings.campaign_days
         )
 
+    def policy_problem(self, kind: PackageKind, policy: TaskPolicy) -> str | None:
+        """Why ThingSpace would refuse a task of ``kind`` with ``policy`` now (e.g. hours on
+        a FOTA v1 firmware upgrade, which is scheduled by date only), or None."""
+        try:
+            self.schedule(kind, policy)
+        except InvalidPolicy as exc:
+            return exc.message
+        return None
+
     def describe_window(
         self,
         kind: PackageKind,

@@ -641,3 +641,53 @@ async def test_an_owner_retry_after_completion_waits_for_the_campaigns_window(
     finally:
         client.close()
         server.stop()
+
+
+async def test_an_appointment_that_ended_unsent_is_skipped_never_sent_after(
+    tmp_path: Path,
+) -> None:
+    """No run during the owner's appointment: the device is not sent after it (that would
+    upgrade outside the period the owner chose); it is skipped, not failed, and its
+    consent expires (asked again in a later campaign)."""
+    clock = ManualClock()
+    t0 = clock.now()
+    platform = MemoryPlatform(MemoryConfig(devices=40, seed=3, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / "missed.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    appointed, confirmed, *silent = devices
+    spec = spec_of(SPEC.replace("name: consent-meters", "name: consent-missed"))
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=t0)
+        token = store.issue_owner_token(s, owner_id="owner", now=t0)
+    start = (t0 + timedelta(hours=1)).replace(second=0, microsecond=0)
+    slot = {"appointStart": _iso(start), "appointEnd": _iso(start + timedelta(hours=1))}
+    answer_all(
+        db,
+        clock,
+        token,
+        [
+            {"deviceId": appointed, "action": "appoint", **slot},
+            {"deviceId": confirmed, "action": "confirm"},
+        ],
+    )
+    clock.advance(3 * 3600)  # nothing ran during the appointment
+    last = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    assert last.kind is OutcomeKind.COMPLETED, last
+    per_device = platform.tasks_per_device()
+    assert per_device[appointed] == 0
+    assert per_device[confirmed] == 1
+    runs = device_rows(db, "consent-missed")
+    assert (runs[appointed].status, runs[appointed].failure_kind) == (
+        D.SKIPPED,
+        "consent_appointment_missed",
+    )
+    with store.session_scope(db, read_only=True) as s:
+        cid = store.get_campaign(s, name="consent-missed").id
+        assert cid is not None
+        rows = store.consent_rows(s, campaign_id=cid, device_ids=[appointed])
+    assert rows[appointed].state is store.ConsentState.EXPIRED
+    missed = [e for e in events(db, "consent-missed") if e.kind == "consent_appointment_missed"]
+    assert [e.data["count"] for e in missed] == [1]
+    assert {runs[d].failure_kind for d in silent} == {"consent_expired"}

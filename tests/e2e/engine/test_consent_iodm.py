@@ -344,12 +344,6 @@ CAPPED = SPEC.replace("name: consent-iodm", "name: consent-iodm-capped").replace
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a submission pass sends confirmed devices before appointment groups, so under "
-    "max_inflight_tasks the appointment is over before its devices get a slot and they are "
-    "sent with execute now after it (engine/waves.py submit, engine/consent.py)",
-)
 async def test_an_appointment_keeps_its_window_under_the_inflight_cap(tmp_path: Path) -> None:
     online = _online_meters()
     appointed, *confirmed = online

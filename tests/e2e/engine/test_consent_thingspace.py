@@ -171,12 +171,6 @@ def test_only_consenting_devices_reach_thingspace_once_each(scenario: Scenario) 
     assert sc.runs[sc.appointed].status is D.SUCCEEDED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOTA v1 refuses a window that is not whole UTC days; the engine builds an "
-    "intent with the appointment's hours every round and abandons it (engine/consent.py "
-    "appointment_policy handles only a window too short)",
-)
 def test_an_appointment_on_fota_v1_is_one_intent_not_one_a_round(scenario: Scenario) -> None:
     mine = [c for c in scenario.chunks if scenario.appointed in c.device_ids]
     assert [c.operation_id is not None for c in mine] == [True], [

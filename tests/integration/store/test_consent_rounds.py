@@ -219,3 +219,35 @@ def test_owner_retries_skip_devices_held_or_taken_by_another_campaign(engine: En
     assert [tuple(c) for c in claims] == [("r0", cid), ("r1", newer.id), ("r3", cid)]
     assert [r.device_id for r in plain] == ["r0", "r2", "r3"]
     assert [(r.device_id, r.attempt, r.wave_index) for r in after] == [("r0", 0, 0), ("r3", 0, 0)]
+
+
+def test_appointments_that_ended_unsent_are_skipped_and_expire(engine: Engine) -> None:
+    cid = _consent_campaign(engine, "missed", MIX, appoint=APPOINT)
+    with store.session_scope(engine) as s:  # a device already sent keeps its run
+        s.execute(
+            sa.update(store.DeviceRun.__table__)  # type: ignore[attr-defined]
+            .where(store.DeviceRun.campaign_id == cid, store.DeviceRun.device_id == "p01")
+            .values(status=D.SUBMITTED.value)
+        )
+    args = dict(campaign_id=cid, wave_index=0, failure_kind="missed", failure_detail="x")
+    with store.session_scope(engine) as s:  # EARLY has ended, SLOT has not
+        moved = store.miss_appointments(s, now=NOW + timedelta(hours=4), **args)
+    assert moved == 1
+    with store.session_scope(engine) as s:  # a replay moves nothing
+        assert store.miss_appointments(s, now=NOW + timedelta(hours=4), **args) == 0
+    with store.session_scope(engine) as s:  # SLOT over: p00 goes, p01 (sent) stays
+        assert store.miss_appointments(s, now=NOW + timedelta(hours=16), **args) == 1
+    with store.session_scope(engine, read_only=True) as s:
+        runs = {r.device_id: r for r in store.iter_device_runs(s, campaign_id=cid)}
+        rows = store.consent_rows(s, campaign_id=cid, device_ids=["p00", "p01", "p02"])
+    assert {d: (runs[d].status, runs[d].failure_kind) for d in ("p00", "p01", "p02")} == {
+        "p00": (D.SKIPPED, "missed"),
+        "p01": (D.SUBMITTED, None),
+        "p02": (D.SKIPPED, "missed"),
+    }
+    assert {d: rows[d].state for d in rows} == {
+        "p00": S.EXPIRED,
+        "p01": S.APPOINTED,
+        "p02": S.EXPIRED,
+    }
+    assert all(runs[d].status is D.PENDING for d in MIX if d[0] in "cuw")
