@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pendulum
-import pytest
 import sqlalchemy as sa
 
 from fleetwave import store
