@@ -40,7 +40,7 @@ DEMO_CAMPAIGNS = (
     ROOT / "campaigns" / "demo" / "thingspace-meters.yaml",
 )
 CONSENT_CAMPAIGN = DEMO_CAMPAIGNS[2]
-THINGSPACE_CAMPAIGN = DEMO_CAMPAIGNS[3]
+FOTA_DEMO_CAMPAIGN = DEMO_CAMPAIGNS[3]
 # How each demo campaign is meant to end (the demo says so, and fails, if one does not).
 EXPECTED_STATUS = ("completed", "rolled_back", "completed", "completed")
 _OWNERS = 12  # the consent campaign's devices are spread over this many simulated owners
@@ -289,7 +289,7 @@ def _demo(argv: Sequence[str] | None) -> int:
         outcomes: list[tuple[str, str]] = []
         with temporary_settings(updates={PREFECT_API_URL: prefect.api_url}):
             for number, path in enumerate(DEMO_CAMPAIGNS, start=1):
-                on_ts = path == THINGSPACE_CAMPAIGN
+                on_ts = path == FOTA_DEMO_CAMPAIGN
                 calls_before = _ts_calls(ts) if on_ts else _api_calls(sim.stats(tasks=False))
                 _say("")
                 _say("=" * 78)

@@ -130,7 +130,7 @@ def serve_command(
             hint="add --platform thingspace",
         )
     from fleetwave.sim.config import SimConfig
-    from fleetwave.sim.server import SimServer, serve
+    from fleetwave.sim.server import SimServer, announce_lines, serve
 
     config = SimConfig(
         devices=devices,
@@ -144,19 +144,8 @@ def serve_command(
     )
 
     def announce(server: SimServer) -> None:
-        typer.echo(f"fleetwave IoDM simulator listening on {server.base_url}")
-        typer.echo(f"  appId:  {config.app_id}")
-        typer.echo(f"  secret: {config.secret}")
-        typer.echo(
-            f"  fleet:  {devices} devices in {groups} groups, seed {seed}; "
-            f"clock {clock}; rate limit {rate_limit or 'unlimited'}/min"
-        )
-        typer.echo(f"  admin:  {server.base_url}/sim/info, /sim/clock, /sim/stats")
-        if tls_cert is not None:
-            from fleetwave.platforms.iodm.settings import env_prefix
-
-            trust = env_prefix("default") + "CA_BUNDLE"
-            typer.echo(f"  tls:    HTTPS only, certificate {tls_cert} (clients: {trust})")
+        for line in announce_lines(config, server.base_url):
+            typer.echo(line)
 
     try:
         serve(

@@ -16,7 +16,7 @@ from fleetwave.serving import ThreadedServer, bind_socket
 from fleetwave.sim.app import create_app
 from fleetwave.sim.config import SimConfig
 
-__all__ = ["SimServer", "bind_socket", "serve"]
+__all__ = ["SimServer", "announce_lines", "bind_socket", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +63,22 @@ def serve(
         server.run()
     finally:
         server.sock.close()
+
+
+def announce_lines(config: SimConfig, base_url: str) -> list[str]:
+    """What ``fleetwave sim serve`` prints at start-up: where, the demo credentials, the
+    fleet, and over HTTPS the certificate clients must trust."""
+    lines = [
+        f"fleetwave IoDM simulator listening on {base_url}",
+        f"  appId:  {config.app_id}",
+        f"  secret: {config.secret}",
+        f"  fleet:  {config.devices} devices in {config.groups} groups, seed {config.seed}; "
+        f"clock {config.clock}; rate limit {config.rate_limit or 'unlimited'}/min",
+        f"  admin:  {base_url}/sim/info, /sim/clock, /sim/stats",
+    ]
+    if config.tls_cert is not None:
+        from fleetwave.platforms.iodm.settings import env_prefix
+
+        trust = env_prefix("default") + "CA_BUNDLE"
+        lines.append(f"  tls:    HTTPS only, certificate {config.tls_cert} (clients: {trust})")
+    return lines
