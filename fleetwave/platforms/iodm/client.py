@@ -57,6 +57,8 @@ M = TypeVar("M", bound=BaseModel)
 
 # raised before a single byte of the request left: always safe to try again
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# how a TLS server refuses a plain-text request (probed before being called a TLS mismatch)
+_TLS_REFUSALS = (httpx.RemoteProtocolError, httpx.ReadError)
 
 
 def _ssl_context(settings: IoDMSettings) -> ssl.SSLContext | bool:
@@ -255,8 +257,10 @@ class IoDMClient(AsyncClosing):
                 self._statuses[label]["error"] += 1
                 sent = not isinstance(exc, _NOT_SENT)
                 what, check = self._explain(exc, method, path)
-                if isinstance(exc, httpx.RemoteProtocolError) and await self._speaks_tls():
-                    # a TLS server never reads a plain-text request: nothing was done
+                if isinstance(exc, _TLS_REFUSALS) and await self._speaks_tls():
+                    # a TLS server never reads a plain-text request: nothing was done. It
+                    # answers with a TLS alert (RemoteProtocolError) or, when the reset
+                    # comes first, a ReadError; both are certain, so neither is retried
                     raise IoDMConnectionError(
                         f"{what}: the server at {s.base_url} speaks TLS; use https:// "
                         "instead of http:// in IODM_BASE_URL",

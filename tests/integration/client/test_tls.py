@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -247,3 +250,56 @@ async def test_http_to_a_tls_server_says_to_use_https(tls_url: str) -> None:
     text = str(caught.value)
     assert "speaks TLS" in text and "https://" in text and "IODM_BASE_URL" in text
     assert DEMO_SECRET not in text
+
+
+@pytest.fixture
+def resetting_tls_url(pki: Pki) -> Iterator[str]:
+    """A TLS server that resets a plain-text connection before any alert reaches the client.
+
+    This is how a busy TLS server often refuses an ``http://`` request: the client sees a
+    ReadError (connection reset), not a RemoteProtocolError.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    listener = bind_socket("127.0.0.1", 0)
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                first = conn.recv(1, socket.MSG_PEEK)
+                if first == b"\x16":  # a TLS ClientHello: complete the handshake
+                    with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True):
+                        pass
+                else:  # plain text: reset the connection (RST, no alert)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+async def test_http_to_a_tls_server_that_resets_says_to_use_https(resetting_tls_url: str) -> None:
+    plain = resetting_tls_url.replace("https://", "http://")
+    settings = IoDMSettings(
+        base_url=plain, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=0, backoff_cap=0.05
+    )
+    async with IoDMPlatform(settings) as platform:
+        with pytest.raises(PlatformUnavailable) as caught:
+            await platform.get_device("dev-00000000")
+        assert platform.call_counts() == {"POST /iocm/app/sec/v1.1.0/login": 1}
+    assert "speaks TLS" in str(caught.value) and "IODM_BASE_URL" in str(caught.value)
