@@ -32,6 +32,7 @@ __all__ = [
     "collect_app_reports",
     "consent_round",
     "hand_to_app",
+    "miss_retry_appointments",
     "open_plan",
 ]
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 DECLINED_KIND = "consent_declined"
 EXPIRED_KIND = "consent_expired"
 MISSED_KIND = "consent_appointment_missed"
+MISSED_RETRY_KIND = "consent_retry_appointment_missed"
 
 
 def open_plan(ctx: RunContext, session: Session, device_ids: Iterable[str], now: datetime) -> int:
@@ -182,6 +184,7 @@ def consent_round(
                 wave_index + 1,
                 missed,
             )
+        miss_retry_appointments(ctx, s, wave_index, now)
         for device_id, attempt in store.pending_by_consent(
             s,
             campaign_id=ctx.campaign_id,
@@ -220,6 +223,35 @@ def consent_round(
     return out
 
 
+def miss_retry_appointments(
+    ctx: RunContext, s: Session, wave_index: int | None, now: datetime
+) -> int:
+    """Expire the consent of owners' retries (of one wave, or all with None) whose new
+    appointment ended before they could be sent: never sent outside it, the device keeps
+    its failed run. One event and one WARNING line when there are any."""
+    missed = store.miss_retry_appointments(
+        s, campaign_id=ctx.campaign_id, wave_index=wave_index, now=now
+    )
+    if missed:
+        store.append_event(
+            s,
+            campaign_id=ctx.campaign_id,
+            kind=MISSED_RETRY_KIND,
+            now=now,
+            actor="engine",
+            flow_run_id=ctx.flow_run_id,
+            data={"count": missed, "wave": None if wave_index is None else wave_index + 1},
+        )
+        log.warning(
+            "%s: %d owner retr%s not sent: the new appointment ended first (the device "
+            "keeps its failed result; its owner is asked again in a later campaign)",
+            ctx.spec.name,
+            missed,
+            "y" if missed == 1 else "ies",
+        )
+    return missed
+
+
 def appointment_policy(
     ctx: RunContext, appointment: Appointment, now: pendulum.DateTime
 ) -> TaskPolicy | None:
@@ -227,18 +259,17 @@ def appointment_policy(
 
     On a platform without custom windows, or one that cannot keep this window (e.g. a
     platform that schedules by whole days), the devices wait until the appointment opens
-    and go at once inside it. A pending device's appointment that ended unsent never gets
-    here (:func:`consent_round` skips it); an owner's retry whose appointment is over goes
-    at once.
+    and go at once inside it. An appointment that is over is never sent (None):
+    :func:`consent_round` skips its device or expires the owner's retry.
     """
     start, end = appointment
     caps = ctx.platform.capabilities
     retries = ctx.spec.policy.platform_retries
     at_once = TaskPolicy(ExecuteType.NOW, retry_times=retries)
+    if end <= now:
+        return None
     if ExecuteType.CUSTOM not in caps.execute_types:
         return None if now < start else at_once
-    if end <= now:
-        return at_once
     try:
         s, e = to_policy_window(
             start,

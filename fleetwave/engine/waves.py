@@ -28,6 +28,7 @@ from fleetwave.engine.consent import (
     collect_app_reports,
     consent_round,
     hand_to_app,
+    miss_retry_appointments,
 )
 from fleetwave.engine.context import ApprovalRequest, RunContext, carried, to_pendulum
 from fleetwave.engine.counts import campaign_counts, threshold_counts
@@ -173,6 +174,7 @@ class WaveDriver(Loop):
         cid = ctx.campaign_id
         limit = ctx.chunk_size * self.spec.policy.max_inflight_tasks
         with ctx.tx() as s:
+            missed = miss_retry_appointments(ctx, s, None, ctx.now())
             asked = store.count_owner_retries(s, campaign_id=cid, superseded=True)
         ctx.event("owner_retries_after_completion", data={"devices": asked})
         log.info("%s: %s after the waves finished", self.spec.name, _owner_retries(asked))
@@ -186,6 +188,7 @@ class WaveDriver(Loop):
                     collect_app_reports(ctx, now)
                 open_now, next_open = self.window_state(now)
                 with ctx.tx() as s:
+                    missed += miss_retry_appointments(ctx, s, None, now)
                     store.claim_owner_retries(s, campaign_id=cid, now=now)
                     waves = sorted(
                         {
@@ -216,6 +219,8 @@ class WaveDriver(Loop):
                 in_flight = active + sum(counts.get(st, 0) for st in sending)
                 if not left and not in_flight:
                     reason = f"every wave finished; {_owner_retries(asked)} sent after"
+                    if missed:
+                        reason += f" ({_owner_retries(missed)} not sent: appointment ended)"
                     return self.outcome(OutcomeKind.COMPLETED, reason)
                 if left and not in_flight and not open_now:
                     if next_open is None:

@@ -60,6 +60,7 @@ __all__ = [
     "issue_owner_token",
     "leave_out_pending",
     "miss_appointments",
+    "miss_retry_appointments",
     "open_consent_plan",
     "owner_for_token",
     "owner_retries",
@@ -624,6 +625,33 @@ def miss_appointments(
             .values(state=ConsentState.EXPIRED.value, updated_at=stamp)
         )
     return moved
+
+
+def miss_retry_appointments(
+    session: Session, *, campaign_id: int, wave_index: int | None, now: datetime
+) -> int:
+    """Owners' retries (of the wave, or of the whole campaign with ``wave_index`` None)
+    whose new appointment ended before the retry could be sent: their consent EXPIRED, so
+    the retry is never sent outside it; the device keeps its failed run. One UPDATE, no ID
+    read; returns how many devices."""
+    check_transition(ConsentState.APPOINTED, ConsentState.EXPIRED, subject="missed appointments")
+    dr = DeviceRun.__table__  # type: ignore[attr-defined]
+    dc = DeviceConsent.__table__  # type: ignore[attr-defined]
+    stamp = to_utc(now)
+    # a retry another campaign holds now is left as it is: it is not sent while held, and
+    # the first round after the hold ends finds its appointment over
+    retried = _owner_retry_filter(
+        sa.select(dr.c.device_id), campaign_id=campaign_id, wave_index=wave_index, superseded=False
+    ).where(dc.c.state == ConsentState.APPOINTED.value, dc.c.appoint_end <= stamp)
+    result = session.execute(
+        sa.update(dc)
+        .where(dc.c.campaign_id == campaign_id)
+        .where(dc.c.state == ConsentState.APPOINTED.value)
+        .where(dc.c.appoint_end <= stamp)
+        .where(dc.c.device_id.in_(retried))
+        .values(state=ConsentState.EXPIRED.value, updated_at=stamp)
+    )
+    return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
 
 
 def pending_by_consent(

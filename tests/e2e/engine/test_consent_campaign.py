@@ -691,3 +691,64 @@ async def test_an_appointment_that_ended_unsent_is_skipped_never_sent_after(
     missed = [e for e in events(db, "consent-missed") if e.kind == "consent_appointment_missed"]
     assert [e.data["count"] for e in missed] == [1]
     assert {runs[d].failure_kind for d in silent} == {"consent_expired"}
+
+
+async def test_an_owner_retry_whose_appointment_ended_unsent_is_never_sent(
+    tmp_path: Path,
+) -> None:
+    """After the campaign completed, one owner retries with an appointment and no run
+    comes during it, another with an appointment still ahead: the next run never sends the
+    first after its appointment (its consent expires, the device keeps its failed result,
+    one event) and books the second inside its appointment, once."""
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=80, seed=3, failure_rate=0.4), clock=clock)
+    db = new_store(tmp_path / "retry-missed.db")
+    groups = [g async for g in platform.list_groups(name="meters-vienna")]
+    devices = sorted([d async for d in platform.group_members(groups[0].group_id)])
+    spec = spec_of(LATE.replace("name: consent-late", "name: consent-retry-missed"))
+    await advance(spec, db=db, platform=platform, clock=clock, max_rounds=1)
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=[(d, "owner") for d in devices], now=clock.now())
+        token = store.issue_owner_token(s, owner_id="owner", now=clock.now())
+    answer_all(db, clock, token, [{"deviceId": d, "action": "confirm"} for d in devices])
+    done = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    assert done.kind is OutcomeKind.COMPLETED, done
+    runs = device_rows(db, "consent-retry-missed")
+    missed, booked = sorted(d for d in devices if runs[d].status is D.FAILED)[:2]
+    sent_before = platform.tasks_per_device()
+    clock.advance(600)  # the owners retry after the failures
+    start = (clock.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+
+    def slot(hours: int) -> dict[str, str]:
+        begin = start + timedelta(hours=hours)
+        return {"appointStart": _iso(begin), "appointEnd": _iso(begin + timedelta(hours=1))}
+
+    answer_all(
+        db,
+        clock,
+        token,
+        [
+            {"deviceId": missed, "action": "appoint", **slot(0)},
+            {"deviceId": booked, "action": "appoint", **slot(6)},
+        ],
+    )
+    clock.advance(3 * 3600)  # no run during the first appointment
+    out = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    assert out.kind is OutcomeKind.COMPLETED, out
+    assert "1 owner retry sent after (1 owner retry not sent: appointment ended)" in out.reason
+    per_device = platform.tasks_per_device()
+    assert per_device[missed] == sent_before[missed] == 1  # never sent after its appointment
+    assert per_device[booked] == 2
+    assert per_device - Counter({booked: 1}) == sent_before
+    task = [t for t in platform.tasks.values() if booked in t.device_ids][-1]
+    assert task.policy.execute_type is ExecuteType.CUSTOM
+    assert task.policy.start_time == start + timedelta(hours=6)
+    runs = device_rows(db, "consent-retry-missed")
+    assert (runs[missed].status, runs[missed].attempt) == (D.FAILED, 1)
+    with store.session_scope(db, read_only=True) as s:
+        cid = store.get_campaign(s, name="consent-retry-missed").id
+        assert cid is not None
+        rows = store.consent_rows(s, campaign_id=cid, device_ids=[missed])
+    assert rows[missed].state is store.ConsentState.EXPIRED
+    kinds = Counter(e.kind for e in events(db, "consent-retry-missed"))
+    assert kinds["consent_retry_appointment_missed"] == 1

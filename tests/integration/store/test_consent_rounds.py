@@ -251,3 +251,69 @@ def test_appointments_that_ended_unsent_are_skipped_and_expire(engine: Engine) -
         "p02": S.EXPIRED,
     }
     assert all(runs[d].status is D.PENDING for d in MIX if d[0] in "cuw")
+
+
+def test_owner_retries_whose_appointment_ended_unsent_expire(engine: Engine) -> None:
+    """An owner's retry (a failed device, appointed again after the failure) whose new
+    appointment is over expires; one still ahead, a pending device's and a confirmed retry
+    stay as they are; the failed runs keep their result."""
+    mix: dict[str, ConsentState | None] = {f"r{i}": S.CONFIRMED for i in range(4)}
+    cid = _consent_campaign(engine, "retry-missed", mix, appoint={})
+    failed_at, asked_at = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
+    table = store.DeviceConsent.__table__  # type: ignore[attr-defined]
+    runs = store.DeviceRun.__table__  # type: ignore[attr-defined]
+    with store.session_scope(engine) as s:
+        for status in (D.QUEUED, D.SUBMITTED, D.FAILED):
+            store.set_device_status(s, campaign_id=cid, status=status, now=failed_at)
+        s.execute(  # r3 never failed: still pending, appointed with an ended slot
+            sa.update(runs)
+            .where(runs.c.campaign_id == cid, runs.c.device_id == "r3")
+            .values(status=D.PENDING.value, finished_at=None)
+        )
+        s.execute(sa.update(table).where(table.c.campaign_id == cid).values(answered_at=asked_at))
+        for device, retries, slot in (
+            ("r0", 1, EARLY),  # a retry appointed 2-3 h after NOW
+            ("r1", 1, SLOT),  # a retry appointed 13-15 h after NOW
+            ("r3", 0, EARLY),  # a pending device's appointment, not a retry
+        ):
+            s.execute(
+                sa.update(table)
+                .where(table.c.campaign_id == cid, table.c.device_id == device)
+                .values(
+                    state=S.APPOINTED.value,
+                    retries=retries,
+                    appoint_start=slot[0],
+                    appoint_end=slot[1],
+                )
+            )
+        s.execute(  # r2: a confirmed retry (no appointment)
+            sa.update(table)
+            .where(table.c.campaign_id == cid, table.c.device_id == "r2")
+            .values(retries=1)
+        )
+    args = dict(campaign_id=cid, wave_index=0)
+    with store.session_scope(engine) as s:  # nothing has ended yet
+        assert store.miss_retry_appointments(s, now=NOW + timedelta(hours=2), **args) == 0
+    with store.session_scope(engine) as s:  # EARLY is over: r0's retry expires, r3 is not one
+        assert store.miss_retry_appointments(s, now=NOW + timedelta(hours=4), **args) == 1
+    with store.session_scope(engine) as s:  # a replay changes nothing
+        assert store.miss_retry_appointments(s, now=NOW + timedelta(hours=4), **args) == 0
+        assert [r.device_id for r in store.owner_retries(s, campaign_id=cid)] == ["r1", "r2"]
+    with store.session_scope(engine) as s:  # the whole campaign, after SLOT: r1 too
+        assert (
+            store.miss_retry_appointments(
+                s, campaign_id=cid, wave_index=None, now=NOW + timedelta(hours=16)
+            )
+            == 1
+        )
+    with store.session_scope(engine, read_only=True) as s:
+        rows = store.consent_rows(s, campaign_id=cid, device_ids=list(mix))
+        status = {r.device_id: r.status for r in store.iter_device_runs(s, campaign_id=cid)}
+        assert [r.device_id for r in store.owner_retries(s, campaign_id=cid)] == ["r2"]
+    assert {d: rows[d].state for d in rows} == {
+        "r0": S.EXPIRED,
+        "r1": S.EXPIRED,
+        "r2": S.CONFIRMED,
+        "r3": S.APPOINTED,
+    }
+    assert status == {"r0": D.FAILED, "r1": D.FAILED, "r2": D.FAILED, "r3": D.PENDING}
