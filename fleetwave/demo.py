@@ -274,7 +274,6 @@ def _demo(argv: Sequence[str] | None) -> int:
         os.environ.update(
             {
                 "PREFECT_API_URL": prefect.api_url,
-                "FLEETWAVE_SIM_URL": sim.base_url,
                 **sim.driver_env(),  # the platforms' own settings, pointing at the simulators
                 **ts.driver_env(),
             }

@@ -293,7 +293,8 @@ def evaluate_wave_gate(
     """May the wave after ``wave`` start? Only once ``wave`` has no unfinished device.
 
     The success rate is succeeded / (total - skipped); at or above ``success_threshold``
-    the gate opens (PROCEED), below it the campaign halts.
+    the gate opens (PROCEED), below it the campaign halts. A wave whose devices were all
+    skipped opens it, with a reason that says nothing was sent.
     """
     runnable = counts.total - counts.skipped
     rate = 1.0 if runnable == 0 else counts.succeeded / runnable
@@ -309,6 +310,14 @@ def evaluate_wave_gate(
             "wave_gate",
             Verdict.WAIT,
             f"wave {wave + 1} still has {counts.unfinished} unfinished devices",
+            inputs,
+        )
+    if runnable == 0:  # say so: "100 % success" would hide that nothing was upgraded
+        return Decision(
+            "wave_gate",
+            Verdict.PROCEED,
+            f"wave {wave + 1} sent none of its {counts.total} devices: all skipped "
+            "(declined, no answer, up to date or excluded); no success rate to judge",
             inputs,
         )
     if rate + 1e-12 >= success_threshold:

@@ -788,6 +788,8 @@ class WaveDriver(Loop):
         ctx.decision(gate, subject=f"wave {idx}")
         if gate.verdict is Verdict.HALT:
             self.breach(idx, gate)
+        if wave_counts.total and wave_counts.total == wave_counts.skipped:
+            log.warning("%s: %s", self.spec.name, gate.reason)
         soak = self.spec.waves[idx].soak.total_seconds()
         follow = after_gate(idx, next_wave=nxt, soak_seconds=soak)
         log.info("%s: %s -> %s (%s)", self.spec.name, follow.name, follow.verdict, follow.reason)

@@ -135,7 +135,6 @@ def test_a_nightly_run_paused_for_approval_outlives_lease_renewals_and_completes
                         "IODM_APP_ID": DEMO_APP_ID,
                         "IODM_SECRET": DEMO_SECRET,
                         "IODM_RATE_LIMIT": "0",
-                        "FLEETWAVE_SIM_URL": simulator_process.base_url,
                     },
                     timings=timings,
                     timeout=420,

@@ -152,7 +152,6 @@ def test_deploy_trigger_and_run_with_a_process_worker(
             "IODM_APP_ID": DEMO_APP_ID,
             "IODM_SECRET": DEMO_SECRET,
             "IODM_RATE_LIMIT": "0",
-            "FLEETWAVE_SIM_URL": simulator_process.base_url,
         },
         timings=timings,
     )

@@ -752,3 +752,28 @@ async def test_an_owner_retry_whose_appointment_ended_unsent_is_never_sent(
     assert rows[missed].state is store.ConsentState.EXPIRED
     kinds = Counter(e.kind for e in events(db, "consent-retry-missed"))
     assert kinds["consent_retry_appointment_missed"] == 1
+
+
+async def test_a_wave_nobody_answered_says_nothing_was_sent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No owner answers before the timeout: every device is skipped, and the wave's gate
+    says that none was sent (one WARNING line), never "100 % success"."""
+    clock = ManualClock()
+    platform = MemoryPlatform(MemoryConfig(devices=40, seed=3, failure_rate=0.0), clock=clock)
+    db = new_store(tmp_path / "silent.db")
+    spec = spec_of(SPEC.replace("name: consent-meters", "name: consent-silent"))
+    caplog.set_level("WARNING", logger="fleetwave.engine.waves")
+    out = await advance(spec, db=db, platform=platform, clock=clock, max_rounds=2000)
+    assert out.kind is OutcomeKind.COMPLETED, out
+    assert not platform.tasks
+    runs = device_rows(db, "consent-silent")
+    assert runs and {r.failure_kind for r in runs.values()} == {"consent_expired"}
+    lines = [r.getMessage() for r in caplog.records if "sent none" in r.getMessage()]
+    assert lines == [
+        f"consent-silent: wave 1 sent none of its {len(runs)} devices: all skipped "
+        "(declined, no answer, up to date or excluded); no success rate to judge"
+    ]
+    gates = [e for e in events(db, "consent-silent") if "sent none" in str(e.data)]
+    assert gates, "the wave's recorded decision says nothing was sent"
+    assert not [e for e in events(db, "consent-silent") if "100.0% success" in str(e.data)]

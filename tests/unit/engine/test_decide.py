@@ -92,6 +92,12 @@ def test_wave_gate() -> None:
     assert evaluate_wave_gate(0, skipped, success_threshold=1.0, next_wave=None).verdict is (
         Verdict.PROCEED
     )
+    none_sent = evaluate_wave_gate(
+        1, Counts(total=7, skipped=7), success_threshold=1.0, next_wave=None
+    )
+    assert none_sent.verdict is Verdict.PROCEED
+    assert none_sent.reason.startswith("wave 2 sent none of its 7 devices: all skipped")
+    assert "100" not in none_sent.reason
 
 
 def test_task_timeout() -> None:
