@@ -396,7 +396,7 @@ class StageMeter:
 
     @staticmethod
     def kind(name: str) -> str:
-        """``submit wave 2 round 1 (3 tasks)`` -> ``submit``; ``monitor round 7`` -> ``monitor``;
+        """``submit wave 2 attempt 1 (3 tasks)`` -> ``submit``; ``monitor round 7`` -> ``monitor``;
         ``wave 1: submit and monitor`` -> ``wave``; ``roll back to 0.9.8`` -> ``roll``."""
         for prefix in ("monitor", "submit", "rollback", "resolve", "reconcile", "verify"):
             if name.startswith(prefix):

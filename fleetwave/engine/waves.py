@@ -622,12 +622,13 @@ class WaveDriver(Loop):
                 return len(chunks)
 
             n = await ctx.stage(
-                f"submit wave {wave_index + 1} round {round_no} ({plural(len(take), 'task')})", _go
+                f"submit wave {wave_index + 1} attempt {round_no} ({plural(len(take), 'task')})",
+                _go,
             )
             submitted += n
             ctx.emit(
                 "submitted",
-                message=f"wave {wave_index + 1} round {round_no}: {plural(n, 'task')}",
+                message=f"wave {wave_index + 1} attempt {round_no}: {plural(n, 'task')}",
                 detail={"wave": wave_index, "round": round_no, "tasks": n},
             )
         return submitted

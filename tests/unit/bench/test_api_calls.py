@@ -97,7 +97,7 @@ def test_bench_campaign_is_a_valid_spec(waves: str) -> None:
     ("name", "kind"),
     [
         ("monitor round 7", "monitor"),
-        ("submit wave 2 round 1 (20 tasks)", "submit"),
+        ("submit wave 2 attempt 1 (20 tasks)", "submit"),
         ("resolve and plan", "resolve"),
         ("verify package", "verify"),
         ("rollback wave 0 (3 tasks)", "rollback"),
@@ -126,7 +126,7 @@ async def test_stage_meter_counts_calls_and_active_rounds() -> None:
 
     async def wave() -> str:
         assert await meter.step("monitor round 1", spend) == "done"
-        assert await meter("submit wave 0 round 1 (1 tasks)", spend) == "done"
+        assert await meter("submit wave 0 attempt 1 (1 tasks)", spend) == "done"
         return "wave done"
 
     assert await meter("wave 0: submit and monitor", wave) == "wave done"

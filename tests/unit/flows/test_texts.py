@@ -100,7 +100,7 @@ def test_the_run_log_says_a_repeated_decision_once_and_a_change_again() -> None:
         log(_decision(Counts(total=100, succeeded=finished)))
     log(_decision(Counts(total=100, succeeded=39, failed=1)))  # 2.5%: moved a point or more
     log(_decision(Counts(total=100, succeeded=44, failed=1)))  # 2.2%: less than a point
-    log(ProgressEvent("submitted", "c", T0, message="wave 1 round 0: 1 task"))
+    log(ProgressEvent("submitted", "c", T0, message="wave 1 attempt 1: 1 task"))
     soak = "wave 1 soaking until 2026-01-06T00:00:00Z"
     for _ in range(3):
         log(ProgressEvent("round", "c", T0, message=soak))
@@ -110,7 +110,7 @@ def test_the_run_log_says_a_repeated_decision_once_and_a_change_again() -> None:
     assert lines == [
         "failure rate 0.0% within 5.0% in wave 1",
         "failure rate 2.5% within 5.0% in wave 1",
-        "wave 1 round 0: 1 task",
+        "wave 1 attempt 1: 1 task",
         soak,
         "campaign c: completed",
     ]
