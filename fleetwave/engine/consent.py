@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pendulum
 from sqlmodel import Session
@@ -42,6 +43,19 @@ DECLINED_KIND = "consent_declined"
 EXPIRED_KIND = "consent_expired"
 MISSED_KIND = "consent_appointment_missed"
 MISSED_RETRY_KIND = "consent_retry_appointment_missed"
+
+
+def _event(ctx: RunContext, s: Session, kind: str, now: datetime, data: dict[str, Any]) -> None:
+    """An engine event of the campaign, inside the caller's transaction."""
+    store.append_event(
+        s,
+        campaign_id=ctx.campaign_id,
+        kind=kind,
+        now=now,
+        actor="engine",
+        flow_run_id=ctx.flow_run_id,
+        data=data,
+    )
 
 
 def open_plan(ctx: RunContext, session: Session, device_ids: Iterable[str], now: datetime) -> int:
@@ -114,14 +128,12 @@ def consent_round(
         if timed_out:
             expired = store.expire_awaiting_consents(s, campaign_id=ctx.campaign_id, now=now)
             if expired:
-                store.append_event(
+                _event(
+                    ctx,
                     s,
-                    campaign_id=ctx.campaign_id,
-                    kind="consent_expired",
-                    now=now,
-                    actor="engine",
-                    flow_run_id=ctx.flow_run_id,
-                    data={"devices": expired, "on_timeout": c.timeout_action.value},
+                    "consent_expired",
+                    now,
+                    {"devices": expired, "on_timeout": c.timeout_action.value},
                 )
         expired_status = (
             DeviceRunStatus.FAILED
@@ -168,15 +180,7 @@ def consent_round(
         )
         if missed:
             out.left_out[MISSED_KIND] = missed
-            store.append_event(
-                s,
-                campaign_id=ctx.campaign_id,
-                kind=MISSED_KIND,
-                now=now,
-                actor="engine",
-                flow_run_id=ctx.flow_run_id,
-                data={"count": missed, "wave": wave_index + 1},
-            )
+            _event(ctx, s, MISSED_KIND, now, {"count": missed, "wave": wave_index + 1})
             log.warning(
                 "%s: wave %d: %d appointed device(s) not sent: their appointment ended first "
                 "(skipped, not failed; raise policy.max_inflight_tasks if appointments queue)",
@@ -233,14 +237,12 @@ def miss_retry_appointments(
         s, campaign_id=ctx.campaign_id, wave_index=wave_index, now=now
     )
     if missed:
-        store.append_event(
+        _event(
+            ctx,
             s,
-            campaign_id=ctx.campaign_id,
-            kind=MISSED_RETRY_KIND,
-            now=now,
-            actor="engine",
-            flow_run_id=ctx.flow_run_id,
-            data={"count": missed, "wave": None if wave_index is None else wave_index + 1},
+            MISSED_RETRY_KIND,
+            now,
+            {"count": missed, "wave": None if wave_index is None else wave_index + 1},
         )
         log.warning(
             "%s: %d owner retr%s not sent: the new appointment ended first (the device "
@@ -300,15 +302,7 @@ def hand_to_app(ctx: RunContext, answers: ConsentRound, now: pendulum.DateTime) 
         return 0
     with ctx.tx() as s:
         released = store.release_to_app(s, campaign_id=ctx.campaign_id, device_ids=ids, now=now)
-        store.append_event(
-            s,
-            campaign_id=ctx.campaign_id,
-            kind="released_to_app",
-            now=now,
-            actor="engine",
-            flow_run_id=ctx.flow_run_id,
-            data={"devices": released},
-        )
+        _event(ctx, s, "released_to_app", now, {"devices": released})
     return released
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pendulum
 
 from fleetwave import store
 from fleetwave.consent.serve import probe_consent_api
@@ -41,6 +40,7 @@ from tests.e2e.deploy.test_deploy import (  # noqa: F401
     project,
     simulator_process_stats,
 )
+from tests.e2e.engine.helpers import six_owners
 
 D = store.DeviceRunStatus
 NAME = "e2e-deploy-consent"
@@ -87,16 +87,6 @@ def _members(sim: SimProcess, group: str) -> list[str]:
     return sorted(ids)
 
 
-def _owners(db: Any, devices: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Six owners of ``devices`` in the store, and their tokens (as an operator issues them)."""
-    owners = {d: f"owner-{i % 6}" for i, d in enumerate(devices)}
-    now = pendulum.now("UTC")
-    with store.session_scope(db) as s:
-        store.import_device_owners(s, rows=list(owners.items()), now=now)
-        tokens = {o: store.issue_owner_token(s, owner_id=o, now=now) for o in set(owners.values())}
-    return owners, tokens
-
-
 def _start_worker(
     server: PrefectServer, cwd: Path, env: dict[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
@@ -137,7 +127,7 @@ def test_a_worker_run_serves_the_consent_api_while_owners_answer_over_http(
         db = store.get_engine(db_url)
         store.upgrade_schema(db)
         members = _members(sim, GROUP)
-        owners, tokens = _owners(db, members)
+        owners, tokens = six_owners(db, members)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         population = OwnerPopulation(url, owners=owners, tokens=tokens, seed=1, mix=MIX)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pendulum
 import sqlalchemy as sa
 
 from fleetwave import store
@@ -243,3 +244,14 @@ def answer_all(db: sa.Engine, clock: ManualClock, token: str, items: list[Any]) 
     with consent_client(db, clock, token) as client:
         resp = client.post(CONSENT_CONFIRM, json={"items": items})
         assert resp.status_code == 200, resp.text
+
+
+def six_owners(db: sa.Engine, devices: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Six owners of ``devices`` in the store (device -> owner), and their tokens (owner ->
+    token), as an operator imports and issues them."""
+    owners = {d: f"owner-{i % 6}" for i, d in enumerate(devices)}
+    now = pendulum.now("UTC")
+    with store.session_scope(db) as s:
+        store.import_device_owners(s, rows=list(owners.items()), now=now)
+        tokens = {o: store.issue_owner_token(s, owner_id=o, now=now) for o in set(owners.values())}
+    return owners, tokens

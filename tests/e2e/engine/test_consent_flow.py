@@ -34,7 +34,7 @@ from fleetwave.sim.config import DEMO_APP_ID, DEMO_SECRET
 from fleetwave.sim.owners import Behaviour, OwnerMix, OwnerPopulation
 from fleetwave.sim.testing import run_simulator
 from tests.e2e.conftest import drain_prefect_workers, free_port
-from tests.e2e.engine.helpers import campaign_row, chunks, device_rows, linked
+from tests.e2e.engine.helpers import campaign_row, chunks, device_rows, linked, six_owners
 
 D = store.DeviceRunStatus
 
@@ -90,16 +90,6 @@ async def _trackers(sim: Any) -> list[str]:
             await platform.aclose()
 
 
-def _owners(db: Any, devices: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Six owners of ``devices``, and their tokens."""
-    owners = {d: f"owner-{i % 6}" for i, d in enumerate(devices)}
-    now = pendulum.now("UTC")
-    with store.session_scope(db) as s:
-        store.import_device_owners(s, rows=list(owners.items()), now=now)
-        tokens = {o: store.issue_owner_token(s, owner_id=o, now=now) for o in set(owners.values())}
-    return owners, tokens
-
-
 def _sent(db: Any, name: str) -> set[str]:
     """The devices in the campaign's tasks so far."""
     try:
@@ -151,7 +141,7 @@ async def test_owners_answer_the_api_the_flow_run_serves(
     path = tmp_path / "campaign.yaml"
     path.write_text(CAMPAIGN.format(name=name))
     devices = await _trackers(sim)
-    owners, tokens = _owners(db, devices)
+    owners, tokens = six_owners(db, devices)
     population = OwnerPopulation(url, owners=owners, tokens=tokens, seed=1, mix=MIX)
     auto = [d for d, b in population.behaviours.items() if b is Behaviour.AUTO]
     with store.session_scope(db) as s:

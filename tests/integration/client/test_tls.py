@@ -237,7 +237,12 @@ async def test_mutual_tls_with_a_client_certificate(mtls_url: str, pki: Pki) -> 
             await platform.get_device("dev-00000001")
 
 
-async def test_http_to_a_tls_server_says_to_use_https(tls_url: str) -> None:
+@pytest.mark.parametrize("server", ["tls_url", "resetting_tls_url"])
+async def test_http_to_a_tls_server_says_to_use_https(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """Plain HTTP to a TLS server, refused with a TLS alert (uvicorn) or a reset."""
+    tls_url: str = request.getfixturevalue(server)
     plain = tls_url.replace("https://", "http://")
     settings = IoDMSettings(
         base_url=plain, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=0, backoff_cap=0.05
@@ -291,15 +296,3 @@ def resetting_tls_url(pki: Pki) -> Iterator[str]:
         stop.set()
         thread.join(5)
         listener.close()
-
-
-async def test_http_to_a_tls_server_that_resets_says_to_use_https(resetting_tls_url: str) -> None:
-    plain = resetting_tls_url.replace("https://", "http://")
-    settings = IoDMSettings(
-        base_url=plain, app_id=DEMO_APP_ID, secret=DEMO_SECRET, rate_limit=0, backoff_cap=0.05
-    )
-    async with IoDMPlatform(settings) as platform:
-        with pytest.raises(PlatformUnavailable) as caught:
-            await platform.get_device("dev-00000000")
-        assert platform.call_counts() == {"POST /iocm/app/sec/v1.1.0/login": 1}
-    assert "speaks TLS" in str(caught.value) and "IODM_BASE_URL" in str(caught.value)
