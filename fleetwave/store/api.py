@@ -99,6 +99,7 @@ __all__ = [
     "get_wave",
     "get_waves",
     "has_chunks_on_connection",
+    "insert_claims",
     "iter_device_ids",
     "iter_device_listing",
     "iter_device_runs",
@@ -802,6 +803,22 @@ def add_device_runs(
 
 
 @_atomic
+def insert_claims(session: Session, *, campaign_id: int, source: Any) -> int:
+    """Claim for ``campaign_id`` the devices ``source`` selects (device_id, campaign_id,
+    claimed_at; ordered by device ID), skipping devices already claimed: one INSERT ...
+    SELECT; returns how many claims the campaign gained, counted, since PostgreSQL gives
+    no row count for this statement."""
+    stmt = (
+        _insert(session, _claim)
+        .from_select(["device_id", "campaign_id", "claimed_at"], source)
+        .on_conflict_do_nothing(index_elements=[_claim.c.device_id])
+    )
+    held = sa.select(sa.func.count()).where(_claim.c.campaign_id == campaign_id)
+    before = int(session.execute(held).scalar_one())
+    session.execute(stmt)
+    return int(session.execute(held).scalar_one()) - before
+
+
 def claim_devices(session: Session, *, campaign_id: int, now: datetime) -> int:
     """Claim every device of the campaign in one INSERT ... SELECT; returns new claims.
 
@@ -817,12 +834,7 @@ def claim_devices(session: Session, *, campaign_id: int, now: datetime) -> int:
     )
     # One lock order for every campaign: two concurrent claimers wait, never deadlock.
     src = src.order_by(_dr.c.device_id)
-    stmt = (
-        _insert(session, _claim)
-        .from_select(["device_id", "campaign_id", "claimed_at"], src)
-        .on_conflict_do_nothing(index_elements=[_claim.c.device_id])
-    )
-    claimed = max(session.execute(stmt).rowcount, 0)  # type: ignore[attr-defined]
+    claimed = insert_claims(session, campaign_id=campaign_id, source=src)
     other = sa.and_(_claim.c.device_id == _dr.c.device_id, _claim.c.campaign_id != campaign_id)
     total = session.execute(
         sa.select(sa.func.count())

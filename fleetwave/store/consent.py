@@ -17,9 +17,9 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from fleetwave.store.api import _insert, insert_claims
 from fleetwave.store.errors import NotFoundError
 from fleetwave.store.models import (
     Campaign,
@@ -80,12 +80,6 @@ def _batches(items: Iterable[Any], size: int = _BATCH) -> Iterable[list[Any]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
-
-
-def _insert(session: Session, table: sa.Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def hash_token(token: str) -> str:
@@ -506,15 +500,7 @@ def claim_owner_retries(session: Session, *, campaign_id: int, now: datetime) ->
         wave_index=None,
         superseded=True,
     ).order_by(dr.c.device_id)
-    stmt = (
-        _insert(session, claim)
-        .from_select(["device_id", "campaign_id", "claimed_at"], src)
-        .on_conflict_do_nothing(index_elements=["device_id"])
-    )
-    held = sa.select(sa.func.count()).where(claim.c.campaign_id == campaign_id)
-    before = int(session.execute(held).scalar_one())
-    session.execute(stmt)  # (PostgreSQL gives no row count for this INSERT ... SELECT)
-    return int(session.execute(held).scalar_one()) - before
+    return insert_claims(session, campaign_id=campaign_id, source=src)
 
 
 # ---- the engine's round: sorting pending devices by consent, in SQL ----------------------

@@ -609,3 +609,14 @@ def test_skip_pending_devices_releases_claims_and_finds_unknown(engine: Engine) 
             ).scalars()
         )
     assert claimed.isdisjoint(_ids("sk", 1, 2)) and _ids("sk", 3)[0] in claimed
+
+
+def test_claim_devices_counts_the_claims_it_made(engine: Engine) -> None:
+    """The count is exact on both databases (PostgreSQL gives no row count for the
+    INSERT ... SELECT itself): the campaign's devices once, then none."""
+    cid = _campaign(engine, "cc", n=6)
+    with store.session_scope(engine) as s:
+        store.release_claims(s, campaign_id=cid)
+    with store.session_scope(engine) as s:
+        assert store.claim_devices(s, campaign_id=cid, now=NOW) == 6
+        assert store.claim_devices(s, campaign_id=cid, now=NOW) == 0
