@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from fleetwave.cli import campaign, consent, db, devices, report, run, sim
+from fleetwave.cli import campaign, consent, db, devices, prefect_setup, report, run, sim
 from fleetwave.errors import UserError
 from fleetwave.platforms.errors import PlatformError
 
@@ -70,7 +70,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (sim, campaign, db, run, report, consent, devices):
+for _module in (sim, campaign, db, run, report, consent, devices, prefect_setup):
     _module.register(app)
 
 

@@ -37,6 +37,32 @@ def test_every_deployment_runs_the_campaign_flow_on_the_process_pool() -> None:
         assert not any("SECRET" in k or "PASSWORD" in k for k in env), "no secret in prefect.yaml"
 
 
+def test_every_deployments_flow_runs_send_heartbeats_the_automation_expects() -> None:
+    """The flow-run process gets PREFECT_FLOWS_HEARTBEAT_FREQUENCY from the deployment (a job
+    variable overrides the worker's environment): the automation of `fleetwave prefect setup`
+    crashes a run after WINDOW_SECONDS without one, so each must come more often. Prefect's
+    own default (180 s) would crash healthy runs."""
+    from flows.heartbeats import HEARTBEAT_SECONDS, HEARTBEAT_SETTING, WINDOW_SECONDS
+
+    for d in _deployments():
+        env = d["work_pool"].get("job_variables", {}).get("env", {})
+        assert env.get(HEARTBEAT_SETTING) == str(HEARTBEAT_SECONDS), d["name"]
+    assert HEARTBEAT_SETTING == "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+    assert HEARTBEAT_SECONDS >= 30 and 2 * HEARTBEAT_SECONDS <= WINDOW_SECONDS
+
+
+def test_the_heartbeat_setting_is_the_one_prefect_reads() -> None:
+    """The setting's name and minimum, as the installed Prefect reads them."""
+    from prefect.settings.models.flows import FlowsSettings
+
+    from flows.heartbeats import HEARTBEAT_SECONDS, HEARTBEAT_SETTING
+
+    settings = FlowsSettings.model_validate({HEARTBEAT_SETTING.lower(): HEARTBEAT_SECONDS})
+    assert settings.heartbeat_frequency == HEARTBEAT_SECONDS
+    with pytest.raises(ValueError, match="greater than or equal to 30"):
+        FlowsSettings.model_validate({HEARTBEAT_SETTING.lower(): 29})
+
+
 def test_the_manual_deployment_asks_for_the_campaign_file() -> None:
     (manual,) = [d for d in _deployments() if d["name"] == "run-campaign"]
     assert "campaign" not in (manual.get("parameters") or {})

@@ -355,8 +355,9 @@ def _run(
     held = holders()
     lost = {n for n, h in held.items() if dead.owns(h)}
     dead.kill()
-    # the lost runs stay "Running" in Prefect (nothing heartbeats for them): the operator's
-    # (or the next schedule's) new run continues each campaign once its lease lapses
+    # the lost runs stay "Running" in Prefect (this test makes no lost-run automation; see
+    # test_lost_worker.py): the operator's (or the next schedule's) new run continues each
+    # campaign once its lease lapses
     again = {
         n: trigger("advance-campaign/run-campaign", {**params, "campaign": _path(n)}) for n in lost
     }
