@@ -802,7 +802,6 @@ def add_device_runs(
     return inserted
 
 
-@_atomic
 def insert_claims(session: Session, *, campaign_id: int, source: Any) -> int:
     """Claim for ``campaign_id`` the devices ``source`` selects (device_id, campaign_id,
     claimed_at; ordered by device ID), skipping devices already claimed: one INSERT ...
@@ -819,6 +818,7 @@ def insert_claims(session: Session, *, campaign_id: int, source: Any) -> int:
     return int(session.execute(held).scalar_one()) - before
 
 
+@_atomic
 def claim_devices(session: Session, *, campaign_id: int, now: datetime) -> int:
     """Claim every device of the campaign in one INSERT ... SELECT; returns new claims.
 

@@ -620,3 +620,25 @@ def test_claim_devices_counts_the_claims_it_made(engine: Engine) -> None:
     with store.session_scope(engine) as s:
         assert store.claim_devices(s, campaign_id=cid, now=NOW) == 6
         assert store.claim_devices(s, campaign_id=cid, now=NOW) == 0
+
+
+def test_a_refused_claim_keeps_none_of_its_claims(engine: Engine) -> None:
+    """claim_devices refused (a device another campaign holds) writes nothing, even when
+    the caller catches the error and commits the rest of its transaction."""
+    _campaign(engine, "held", n=3)
+    cid = _campaign(engine, "taker", n=4)
+    with store.session_scope(engine) as s:
+        store.release_claims(s, campaign_id=cid)
+        runs = store.DeviceRun.__table__  # type: ignore[attr-defined]
+        s.execute(  # taker's last device is one that "held" holds
+            sa.update(runs)
+            .where(runs.c.campaign_id == cid, runs.c.device_id == "taker-d003")
+            .values(device_id="held-d001")
+        )
+    with store.session_scope(engine) as s, pytest.raises(store.DeviceClaimedError):
+        store.claim_devices(s, campaign_id=cid, now=NOW)
+    with store.session_scope(engine, read_only=True) as s:
+        held = s.execute(
+            sa.text("SELECT count(*) FROM device_claim WHERE campaign_id = :c"), {"c": cid}
+        ).scalar_one()
+    assert held == 0
