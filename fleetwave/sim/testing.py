@@ -70,16 +70,9 @@ class SimHandle:
     def driver_env(self, *, rate_limit: int = 0, profile: str = "default") -> dict[str, str]:
         """The IoDM driver's environment variables pointing at this simulator (its
         certificate as the CA bundle over HTTPS); ``rate_limit`` 0: no client-side pacing."""
-        from fleetwave.platforms.iodm.settings import IoDMSettings
-
-        settings = IoDMSettings(
-            base_url=self.base_url,
-            app_id=self.app_id,
-            secret=self.secret,
-            rate_limit=rate_limit,
-            ca_bundle=self.config.tls_cert,
+        return _driver_env(
+            self.base_url, self.app_id, self.secret, self.config.tls_cert, rate_limit, profile
         )
-        return settings.to_env(profile)
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self._http.request(method, path, **kw)
@@ -139,15 +132,41 @@ _QUIET_ENV = {
 }
 
 
+def _driver_env(
+    base_url: str,
+    app_id: str,
+    secret: str,
+    ca_bundle: Path | None,
+    rate_limit: int,
+    profile: str,
+) -> dict[str, str]:
+    from fleetwave.platforms.iodm.settings import IoDMSettings
+
+    settings = IoDMSettings(
+        base_url=base_url,
+        app_id=app_id,
+        secret=secret,
+        rate_limit=rate_limit,
+        ca_bundle=ca_bundle,
+    )
+    return settings.to_env(profile)
+
+
 @dataclass
 class SimProcess:
-    """The simulator running in its own process group (``python -m fleetwave.sim``)."""
+    """The simulator running in its own process group (``python -m fleetwave.sim``), with
+    the demo application's credentials."""
 
     base_url: str
     port: int
     process: subprocess.Popen[bytes]
     log: Path
     _tmp: Path | None = None  # removed on stop: the launcher made it
+
+    def driver_env(self, *, rate_limit: int = 0, profile: str = "default") -> dict[str, str]:
+        """The IoDM driver's environment variables pointing at this simulator; ``rate_limit``
+        0: no client-side pacing."""
+        return _driver_env(self.base_url, DEMO_APP_ID, DEMO_SECRET, None, rate_limit, profile)
 
     def stop(self) -> None:
         """Stop the process group (SIGTERM, then SIGKILL); idempotent."""

@@ -6,6 +6,7 @@ Shared by the deployment tests: the same steps the README gives an operator
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
+from fleetwave.sim.testing import SimProcess
 from tests.e2e.conftest import PREFECT_QUIET_ENV, PrefectServer
 
 POOL = "fleetwave"
@@ -106,6 +108,19 @@ def run_worker_once(
     )
     timings.worker = time.monotonic() - t0
     return proc.stdout + proc.stderr
+
+
+def group_members(sim: SimProcess, group: str) -> list[str]:
+    """The members of the simulator's ``group``, read through the platform driver."""
+    from fleetwave.platforms.iodm import IoDMPlatform, IoDMSettings
+
+    async def _read() -> list[str]:
+        settings = IoDMSettings.from_env(environ=sim.driver_env())
+        async with IoDMPlatform(settings) as platform:
+            groups = [g async for g in platform.list_groups(name=group)]
+            return sorted({d for g in groups async for d in platform.group_members(g.group_id)})
+
+    return asyncio.run(_read())
 
 
 def read_flow_run(flow_run_id: UUID) -> FlowRun:

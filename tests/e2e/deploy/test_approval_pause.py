@@ -24,7 +24,6 @@ import pytest
 from prefect.flow_runs import resume_flow_run
 
 from fleetwave import store
-from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
 from tests.e2e.conftest import PrefectServer, SimProcess
 from tests.e2e.deploy.harness import (
     Timings,
@@ -131,10 +130,7 @@ def test_a_nightly_run_paused_for_approval_outlives_lease_renewals_and_completes
                         "PYTHONPATH": pythonpath,
                         "FLEETWAVE_TEST_SHIM_MARKER": str(marker),
                         "FLEETWAVE_DB_URL": db_url,
-                        "IODM_BASE_URL": simulator_process.base_url,
-                        "IODM_APP_ID": DEMO_APP_ID,
-                        "IODM_SECRET": DEMO_SECRET,
-                        "IODM_RATE_LIMIT": "0",
+                        **simulator_process.driver_env(),
                     },
                     timings=timings,
                     timeout=420,

@@ -25,6 +25,7 @@ from tests.e2e.deploy.harness import (
     deploy,
     deployment_names,
     ensure_pool,
+    group_members,
     read_flow_run,
     run_worker_once,
     trigger,
@@ -92,28 +93,6 @@ def _fw_version(sim: SimProcess, device_id: str) -> str:
     return str(body["deviceInfo"]["fwVersion"])
 
 
-def _gas_devices(sim: SimProcess) -> set[str]:
-    """The members of group gas-rome, read from the simulator's northbound API."""
-    with _northbound(sim) as client:
-        groups = client.get(
-            "/iocm/app/devgroup/v1.3.0/devGroups",
-            params={"name": "gas-rome", "pageSize": 10},
-        ).json()
-        (group,) = [g for g in groups["list"] if g["name"] == "gas-rome"]
-        ids: set[str] = set()
-        page = 0
-        while True:
-            body = client.get(
-                "/iocm/app/dm/v1.2.0/devices/ids",
-                params={"devGroupId": group["id"], "pageNo": page, "pageSize": 250},
-            ).json()
-            batch = body.get("deviceIds") or body.get("list") or []
-            ids.update(batch)
-            if len(batch) < 250:
-                return ids
-            page += 1
-
-
 def test_deploy_trigger_and_run_with_a_process_worker(
     prefect_server_handle: PrefectServer,
     simulator_process: SimProcess,
@@ -148,10 +127,7 @@ def test_deploy_trigger_and_run_with_a_process_worker(
         tmp_path,
         env={
             "FLEETWAVE_DB_URL": db_url,
-            "IODM_BASE_URL": simulator_process.base_url,
-            "IODM_APP_ID": DEMO_APP_ID,
-            "IODM_SECRET": DEMO_SECRET,
-            "IODM_RATE_LIMIT": "0",
+            **simulator_process.driver_env(),
         },
         timings=timings,
     )
@@ -161,7 +137,7 @@ def test_deploy_trigger_and_run_with_a_process_worker(
     assert flow_run.deployment_id == deployments["run-campaign"].id
 
     # The effect: every gas meter got exactly one upgrade task, and the store says so.
-    members = _gas_devices(simulator_process)
+    members = set(group_members(simulator_process, "gas-rome"))
     with store.session_scope(engine, read_only=True) as session:
         report = load_report(session, "e2e-deploy-gas")
         campaign = store.get_campaign(session, name="e2e-deploy-gas")

@@ -21,10 +21,10 @@ import httpx
 from fleetwave import store
 from fleetwave.consent.serve import probe_consent_api
 from fleetwave.serving import stop_process_group
-from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
+from fleetwave.sim import DEMO_SECRET
 from fleetwave.sim.linked_clock import parse_sim_time
 from fleetwave.sim.owners import Behaviour, OwnerMix, OwnerPopulation
-from fleetwave.sim.testing import SimProcess, start_simulator_process
+from fleetwave.sim.testing import start_simulator_process
 from tests.e2e.conftest import PREFECT_QUIET_ENV, PrefectServer, free_port
 from tests.e2e.deploy.harness import (
     POOL,
@@ -32,11 +32,11 @@ from tests.e2e.deploy.harness import (
     deploy,
     deployment_names,
     ensure_pool,
+    group_members,
     read_flow_run,
     trigger,
 )
 from tests.e2e.deploy.test_deploy import (  # noqa: F401
-    _northbound,
     project,
     simulator_process_stats,
 )
@@ -69,22 +69,6 @@ API_TIMEOUT = 120.0  # seconds from the worker's start until the run's API must 
 RUN_TIMEOUT = 240.0  # seconds from the worker's start until the flow run must have ended
 
 WORKER = ["worker", "start", "--pool", POOL, "--type", "process", "--run-once", "--limit", "2"]
-
-
-def _members(sim: SimProcess, group: str) -> list[str]:
-    """The members of ``group``, read from the simulator's northbound API."""
-    with _northbound(sim) as client:
-        groups = client.get(
-            "/iocm/app/devgroup/v1.3.0/devGroups", params={"name": group, "pageSize": 10}
-        ).json()
-        (gid,) = [g["id"] for g in groups["list"] if g["name"] == group]
-        body = client.get(
-            "/iocm/app/dm/v1.2.0/devices/ids",
-            params={"devGroupId": gid, "pageNo": 0, "pageSize": 250},
-        ).json()
-    ids = body.get("deviceIds") or body.get("list") or []
-    assert 0 < len(ids) < 250, body
-    return sorted(ids)
 
 
 def _start_worker(
@@ -126,7 +110,7 @@ def test_a_worker_run_serves_the_consent_api_while_owners_answer_over_http(
         db_url = f"sqlite:///{tmp_path / 'store.db'}"
         db = store.get_engine(db_url)
         store.upgrade_schema(db)
-        members = _members(sim, GROUP)
+        members = group_members(sim, GROUP)
         owners, tokens = six_owners(db, members)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -139,10 +123,7 @@ def test_a_worker_run_serves_the_consent_api_while_owners_answer_over_http(
         worker_log = tmp_path / "worker.log"
         env = {
             "FLEETWAVE_DB_URL": db_url,
-            "IODM_BASE_URL": sim.base_url,
-            "IODM_APP_ID": DEMO_APP_ID,
-            "IODM_SECRET": DEMO_SECRET,
-            "IODM_RATE_LIMIT": "0",
+            **sim.driver_env(),
             "FLEETWAVE_CONSENT_PORT": str(port),
             "FLEETWAVE_CONSENT_HOST": "127.0.0.1",
             "FLEETWAVE_CONSENT_SERVE": "true",

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
@@ -31,9 +32,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from fleetwave import store
-from fleetwave.sim import DEMO_APP_ID, DEMO_SECRET
+from fleetwave.sim.testing import SimProcess, start_simulator_process
 from flows.heartbeats import AUTOMATION_NAME, HEARTBEAT_SECONDS, WINDOW_SECONDS
-from tests.e2e.conftest import PrefectServer, SimProcess
+from tests.e2e.conftest import PrefectServer
 from tests.e2e.deploy.harness import Timings, deploy, ensure_pool, read_flow_run, trigger
 from tests.e2e.deploy.test_deploy import project  # noqa: F401
 from tests.e2e.deploy.test_topology import Worker, _tree, start_worker
@@ -59,6 +60,19 @@ windows:
     - {{days: daily, start: "{start}", end: "{end}"}}
 policy: {{poll_interval: 1m, task_timeout: 2h}}
 """
+
+
+@pytest.fixture
+def own_simulator(tmp_path: Path) -> Iterator[SimProcess]:
+    """A simulator of this test's own: the session's may hold other tests' live tasks for
+    the same trackers, and the campaign would then refuse to plan (rightly)."""
+    sim = start_simulator_process(
+        tmp_path / "sim", devices=200, groups=4, seed=9, clock="manual", rate_limit=0
+    )
+    try:
+        yield sim
+    finally:
+        sim.stop()
 
 
 def _fleetwave_prefect_setup(server: PrefectServer) -> str:
@@ -116,7 +130,7 @@ def _wait(what: str, check: Any, seconds: float, worker: Worker) -> Any:
 @pytest.mark.timeout(420)
 def test_a_lost_workers_run_ends_crashed(
     prefect_server_handle: PrefectServer,
-    simulator_process: SimProcess,
+    own_simulator: SimProcess,
     project: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -149,10 +163,7 @@ def test_a_lost_workers_run_ends_crashed(
     work.mkdir()
     env = {
         "FLEETWAVE_DB_URL": db_url,
-        "IODM_BASE_URL": simulator_process.base_url,
-        "IODM_APP_ID": DEMO_APP_ID,
-        "IODM_SECRET": DEMO_SECRET,
-        "IODM_RATE_LIMIT": "0",
+        **own_simulator.driver_env(),
     }
     worker = start_worker(server, "worker-lost", work, env, False, limit=1)
     try:
